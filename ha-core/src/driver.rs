@@ -1,0 +1,212 @@
+//! The backend seams: the small traits a backend implements.
+//!
+//! A backend (ZooKeeper, etcd, Kubernetes, embedded, or a custom one) implements
+//! [`HaBackend`] and the four driver traits it hands out. Everything that must behave
+//! the same on every backend (confirmation, retention, subsumption, recovery order,
+//! idempotent retries, the counter's CAS loop, cleanup of payloads) lives once in the
+//! generic services of this crate and is *not* part of these traits.
+//!
+//! # Contract shared by all drivers
+//! - Every mutating call that takes a [`Fence`] is applied only if the fence's term
+//!   still holds leadership, checked by the backend *atomically in the same operation*
+//!   as the write. Otherwise it fails with [`Error::NotLeader`](crate::Error::NotLeader)
+//!   and changes nothing.
+//! - A call whose request may have reached the backend but whose reply was lost fails
+//!   with [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown), never with a plain
+//!   failure.
+//! - A backend instance is one "process": one session/lease. Locks and candidacies it
+//!   creates live exactly as long as that session.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::Result;
+use crate::ids::{ClusterId, ComponentId, Fence, JobId, LeaderInformation, Version, Versioned};
+
+/// What an election driver tells its service.
+#[derive(Debug)]
+pub enum ElectionEvent {
+    /// This instance won the election. Every HA write of the term presents `fence`.
+    Granted(Fence),
+    /// Leadership is lost or can no longer be proven. The backend sends this before any
+    /// other contender can be granted, as far as its clock and protocol allow.
+    Revoked,
+    /// The published leader information of `component` changed in the backend (by
+    /// anyone, including this instance). Lets the service repair foreign changes.
+    LeaderInformationChanged {
+        /// Component whose record changed.
+        component: ComponentId,
+        /// The record now stored, `None` if deleted.
+        info: Option<LeaderInformation>,
+    },
+    /// An error the driver cannot recover from by itself; the service reports it.
+    Error(crate::Error),
+}
+
+/// One candidacy in one election group.
+///
+/// Created by [`HaBackend::election_driver`]; it starts contending at once and reports
+/// through the event channel it was given. Dropping it without [`resign`] behaves as a
+/// crash: leadership passes on only when the session/lease runs out.
+///
+/// [`resign`]: LeaderElectionDriver::resign
+#[async_trait]
+pub trait LeaderElectionDriver: Send + Sync {
+    /// Publishes `info` for `component`, fenced by `fence`.
+    async fn publish_leader_information(
+        &self,
+        fence: &Fence,
+        component: &ComponentId,
+        info: &LeaderInformation,
+    ) -> Result<()>;
+
+    /// Deletes the published information of `component`, fenced by `fence`.
+    async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId)
+        -> Result<()>;
+
+    /// Leaves the election now (giving up leadership if held) so that another
+    /// contender is granted without waiting for a lease to expire. No events follow.
+    async fn resign(&self) -> Result<()>;
+}
+
+/// A running watch of one component's published leader information. Watching stops
+/// when this is dropped.
+pub trait LeaderRetrievalDriver: Send + Sync {}
+
+/// Which collection of state handles a [`StateHandleStore`] holds.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum StoreNamespace {
+    /// Job graphs of the cluster, one entry per job (`jobGraph-<job>` style names).
+    JobGraphs,
+    /// Completed checkpoints of one job (`checkpointID-<%019d>` names).
+    Checkpoints(JobId),
+    /// Job results (dirty/clean entries), one per job.
+    JobResults,
+}
+
+impl fmt::Display for StoreNamespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreNamespace::JobGraphs => f.write_str("jobgraphs"),
+            StoreNamespace::Checkpoints(job) => write!(f, "jobs/{job}/checkpoints"),
+            StoreNamespace::JobResults => f.write_str("job-results"),
+        }
+    }
+}
+
+/// A store of small pointers (versioned byte values) with multi-owner locks.
+///
+/// The lock owner is the backend instance that made the store. Locks mark an entry as
+/// in use; an entry is removed only when no owner holds a lock on it.
+///
+/// # Contract
+/// - `add_and_lock` creates the entry iff absent (else `AlreadyExists`), with a lock of
+///   this owner, fenced.
+/// - `replace` is a compare-and-set on the version returned by the last read or write
+///   (`VersionConflict` on mismatch, `NotFound` if absent), fenced. Locks stay.
+/// - `release_and_try_remove` drops this owner's lock, then deletes the entry if no
+///   lock remains; `Ok(true)` if the entry is gone (or was never there), `Ok(false)`
+///   if another owner still holds it. The delete is fenced.
+/// - `list` returns names in ascending byte order.
+#[async_trait]
+pub trait StateHandleStore: Send + Sync {
+    /// Creates `name` with `value`, locked by this owner, iff it does not exist.
+    async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> Result<Version>;
+
+    /// Replaces `name` iff its version is `expected`.
+    async fn replace(
+        &self,
+        fence: &Fence,
+        name: &str,
+        expected: Version,
+        value: Bytes,
+    ) -> Result<Version>;
+
+    /// Reads `name`; `None` if absent.
+    async fn get(&self, name: &str) -> Result<Option<Versioned<Bytes>>>;
+
+    /// Locks `name` for this owner (idempotent) and reads it; `NotFound` if absent.
+    async fn get_and_lock(&self, name: &str) -> Result<Versioned<Bytes>>;
+
+    /// All entry names, ascending.
+    async fn list(&self) -> Result<Vec<String>>;
+
+    /// Drops this owner's lock on `name`, if held. Not fenced: it only gives up a claim.
+    async fn release(&self, name: &str) -> Result<()>;
+
+    /// Drops this owner's lock and removes `name` if no lock remains.
+    async fn release_and_try_remove(&self, fence: &Fence, name: &str) -> Result<bool>;
+
+    /// Owners that currently hold a lock on `name`.
+    async fn lock_owners(&self, name: &str) -> Result<Vec<String>>;
+}
+
+/// Storage of one job's 64-bit checkpoint-id counter. The generic
+/// [`CheckpointIdCounter`](crate::CheckpointIdCounter) runs the CAS loop on top.
+#[async_trait]
+pub trait CheckpointIdCounterDriver: Send + Sync {
+    /// The stored value and its version; `None` if the counter was never written.
+    async fn read(&self) -> Result<Option<Versioned<u64>>>;
+
+    /// Stores `value` iff the stored version is `expected` (`None`: iff absent).
+    /// `VersionConflict` otherwise. Fenced.
+    async fn compare_and_set(
+        &self,
+        fence: &Fence,
+        expected: Option<Version>,
+        value: u64,
+    ) -> Result<Version>;
+
+    /// Removes the counter. Fenced.
+    async fn remove(&self, fence: &Fence) -> Result<()>;
+}
+
+/// One connected backend instance for one cluster-id: one session (ZooKeeper
+/// session, etcd lease, Kubernetes identity) from which all drivers are built.
+#[async_trait]
+pub trait HaBackend: Send + Sync + fmt::Debug {
+    /// The cluster this instance serves.
+    fn cluster_id(&self) -> &ClusterId;
+
+    /// This instance's identity as contender and lock owner (unique per instance).
+    fn instance_id(&self) -> &str;
+
+    /// Joins the election of `group`; events go to `events`. One driver per group
+    /// carries all of the group's components (see the service).
+    async fn election_driver(
+        &self,
+        group: &str,
+        events: mpsc::UnboundedSender<ElectionEvent>,
+    ) -> Result<Box<dyn LeaderElectionDriver>>;
+
+    /// Watches the published leader information of `component`, sending every change
+    /// (and the current value first) into `tx`.
+    async fn retrieval_driver(
+        &self,
+        component: &ComponentId,
+        tx: watch::Sender<Option<LeaderInformation>>,
+    ) -> Result<Box<dyn LeaderRetrievalDriver>>;
+
+    /// The pointer store of `namespace`.
+    async fn state_handle_store(
+        &self,
+        namespace: &StoreNamespace,
+    ) -> Result<Arc<dyn StateHandleStore>>;
+
+    /// The checkpoint-id counter storage of `job`.
+    async fn checkpoint_id_counter(
+        &self,
+        job: &JobId,
+    ) -> Result<Arc<dyn CheckpointIdCounterDriver>>;
+
+    /// Ends the session gracefully: resigns every candidacy, releases every lock.
+    async fn close(&self) -> Result<()>;
+
+    /// Deletes every record of the cluster-id in the backend (leader records, all
+    /// namespaces, counters). Payloads are the service's job.
+    async fn cleanup_all_data(&self) -> Result<()>;
+}

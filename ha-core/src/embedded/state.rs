@@ -1,0 +1,258 @@
+//! The shared state of one embedded cluster: sessions, elections, records and locks,
+//! all behind one mutex so that every fenced write is checked atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::driver::ElectionEvent;
+use crate::error::{Error, Result};
+use crate::ids::{ComponentId, Epoch, Fence, LeaderInformation};
+
+pub(super) type SessionId = u64;
+pub(super) type CandidateId = u64;
+
+pub(super) struct Session {
+    pub(super) instance: String,
+    pub(super) expires_at: Instant,
+}
+
+pub(super) struct Candidate {
+    pub(super) id: CandidateId,
+    pub(super) session: SessionId,
+    pub(super) events: mpsc::UnboundedSender<ElectionEvent>,
+}
+
+#[derive(Default)]
+pub(super) struct Election {
+    /// In join order; the first one leads once granted.
+    pub(super) candidates: Vec<Candidate>,
+    /// `(candidate, epoch)` of the current term.
+    pub(super) leader: Option<(CandidateId, Epoch)>,
+}
+
+pub(super) struct Entry {
+    pub(super) value: Bytes,
+    pub(super) version: u64,
+    /// Lock owner (instance id) → session holding the lock.
+    pub(super) locks: BTreeMap<String, SessionId>,
+}
+
+pub(super) struct InfoWatcher {
+    pub(super) id: u64,
+    pub(super) component: ComponentId,
+    pub(super) tx: watch::Sender<Option<LeaderInformation>>,
+}
+
+#[derive(Default)]
+pub(super) struct ClusterState {
+    next_id: u64,
+    pub(super) sessions: HashMap<SessionId, Session>,
+    pub(super) elections: BTreeMap<String, Election>,
+    pub(super) leader_info: BTreeMap<ComponentId, LeaderInformation>,
+    pub(super) watchers: Vec<InfoWatcher>,
+    pub(super) stores: BTreeMap<String, BTreeMap<String, Entry>>,
+    pub(super) counters: BTreeMap<String, (u64, u64)>,
+}
+
+pub(super) fn fence_token(group: &str, candidate: CandidateId) -> String {
+    format!("embedded/{group}/{candidate}")
+}
+
+impl ClusterState {
+    /// A fresh id, also used as revision: strictly increasing across the cluster.
+    pub(super) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(super) fn open_session(&mut self, instance: &str, lease: Duration) -> SessionId {
+        let id = self.next_id();
+        self.sessions.insert(
+            id,
+            Session {
+                instance: instance.to_string(),
+                expires_at: Instant::now() + lease,
+            },
+        );
+        id
+    }
+
+    pub(super) fn session_alive(&self, session: SessionId) -> bool {
+        self.sessions
+            .get(&session)
+            .is_some_and(|s| s.expires_at > Instant::now())
+    }
+
+    /// Ends expired sessions (revoking their terms and dropping their locks), then
+    /// grants every leaderless election. Returns the earliest remaining expiry.
+    pub(super) fn sweep(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in expired {
+            self.end_session(session);
+        }
+        self.grant_leaderless();
+        self.sessions.values().map(|s| s.expires_at).min()
+    }
+
+    /// Removes `session` with everything bound to it. Its leaders are told they are
+    /// revoked before anyone else is granted (the grant happens in the next step).
+    pub(super) fn end_session(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.remove(&session) {
+            tracing::debug!(instance = %s.instance, session, "embedded session ended");
+        }
+        for election in self.elections.values_mut() {
+            if let Some((leader, _)) = election.leader {
+                if election
+                    .candidates
+                    .iter()
+                    .any(|c| c.id == leader && c.session == session)
+                {
+                    election.leader = None;
+                }
+            }
+            election.candidates.retain(|c| {
+                if c.session == session {
+                    let _ = c.events.send(ElectionEvent::Revoked);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        for entries in self.stores.values_mut() {
+            for entry in entries.values_mut() {
+                entry.locks.retain(|_, s| *s != session);
+            }
+        }
+    }
+
+    pub(super) fn grant_leaderless(&mut self) {
+        let groups: Vec<String> = self
+            .elections
+            .iter()
+            .filter(|(_, e)| e.leader.is_none() && !e.candidates.is_empty())
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in groups {
+            let epoch = Epoch(self.next_id());
+            let Some(election) = self.elections.get_mut(&group) else {
+                continue;
+            };
+            let Some(first) = election.candidates.first() else {
+                continue;
+            };
+            election.leader = Some((first.id, epoch));
+            let fence = Fence::new(epoch, fence_token(&group, first.id));
+            tracing::debug!(%group, epoch = epoch.0, "embedded election granted");
+            let _ = first.events.send(ElectionEvent::Granted(fence));
+        }
+    }
+
+    /// Removes `candidate` from `group`, revoking it first if it leads.
+    pub(super) fn remove_candidate(&mut self, group: &str, candidate: CandidateId) {
+        if let Some(election) = self.elections.get_mut(group) {
+            if election.leader.is_some_and(|(l, _)| l == candidate) {
+                election.leader = None;
+            }
+            election.candidates.retain(|c| c.id != candidate);
+        }
+        self.grant_leaderless();
+    }
+
+    /// Fails with `NotLeader` unless `fence` is the current term of its group and its
+    /// session is alive.
+    pub(super) fn check_fence(&self, fence: &Fence, key: &str) -> Result<()> {
+        let valid = (|| {
+            let rest = fence.token.strip_prefix("embedded/")?;
+            let (group, cand) = rest.rsplit_once('/')?;
+            let cand: CandidateId = cand.parse().ok()?;
+            let election = self.elections.get(group)?;
+            let (leader, epoch) = election.leader?;
+            let session = election.candidates.iter().find(|c| c.id == leader)?.session;
+            Some(leader == cand && epoch == fence.epoch && self.session_alive(session))
+        })()
+        .unwrap_or(false);
+        if valid {
+            Ok(())
+        } else {
+            Err(fence.rejected(key))
+        }
+    }
+
+    pub(super) fn set_leader_info(
+        &mut self,
+        component: &ComponentId,
+        info: Option<LeaderInformation>,
+    ) {
+        match &info {
+            Some(i) => self.leader_info.insert(component.clone(), i.clone()),
+            None => self.leader_info.remove(component),
+        };
+        for w in self.watchers.iter().filter(|w| &w.component == component) {
+            w.tx.send_if_modified(|cur| {
+                let changed = *cur != info;
+                *cur = info.clone();
+                changed
+            });
+        }
+        for election in self.elections.values() {
+            for c in &election.candidates {
+                let _ = c.events.send(ElectionEvent::LeaderInformationChanged {
+                    component: component.clone(),
+                    info: info.clone(),
+                });
+            }
+        }
+    }
+
+    /// Every record of the cluster, as `kind/name` strings (for cleanup checks).
+    pub(super) fn list_records(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .leader_info
+            .keys()
+            .map(|c| format!("leader/{c}"))
+            .collect();
+        for (ns, entries) in &self.stores {
+            out.extend(entries.keys().map(|k| format!("{ns}/{k}")));
+        }
+        out.extend(self.counters.keys().map(|j| format!("jobs/{j}/counter")));
+        for (group, e) in &self.elections {
+            out.extend(
+                e.candidates
+                    .iter()
+                    .map(|c| format!("leader/{group}/latch/{}", c.id)),
+            );
+        }
+        out
+    }
+
+    pub(super) fn clear_data(&mut self) {
+        let components: Vec<ComponentId> = self.leader_info.keys().cloned().collect();
+        for c in components {
+            self.set_leader_info(&c, None);
+        }
+        self.stores.clear();
+        self.counters.clear();
+    }
+}
+
+/// Fails with `Closed` if `session` is no longer alive.
+pub(super) fn require_session(state: &ClusterState, session: SessionId, what: &str) -> Result<()> {
+    if state.session_alive(session) {
+        Ok(())
+    } else {
+        Err(Error::closed(format!(
+            "embedded session of {what} has ended"
+        )))
+    }
+}

@@ -1,0 +1,156 @@
+//! `HaServices`: one backend instance plus payload storage, and the factory of every
+//! HA service on top of them.
+
+use std::sync::Arc;
+
+use super::{
+    BlobStore, CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore, JobResultStore,
+    LeaderElectionService, LeaderRetrievalService, PayloadCleaner,
+};
+use crate::config::{BackendRegistry, HaConfig};
+use crate::driver::{HaBackend, StoreNamespace};
+use crate::error::Result;
+use crate::ids::{ClusterId, ComponentId, JobId};
+use crate::storage::StateStorage;
+
+/// The election group used when an application does not choose one.
+pub const DEFAULT_ELECTION_GROUP: &str = "cluster";
+
+/// Everything HA for one process of one cluster.
+#[derive(Clone, Debug)]
+pub struct HaServices {
+    backend: Arc<dyn HaBackend>,
+    storage: StateStorage,
+    cleaner: PayloadCleaner,
+    num_retained: usize,
+}
+
+impl HaServices {
+    /// Connects the backend chosen by `config` (through the process-wide registry)
+    /// and opens payload storage.
+    pub async fn from_config(config: &HaConfig) -> Result<Self> {
+        Self::from_config_with(config, &BackendRegistry::global()).await
+    }
+
+    /// Like [`HaServices::from_config`] with an explicit registry.
+    pub async fn from_config_with(config: &HaConfig, registry: &BackendRegistry) -> Result<Self> {
+        let storage = StateStorage::open(
+            config.storage_dir(),
+            config.cluster_id(),
+            config.storage_options(),
+        )?;
+        let backend = registry.connect(config).await?;
+        Ok(Self::new(backend, storage, config.num_retained()))
+    }
+
+    /// Assembles services from parts (needs a Tokio runtime for the cleaner).
+    pub fn new(backend: Arc<dyn HaBackend>, storage: StateStorage, num_retained: usize) -> Self {
+        let cleaner = PayloadCleaner::start(storage.clone());
+        Self {
+            backend,
+            storage,
+            cleaner,
+            num_retained: num_retained.max(1),
+        }
+    }
+
+    /// The cluster served.
+    pub fn cluster_id(&self) -> &ClusterId {
+        self.backend.cluster_id()
+    }
+
+    /// The backend instance.
+    pub fn backend(&self) -> &Arc<dyn HaBackend> {
+        &self.backend
+    }
+
+    /// The payload storage.
+    pub fn storage(&self) -> &StateStorage {
+        &self.storage
+    }
+
+    /// The payload cleaner (e.g. to [`flush`](PayloadCleaner::flush) it).
+    pub fn cleaner(&self) -> &PayloadCleaner {
+        &self.cleaner
+    }
+
+    /// Joins the election of `group` (use [`DEFAULT_ELECTION_GROUP`] unless jobs must
+    /// fail over independently).
+    pub async fn leader_election_service(&self, group: &str) -> Result<LeaderElectionService> {
+        LeaderElectionService::start(self.backend.as_ref(), group).await
+    }
+
+    /// Watches the confirmed leader of `component`.
+    pub async fn leader_retrieval_service(
+        &self,
+        component: &ComponentId,
+    ) -> Result<LeaderRetrievalService> {
+        LeaderRetrievalService::start(self.backend.as_ref(), component).await
+    }
+
+    /// The job-graph store.
+    pub async fn job_graph_store(&self) -> Result<JobGraphStore> {
+        let store = self
+            .backend
+            .state_handle_store(&StoreNamespace::JobGraphs)
+            .await?;
+        Ok(JobGraphStore::new(
+            store,
+            self.storage.clone(),
+            self.cleaner.clone(),
+        ))
+    }
+
+    /// The completed-checkpoint store of `job`.
+    pub async fn completed_checkpoint_store(
+        &self,
+        job: &JobId,
+    ) -> Result<CompletedCheckpointStore> {
+        let store = self
+            .backend
+            .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+            .await?;
+        Ok(CompletedCheckpointStore::new(
+            job.clone(),
+            store,
+            self.storage.clone(),
+            self.cleaner.clone(),
+            self.num_retained,
+        ))
+    }
+
+    /// The checkpoint-id counter of `job`.
+    pub async fn checkpoint_id_counter(&self, job: &JobId) -> Result<CheckpointIdCounter> {
+        Ok(CheckpointIdCounter::new(
+            self.backend.checkpoint_id_counter(job).await?,
+        ))
+    }
+
+    /// The job-result store.
+    pub async fn job_result_store(&self) -> Result<JobResultStore> {
+        let store = self
+            .backend
+            .state_handle_store(&StoreNamespace::JobResults)
+            .await?;
+        Ok(JobResultStore::new(store, self.storage.clone()))
+    }
+
+    /// The blob store.
+    pub fn blob_store(&self) -> BlobStore {
+        BlobStore::new(self.storage.clone())
+    }
+
+    /// Closes the backend instance gracefully (resign, release locks); data stays.
+    pub async fn close(&self) -> Result<()> {
+        self.cleaner.flush().await;
+        self.backend.close().await
+    }
+
+    /// Deletes every HA record and payload of the cluster, then closes.
+    pub async fn close_and_cleanup_all_data(&self) -> Result<()> {
+        self.cleaner.flush().await;
+        self.backend.cleanup_all_data().await?;
+        self.storage.delete_all().await?;
+        self.backend.close().await
+    }
+}
