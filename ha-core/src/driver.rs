@@ -65,8 +65,7 @@ pub trait LeaderElectionDriver: Send + Sync {
     ) -> Result<()>;
 
     /// Deletes the published information of `component`, fenced by `fence`.
-    async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId)
-        -> Result<()>;
+    async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()>;
 
     /// Leaves the election now (giving up leadership if held) so that another
     /// contender is granted without waiting for a lease to expire. No events follow.
@@ -118,13 +117,7 @@ pub trait StateHandleStore: Send + Sync {
     async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> Result<Version>;
 
     /// Replaces `name` iff its version is `expected`.
-    async fn replace(
-        &self,
-        fence: &Fence,
-        name: &str,
-        expected: Version,
-        value: Bytes,
-    ) -> Result<Version>;
+    async fn replace(&self, fence: &Fence, name: &str, expected: Version, value: Bytes) -> Result<Version>;
 
     /// Reads `name`; `None` if absent.
     async fn get(&self, name: &str) -> Result<Option<Versioned<Bytes>>>;
@@ -154,12 +147,7 @@ pub trait CheckpointIdCounterDriver: Send + Sync {
 
     /// Stores `value` iff the stored version is `expected` (`None`: iff absent).
     /// `VersionConflict` otherwise. Fenced.
-    async fn compare_and_set(
-        &self,
-        fence: &Fence,
-        expected: Option<Version>,
-        value: u64,
-    ) -> Result<Version>;
+    async fn compare_and_set(&self, fence: &Fence, expected: Option<Version>, value: u64) -> Result<Version>;
 
     /// Removes the counter. Fenced.
     async fn remove(&self, fence: &Fence) -> Result<()>;
@@ -192,16 +180,10 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn LeaderRetrievalDriver>>;
 
     /// The pointer store of `namespace`.
-    async fn state_handle_store(
-        &self,
-        namespace: &StoreNamespace,
-    ) -> Result<Arc<dyn StateHandleStore>>;
+    async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>>;
 
     /// The checkpoint-id counter storage of `job`.
-    async fn checkpoint_id_counter(
-        &self,
-        job: &JobId,
-    ) -> Result<Arc<dyn CheckpointIdCounterDriver>>;
+    async fn checkpoint_id_counter(&self, job: &JobId) -> Result<Arc<dyn CheckpointIdCounterDriver>>;
 
     /// Ends the session gracefully: resigns every candidacy, releases every lock.
     async fn close(&self) -> Result<()>;

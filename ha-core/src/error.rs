@@ -155,9 +155,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable { .. }
-                | Error::OutcomeUnknown { .. }
-                | Error::VersionConflict { .. }
+            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } | Error::VersionConflict { .. }
         )
     }
 
@@ -183,11 +181,7 @@ impl Error {
     }
 
     /// Shorthand for [`Error::CorruptData`].
-    pub fn corrupt(
-        key: impl Into<String>,
-        path: Option<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn corrupt(key: impl Into<String>, path: Option<String>, message: impl Into<String>) -> Self {
         Error::CorruptData {
             key: key.into(),
             path,
@@ -223,11 +217,7 @@ mod tests {
 
     #[test]
     fn corrupt_data_names_key_and_path() {
-        let e = Error::corrupt(
-            "checkpointID-1",
-            Some("file:///x".into()),
-            "checksum mismatch",
-        );
+        let e = Error::corrupt("checkpointID-1", Some("file:///x".into()), "checksum mismatch");
         assert_eq!(
             e.to_string(),
             "corrupt data at checkpointID-1 (payload file:///x): checksum mismatch"

@@ -20,8 +20,7 @@ fn validate_label(kind: &str, s: &str, max: usize) -> std::result::Result<(), St
     let ok_chars = s
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric();
+    let ok_ends = s.as_bytes()[0].is_ascii_alphanumeric() && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric();
     if !ok_chars || !ok_ends {
         return Err(format!(
             "{kind} `{s}` may contain only lowercase letters, digits and '-', and must start and end with a letter or digit"
@@ -235,13 +234,8 @@ impl LeaderInformation {
 
     /// Decodes the JSON stored by backends; `key` names the entry in errors.
     pub fn from_json(key: &str, bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            Error::corrupt(
-                key,
-                None,
-                format!("leader information is not valid JSON: {e}"),
-            )
-        })
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(key, None, format!("leader information is not valid JSON: {e}")))
     }
 }
 
@@ -267,10 +261,7 @@ mod tests {
             session_id: LeaderSessionId::random(),
             address: "http://a:1".into(),
         };
-        assert_eq!(
-            LeaderInformation::from_json("k", &info.to_json()).unwrap(),
-            info
-        );
+        assert_eq!(LeaderInformation::from_json("k", &info.to_json()).unwrap(), info);
         let err = LeaderInformation::from_json("leader/dispatcher", b"{")
             .unwrap_err()
             .to_string();

@@ -8,9 +8,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("`{text}` is not a duration (expected e.g. `500 ms`, `2 s`, `1 min`)")
-    })?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (expected e.g. `500 ms`, `2 s`, `1 min`)"))?;
     let per = match unit.trim() {
         "" | "ms" | "milli" | "millis" | "milliseconds" => Duration::from_millis(1),
         "s" | "sec" | "secs" | "second" | "seconds" => Duration::from_secs(1),
@@ -32,10 +32,7 @@ mod tests {
 
     #[test]
     fn parses_flink_forms() {
-        assert_eq!(
-            parse_duration("500 ms").unwrap(),
-            Duration::from_millis(500)
-        );
+        assert_eq!(parse_duration("500 ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1 min").unwrap(), Duration::from_secs(60));
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));

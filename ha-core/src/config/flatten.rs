@@ -67,12 +67,7 @@ fn scalar_text(source: &str, key: &str, node: Node) -> Result<Option<String>> {
             for item in items {
                 match item {
                     Node::Scalar(s) => parts.push(s),
-                    _ => {
-                        return Err(Error::config(
-                            key,
-                            format!("{source}: list items must be scalars"),
-                        ))
-                    }
+                    _ => return Err(Error::config(key, format!("{source}: list items must be scalars"))),
                 }
             }
             Ok(Some(parts.join(",")))
@@ -108,10 +103,7 @@ fn walk(source: &str, key: String, node: Node, out: &mut BTreeMap<String, String
     }
     if let Some(value) = scalar_text(source, &key, node)? {
         if out.insert(key.clone(), value).is_some() {
-            return Err(Error::config(
-                key,
-                format!("{source}: key is given more than once"),
-            ));
+            return Err(Error::config(key, format!("{source}: key is given more than once")));
         }
     }
     Ok(())
@@ -124,16 +116,14 @@ mod tests {
     #[test]
     fn nested_and_flat_yaml_agree() {
         let mut a = BTreeMap::new();
-        let doc: serde_norway::Value = serde_norway::from_str(
-            "high-availability:\n  type: zookeeper\n  zookeeper:\n    quorum: [a:1, b:2]\n",
-        )
-        .unwrap();
+        let doc: serde_norway::Value =
+            serde_norway::from_str("high-availability:\n  type: zookeeper\n  zookeeper:\n    quorum: [a:1, b:2]\n")
+                .unwrap();
         flatten("a.yaml", doc.into(), &mut a).unwrap();
         let mut b = BTreeMap::new();
-        let doc: serde_norway::Value = serde_norway::from_str(
-            "high-availability.type: zookeeper\nhigh-availability.zookeeper.quorum: a:1,b:2\n",
-        )
-        .unwrap();
+        let doc: serde_norway::Value =
+            serde_norway::from_str("high-availability.type: zookeeper\nhigh-availability.zookeeper.quorum: a:1,b:2\n")
+                .unwrap();
         flatten("b.yaml", doc.into(), &mut b).unwrap();
         assert_eq!(a, b);
         assert_eq!(a["high-availability.zookeeper.quorum"], "a:1,b:2");
@@ -143,11 +133,8 @@ mod tests {
     fn duplicate_key_is_named() {
         let mut out = BTreeMap::new();
         let doc: serde_norway::Value =
-            serde_norway::from_str("high-availability.type: a\nhigh-availability:\n  type: b\n")
-                .unwrap();
-        let err = flatten("c.yaml", doc.into(), &mut out)
-            .unwrap_err()
-            .to_string();
+            serde_norway::from_str("high-availability.type: a\nhigh-availability:\n  type: b\n").unwrap();
+        let err = flatten("c.yaml", doc.into(), &mut out).unwrap_err().to_string();
         assert!(
             err.contains("`high-availability.type`") && err.contains("more than once"),
             "{err}"
@@ -157,10 +144,9 @@ mod tests {
     #[test]
     fn toml_tables_flatten() {
         let mut out = BTreeMap::new();
-        let doc: toml::Table =
-            "[high-availability]\ntype = \"etcd\"\n[state.checkpoints]\nnum-retained = 3\n"
-                .parse()
-                .unwrap();
+        let doc: toml::Table = "[high-availability]\ntype = \"etcd\"\n[state.checkpoints]\nnum-retained = 3\n"
+            .parse()
+            .unwrap();
         flatten("c.toml", toml::Value::Table(doc).into(), &mut out).unwrap();
         assert_eq!(out["high-availability.type"], "etcd");
         assert_eq!(out["state.checkpoints.num-retained"], "3");

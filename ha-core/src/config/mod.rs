@@ -82,16 +82,7 @@ impl fmt::Debug for HaConfig {
         let shown: BTreeMap<&str, &str> = self
             .entries
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    if is_secret_key(k) {
-                        "<redacted>"
-                    } else {
-                        v.as_str()
-                    },
-                )
-            })
+            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "<redacted>" } else { v.as_str() }))
             .collect();
         f.debug_struct("HaConfig")
             .field("mode", &self.mode)
@@ -140,7 +131,9 @@ impl HaConfig {
             _ => {
                 return Err(Error::config(
                     KEY_STORAGE_DIR,
-                    format!("is required for mode `{mode}`: a URL such as file:///var/lib/ha, s3://bucket/ha or memory://name"),
+                    format!(
+                    "is required for mode `{mode}`: a URL such as file:///var/lib/ha, s3://bucket/ha or memory://name"
+                ),
                 ))
             }
         };
@@ -257,8 +250,7 @@ impl Default for HaConfig {
     fn default() -> Self {
         Self {
             mode: DEFAULT_MODE.into(),
-            cluster_id: ClusterId::new(DEFAULT_CLUSTER_ID)
-                .unwrap_or_else(|_| ClusterId::random("default")),
+            cluster_id: ClusterId::new(DEFAULT_CLUSTER_ID).unwrap_or_else(|_| ClusterId::random("default")),
             storage_dir: DEFAULT_EMBEDDED_STORAGE.into(),
             storage_options: BTreeMap::new(),
             num_retained: 1,

@@ -23,14 +23,7 @@ impl std::fmt::Debug for BackendOptions<'_> {
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
         {
-            m.entry(
-                k,
-                &if is_secret_key(k) {
-                    "<redacted>"
-                } else {
-                    v.as_str()
-                },
-            );
+            m.entry(k, &if is_secret_key(k) { "<redacted>" } else { v.as_str() });
         }
         m.finish()
     }
@@ -75,12 +68,9 @@ impl<'a> BackendOptions<'a> {
     pub fn u64(&self, name: &str, default: u64) -> Result<u64> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                Error::config(
-                    self.key(name),
-                    format!("must be a non-negative integer, got `{v}`"),
-                )
-            }),
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::config(self.key(name), format!("must be a non-negative integer, got `{v}`"))),
         }
     }
 
@@ -98,12 +88,7 @@ impl<'a> BackendOptions<'a> {
     }
 
     /// One of `valid`, or `default`; the error lists the valid values.
-    pub fn one_of(
-        &self,
-        name: &str,
-        valid: &[&'static str],
-        default: &'static str,
-    ) -> Result<&'static str> {
+    pub fn one_of(&self, name: &str, valid: &[&'static str], default: &'static str) -> Result<&'static str> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => valid.iter().copied().find(|c| *c == v).ok_or_else(|| {
@@ -118,12 +103,7 @@ impl<'a> BackendOptions<'a> {
     /// A comma-separated list (YAML/TOML lists arrive in this form).
     pub fn list(&self, name: &str) -> Vec<&'a str> {
         self.get(name)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default()
     }
 }

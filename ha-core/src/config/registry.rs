@@ -61,10 +61,7 @@ impl BackendRegistry {
 
     /// A snapshot of the process-wide registry.
     pub fn global() -> Self {
-        global_lock()
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        global_lock().read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Adds `provider` to the process-wide registry (replacing one of the same mode).
@@ -95,7 +92,9 @@ impl BackendRegistry {
         let hint = KNOWN_EXTERNAL
             .iter()
             .find(|(m, _)| *m == mode)
-            .map(|(_, krate)| format!(" (`{mode}` is provided by the `{krate}` crate, which this program does not register)"))
+            .map(|(_, krate)| {
+                format!(" (`{mode}` is provided by the `{krate}` crate, which this program does not register)")
+            })
             .unwrap_or_default();
         Err(Error::config(
             KEY_TYPE,
@@ -107,11 +106,7 @@ impl BackendRegistry {
     pub fn known_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = core_keys().map(String::from).collect();
         for (mode, p) in &self.providers {
-            keys.extend(
-                p.config_keys()
-                    .iter()
-                    .map(|k| format!("high-availability.{mode}.{k}")),
-            );
+            keys.extend(p.config_keys().iter().map(|k| format!("high-availability.{mode}.{k}")));
         }
         keys
     }
@@ -128,10 +123,7 @@ impl BackendRegistry {
             if known.iter().any(|k| k == key) {
                 continue;
             }
-            let section = key["high-availability.".len()..]
-                .split('.')
-                .next()
-                .unwrap_or_default();
+            let section = key["high-availability.".len()..].split('.').next().unwrap_or_default();
             let msg = match self.providers.get(section) {
                 Some(p) => format!(
                     "unknown key in the `{section}` section; valid keys: {}",

@@ -12,8 +12,8 @@ use super::state::{require_session, Candidate, CandidateId, InfoWatcher, Session
 use super::store::{EmbeddedCounter, EmbeddedStore};
 use super::EmbeddedCluster;
 use crate::driver::{
-    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver,
-    LeaderRetrievalDriver, StateHandleStore, StoreNamespace,
+    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
+    StoreNamespace,
 };
 use crate::error::{Error, Result};
 use crate::ids::{ClusterId, ComponentId, Fence, JobId, LeaderInformation};
@@ -44,12 +44,7 @@ struct Candidacy {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .keepalive
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(task) = self.keepalive.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
     }
@@ -71,10 +66,7 @@ impl Instance {
 
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::SeqCst) {
-            Err(Error::closed(format!(
-                "embedded backend instance {}",
-                self.instance_id
-            )))
+            Err(Error::closed(format!("embedded backend instance {}", self.instance_id)))
         } else {
             Ok(())
         }
@@ -194,11 +186,7 @@ impl HaBackend for EmbeddedBackend {
                 .entry(group.to_string())
                 .or_default()
                 .candidates
-                .push(Candidate {
-                    id,
-                    session,
-                    events,
-                });
+                .push(Candidate { id, session, events });
             *candidacy.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
             self.inner
                 .candidacies
@@ -233,26 +221,14 @@ impl HaBackend for EmbeddedBackend {
         }))
     }
 
-    async fn state_handle_store(
-        &self,
-        namespace: &StoreNamespace,
-    ) -> Result<Arc<dyn StateHandleStore>> {
+    async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {
         self.inner.check_open()?;
-        Ok(Arc::new(EmbeddedStore::new(
-            self.inner.clone(),
-            namespace.to_string(),
-        )))
+        Ok(Arc::new(EmbeddedStore::new(self.inner.clone(), namespace.to_string())))
     }
 
-    async fn checkpoint_id_counter(
-        &self,
-        job: &JobId,
-    ) -> Result<Arc<dyn CheckpointIdCounterDriver>> {
+    async fn checkpoint_id_counter(&self, job: &JobId) -> Result<Arc<dyn CheckpointIdCounterDriver>> {
         self.inner.check_open()?;
-        Ok(Arc::new(EmbeddedCounter::new(
-            self.inner.clone(),
-            job.to_string(),
-        )))
+        Ok(Arc::new(EmbeddedCounter::new(self.inner.clone(), job.to_string())))
     }
 
     async fn close(&self) -> Result<()> {
@@ -278,12 +254,7 @@ struct EmbeddedElectionDriver {
 }
 
 impl EmbeddedElectionDriver {
-    fn leader_write(
-        &self,
-        fence: &Fence,
-        component: &ComponentId,
-        info: Option<LeaderInformation>,
-    ) -> Result<()> {
+    fn leader_write(&self, fence: &Fence, component: &ComponentId, info: Option<LeaderInformation>) -> Result<()> {
         self.instance.check_open()?;
         let mut st = self.instance.cluster.lock();
         st.sweep();
@@ -304,26 +275,14 @@ impl LeaderElectionDriver for EmbeddedElectionDriver {
         self.leader_write(fence, component, Some(info.clone()))
     }
 
-    async fn delete_leader_information(
-        &self,
-        fence: &Fence,
-        component: &ComponentId,
-    ) -> Result<()> {
+    async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
         self.leader_write(fence, component, None)
     }
 
     async fn resign(&self) -> Result<()> {
-        let current = self
-            .candidacy
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let current = self.candidacy.current.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(id) = current {
-            self.instance
-                .cluster
-                .lock()
-                .remove_candidate(&self.candidacy.group, id);
+            self.instance.cluster.lock().remove_candidate(&self.candidacy.group, id);
         }
         Ok(())
     }

@@ -99,6 +99,12 @@ impl EmbeddedCluster {
         st.list_records()
     }
 
+    /// Deletes the published leader information of `component` without a fence, as an
+    /// operator tool would. The leader's service notices and restores it.
+    pub fn delete_leader_record(&self, component: &crate::ids::ComponentId) {
+        self.lock().set_leader_info(component, None);
+    }
+
     fn lock(&self) -> MutexGuard<'_, ClusterState> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -123,20 +129,13 @@ impl BackendProvider for EmbeddedProvider {
         let opts = config.backend_options();
         let lease = opts.duration("lease-duration", DEFAULT_LEASE)?;
         if lease < Duration::from_millis(20) {
-            return Err(Error::config(
-                opts.key("lease-duration"),
-                "must be at least 20 ms",
-            ));
+            return Err(Error::config(opts.key("lease-duration"), "must be at least 20 ms"));
         }
         Ok(())
     }
 
     async fn connect(&self, config: &HaConfig) -> Result<Arc<dyn HaBackend>> {
-        let lease = config
-            .backend_options()
-            .duration("lease-duration", DEFAULT_LEASE)?;
-        Ok(Arc::new(
-            EmbeddedCluster::shared(config.cluster_id(), lease).connect(),
-        ))
+        let lease = config.backend_options().duration("lease-duration", DEFAULT_LEASE)?;
+        Ok(Arc::new(EmbeddedCluster::shared(config.cluster_id(), lease).connect()))
     }
 }

@@ -189,11 +189,7 @@ impl ClusterState {
         }
     }
 
-    pub(super) fn set_leader_info(
-        &mut self,
-        component: &ComponentId,
-        info: Option<LeaderInformation>,
-    ) {
+    pub(super) fn set_leader_info(&mut self, component: &ComponentId, info: Option<LeaderInformation>) {
         match &info {
             Some(i) => self.leader_info.insert(component.clone(), i.clone()),
             None => self.leader_info.remove(component),
@@ -217,21 +213,13 @@ impl ClusterState {
 
     /// Every record of the cluster, as `kind/name` strings (for cleanup checks).
     pub(super) fn list_records(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .leader_info
-            .keys()
-            .map(|c| format!("leader/{c}"))
-            .collect();
+        let mut out: Vec<String> = self.leader_info.keys().map(|c| format!("leader/{c}")).collect();
         for (ns, entries) in &self.stores {
             out.extend(entries.keys().map(|k| format!("{ns}/{k}")));
         }
         out.extend(self.counters.keys().map(|j| format!("jobs/{j}/counter")));
         for (group, e) in &self.elections {
-            out.extend(
-                e.candidates
-                    .iter()
-                    .map(|c| format!("leader/{group}/latch/{}", c.id)),
-            );
+            out.extend(e.candidates.iter().map(|c| format!("leader/{group}/latch/{}", c.id)));
         }
         out
     }
@@ -251,8 +239,6 @@ pub(super) fn require_session(state: &ClusterState, session: SessionId, what: &s
     if state.session_alive(session) {
         Ok(())
     } else {
-        Err(Error::closed(format!(
-            "embedded session of {what} has ended"
-        )))
+        Err(Error::closed(format!("embedded session of {what} has ended")))
     }
 }

@@ -19,10 +19,7 @@ pub(super) struct EmbeddedStore {
 
 impl EmbeddedStore {
     pub(super) fn new(instance: Arc<Instance>, namespace: String) -> Self {
-        Self {
-            instance,
-            namespace,
-        }
+        Self { instance, namespace }
     }
 
     fn key(&self, name: &str) -> String {
@@ -58,9 +55,7 @@ impl StateHandleStore for EmbeddedStore {
         let owner = self.instance.instance_id.clone();
         self.with_entries(Some((fence, name)), |st, entries, session| {
             if entries.contains_key(name) {
-                return Err(Error::AlreadyExists {
-                    key: self.key(name),
-                });
+                return Err(Error::AlreadyExists { key: self.key(name) });
             }
             let version = st.next_id();
             entries.insert(
@@ -75,22 +70,14 @@ impl StateHandleStore for EmbeddedStore {
         })
     }
 
-    async fn replace(
-        &self,
-        fence: &Fence,
-        name: &str,
-        expected: Version,
-        value: Bytes,
-    ) -> Result<Version> {
+    async fn replace(&self, fence: &Fence, name: &str, expected: Version, value: Bytes) -> Result<Version> {
         self.with_entries(Some((fence, name)), |st, entries, _| {
             let version = st.next_id();
-            let entry = entries.get_mut(name).ok_or_else(|| Error::NotFound {
-                key: self.key(name),
-            })?;
+            let entry = entries
+                .get_mut(name)
+                .ok_or_else(|| Error::NotFound { key: self.key(name) })?;
             if entry.version != expected.0 {
-                return Err(Error::VersionConflict {
-                    key: self.key(name),
-                });
+                return Err(Error::VersionConflict { key: self.key(name) });
             }
             entry.value = value;
             entry.version = version;
@@ -110,9 +97,9 @@ impl StateHandleStore for EmbeddedStore {
     async fn get_and_lock(&self, name: &str) -> Result<Versioned<Bytes>> {
         let owner = self.instance.instance_id.clone();
         self.with_entries(None, |_, entries, session| {
-            let entry = entries.get_mut(name).ok_or_else(|| Error::NotFound {
-                key: self.key(name),
-            })?;
+            let entry = entries
+                .get_mut(name)
+                .ok_or_else(|| Error::NotFound { key: self.key(name) })?;
             entry.locks.insert(owner, session);
             Ok(Versioned {
                 value: entry.value.clone(),
@@ -196,12 +183,7 @@ impl CheckpointIdCounterDriver for EmbeddedCounter {
         }))
     }
 
-    async fn compare_and_set(
-        &self,
-        fence: &Fence,
-        expected: Option<Version>,
-        value: u64,
-    ) -> Result<Version> {
+    async fn compare_and_set(&self, fence: &Fence, expected: Option<Version>, value: u64) -> Result<Version> {
         let mut st = self.locked(Some(fence))?;
         let current = st.counters.get(&self.job).map(|(_, ver)| Version(*ver));
         if current != expected {

@@ -155,12 +155,8 @@ impl CompletedCheckpointStore {
     /// Adds `checkpoint`, then subsumes the oldest beyond `num_retained`. Returns the ids
     /// subsumed. On `OutcomeUnknown` the payload is kept and a retry with the same
     /// checkpoint is safe.
-    pub async fn add_checkpoint(
-        &self,
-        fence: &Fence,
-        checkpoint: CompletedCheckpoint,
-    ) -> Result<Vec<u64>> {
-        let _span = tracing::debug_span!("add_checkpoint", job = %self.job_id, id = checkpoint.checkpoint_id, epoch = fence.epoch.0).entered();
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job_id, id = checkpoint.checkpoint_id, epoch = fence.epoch.0))]
+    pub async fn add_checkpoint(&self, fence: &Fence, checkpoint: CompletedCheckpoint) -> Result<Vec<u64>> {
         let mut retained = self.retained.lock().await;
         if retained.is_none() {
             *retained = Some(self.load_pointers().await?);
@@ -168,17 +164,9 @@ impl CompletedCheckpointStore {
         let key = checkpoint_key(checkpoint.checkpoint_id);
         let handle = self
             .storage
-            .store(
-                &format!("checkpoints/{}", self.job_id),
-                &key,
-                checkpoint.data.clone(),
-            )
+            .store(&format!("checkpoints/{}", self.job_id), &key, checkpoint.data.clone())
             .await?;
-        match self
-            .store
-            .add_and_lock(fence, &key, handle.to_bytes())
-            .await
-        {
+        match self.store.add_and_lock(fence, &key, handle.to_bytes()).await {
             Ok(_) => {}
             Err(Error::AlreadyExists { .. }) => {
                 let same = self.existing_matches(&key, &handle).await?;
@@ -250,10 +238,8 @@ impl CompletedCheckpointStore {
 
     /// Recovers all checkpoints in id order, locking them for this process, and
     /// quarantines unreadable ones (fenced, as it changes HA data).
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job_id, epoch = fence.epoch.0))]
     pub async fn recover(&self, fence: &Fence) -> Result<RecoveredCheckpoints> {
-        let _span =
-            tracing::debug_span!("recover_checkpoints", job = %self.job_id, epoch = fence.epoch.0)
-                .entered();
         let mut retained = self.retained.lock().await;
         let mut result = RecoveredCheckpoints::default();
         let mut list = Vec::new();
@@ -265,11 +251,7 @@ impl CompletedCheckpointStore {
                 Err(e) => return Err(e),
             };
             let read = match StateHandle::from_bytes(&key, &pointer.value) {
-                Ok(handle) => self
-                    .storage
-                    .retrieve(&key, &handle)
-                    .await
-                    .map(|data| (handle, data)),
+                Ok(handle) => self.storage.retrieve(&key, &handle).await.map(|data| (handle, data)),
                 Err(e) => Err(e),
             };
             match read {
@@ -323,9 +305,7 @@ impl CompletedCheckpointStore {
         for name in names {
             let pointer = self.store.get(&name).await?;
             if self.store.release_and_try_remove(fence, &name).await? {
-                if let Some(handle) =
-                    pointer.and_then(|p| StateHandle::from_bytes(&name, &p.value).ok())
-                {
+                if let Some(handle) = pointer.and_then(|p| StateHandle::from_bytes(&name, &p.value).ok()) {
                     self.storage.discard(&handle).await?;
                 }
             }

@@ -25,8 +25,7 @@ pub struct CheckpointIdCounter {
 
 impl std::fmt::Debug for CheckpointIdCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointIdCounter")
-            .finish_non_exhaustive()
+        f.debug_struct("CheckpointIdCounter").finish_non_exhaustive()
     }
 }
 
@@ -38,32 +37,24 @@ impl CheckpointIdCounter {
 
     /// The next id that `get_and_increment` would return.
     pub async fn get(&self) -> Result<u64> {
-        Ok(self
-            .driver
-            .read()
-            .await?
-            .map_or(INITIAL_CHECKPOINT_ID, |v| v.value))
+        Ok(self.driver.read().await?.map_or(INITIAL_CHECKPOINT_ID, |v| v.value))
     }
 
     /// Returns the current value and advances the counter by one.
     pub async fn get_and_increment(&self, fence: &Fence) -> Result<u64> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = self.driver.read().await?;
-            let (value, version) = current.map_or((INITIAL_CHECKPOINT_ID, None), |v| {
-                (v.value, Some(v.version))
-            });
-            let next = value.checked_add(1).ok_or_else(|| {
-                Error::corrupt("counter", None, "checkpoint id counter overflowed u64")
-            })?;
+            let (value, version) = current.map_or((INITIAL_CHECKPOINT_ID, None), |v| (v.value, Some(v.version)));
+            let next = value
+                .checked_add(1)
+                .ok_or_else(|| Error::corrupt("counter", None, "checkpoint id counter overflowed u64"))?;
             match self.driver.compare_and_set(fence, version, next).await {
                 Ok(_) => return Ok(value),
                 Err(Error::VersionConflict { .. }) => tokio::task::yield_now().await,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::VersionConflict {
-            key: "counter".into(),
-        })
+        Err(Error::VersionConflict { key: "counter".into() })
     }
 
     /// Sets the counter to `value` (restore from a savepoint).
@@ -76,9 +67,7 @@ impl CheckpointIdCounter {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::VersionConflict {
-            key: "counter".into(),
-        })
+        Err(Error::VersionConflict { key: "counter".into() })
     }
 
     /// Removes the counter if `status` is globally terminal; keeps it otherwise.

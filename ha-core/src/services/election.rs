@@ -56,12 +56,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .events_task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(task) = self.events_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
     }
@@ -115,10 +110,7 @@ impl LeaderElectionService {
     pub fn register(&self, component: ComponentId) -> Result<LeaderElection> {
         let mut s = self.inner.lock();
         if s.closed {
-            return Err(Error::closed(format!(
-                "leader election service of group {}",
-                s.group
-            )));
+            return Err(Error::closed(format!("leader election service of group {}", s.group)));
         }
         if s.components.contains_key(&component) {
             return Err(Error::AlreadyExists {
@@ -126,13 +118,8 @@ impl LeaderElectionService {
             });
         }
         let (tx, rx) = watch::channel(s.current.clone());
-        s.components.insert(
-            component.clone(),
-            ComponentState {
-                tx,
-                confirmed: None,
-            },
-        );
+        s.components
+            .insert(component.clone(), ComponentState { tx, confirmed: None });
         Ok(LeaderElection {
             service: self.clone(),
             component,
@@ -166,13 +153,7 @@ impl LeaderElectionService {
             }
             (grant, confirmed)
         };
-        if let Some(task) = self
-            .inner
-            .events_task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(task) = self.inner.events_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
         if let Some(grant) = grant {
@@ -190,12 +171,7 @@ impl LeaderElectionService {
         self.inner.driver.resign().await
     }
 
-    async fn confirm(
-        &self,
-        component: &ComponentId,
-        grant: &LeaderGrant,
-        address: &str,
-    ) -> Result<()> {
+    async fn confirm(&self, component: &ComponentId, grant: &LeaderGrant, address: &str) -> Result<()> {
         let info = LeaderInformation {
             session_id: grant.session_id,
             address: address.to_string(),
@@ -205,16 +181,11 @@ impl LeaderElectionService {
             if s.current.as_ref().map(|g| g.session_id) != Some(grant.session_id) {
                 return Err(grant.fence.rejected(format!("leader/{component}")));
             }
-            let st = s
-                .components
-                .get_mut(component)
-                .ok_or_else(|| Error::NotFound {
-                    key: format!("contender {component}"),
-                })?;
+            let st = s.components.get_mut(component).ok_or_else(|| Error::NotFound {
+                key: format!("contender {component}"),
+            })?;
             st.confirmed = Some(info.clone());
         }
-        let _span =
-            tracing::debug_span!("confirm_leadership", %component, epoch = grant.epoch.0).entered();
         self.inner
             .driver
             .publish_leader_information(&grant.fence, component, &info)
@@ -261,9 +232,7 @@ async fn run_events(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiv
                     let s = inner.lock();
                     match (
                         &s.current,
-                        s.components
-                            .get(&component)
-                            .and_then(|c| c.confirmed.clone()),
+                        s.components.get(&component).and_then(|c| c.confirmed.clone()),
                     ) {
                         (Some(grant), Some(confirmed)) if info.as_ref() != Some(&confirmed) => {
                             Some((grant.fence.clone(), confirmed))
@@ -345,8 +314,7 @@ impl LeaderElection {
     /// Waits until the grant `grant` is gone (revoked or replaced).
     pub async fn revoked(&mut self, grant: &LeaderGrant) -> Result<()> {
         loop {
-            if self.rx.borrow_and_update().as_ref().map(|g| g.session_id) != Some(grant.session_id)
-            {
+            if self.rx.borrow_and_update().as_ref().map(|g| g.session_id) != Some(grant.session_id) {
                 return Ok(());
             }
             self.rx

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    BlobStore, CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore, JobResultStore,
-    LeaderElectionService, LeaderRetrievalService, PayloadCleaner,
+    BlobStore, CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore, JobResultStore, LeaderElectionService,
+    LeaderRetrievalService, PayloadCleaner,
 };
 use crate::config::{BackendRegistry, HaConfig};
 use crate::driver::{HaBackend, StoreNamespace};
@@ -34,11 +34,7 @@ impl HaServices {
 
     /// Like [`HaServices::from_config`] with an explicit registry.
     pub async fn from_config_with(config: &HaConfig, registry: &BackendRegistry) -> Result<Self> {
-        let storage = StateStorage::open(
-            config.storage_dir(),
-            config.cluster_id(),
-            config.storage_options(),
-        )?;
+        let storage = StateStorage::open(config.storage_dir(), config.cluster_id(), config.storage_options())?;
         let backend = registry.connect(config).await?;
         Ok(Self::new(backend, storage, config.num_retained()))
     }
@@ -81,31 +77,18 @@ impl HaServices {
     }
 
     /// Watches the confirmed leader of `component`.
-    pub async fn leader_retrieval_service(
-        &self,
-        component: &ComponentId,
-    ) -> Result<LeaderRetrievalService> {
+    pub async fn leader_retrieval_service(&self, component: &ComponentId) -> Result<LeaderRetrievalService> {
         LeaderRetrievalService::start(self.backend.as_ref(), component).await
     }
 
     /// The job-graph store.
     pub async fn job_graph_store(&self) -> Result<JobGraphStore> {
-        let store = self
-            .backend
-            .state_handle_store(&StoreNamespace::JobGraphs)
-            .await?;
-        Ok(JobGraphStore::new(
-            store,
-            self.storage.clone(),
-            self.cleaner.clone(),
-        ))
+        let store = self.backend.state_handle_store(&StoreNamespace::JobGraphs).await?;
+        Ok(JobGraphStore::new(store, self.storage.clone(), self.cleaner.clone()))
     }
 
     /// The completed-checkpoint store of `job`.
-    pub async fn completed_checkpoint_store(
-        &self,
-        job: &JobId,
-    ) -> Result<CompletedCheckpointStore> {
+    pub async fn completed_checkpoint_store(&self, job: &JobId) -> Result<CompletedCheckpointStore> {
         let store = self
             .backend
             .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
@@ -121,17 +104,12 @@ impl HaServices {
 
     /// The checkpoint-id counter of `job`.
     pub async fn checkpoint_id_counter(&self, job: &JobId) -> Result<CheckpointIdCounter> {
-        Ok(CheckpointIdCounter::new(
-            self.backend.checkpoint_id_counter(job).await?,
-        ))
+        Ok(CheckpointIdCounter::new(self.backend.checkpoint_id_counter(job).await?))
     }
 
     /// The job-result store.
     pub async fn job_result_store(&self) -> Result<JobResultStore> {
-        let store = self
-            .backend
-            .state_handle_store(&StoreNamespace::JobResults)
-            .await?;
+        let store = self.backend.state_handle_store(&StoreNamespace::JobResults).await?;
         Ok(JobResultStore::new(store, self.storage.clone()))
     }
 

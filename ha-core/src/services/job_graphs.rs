@@ -46,11 +46,7 @@ fn key(job: &JobId) -> String {
 
 impl JobGraphStore {
     /// Builds the store.
-    pub fn new(
-        store: Arc<dyn StateHandleStore>,
-        storage: StateStorage,
-        cleaner: PayloadCleaner,
-    ) -> Self {
+    pub fn new(store: Arc<dyn StateHandleStore>, storage: StateStorage, cleaner: PayloadCleaner) -> Self {
         Self {
             store,
             storage,
@@ -59,13 +55,10 @@ impl JobGraphStore {
     }
 
     /// Adds or replaces the graph of `graph.job_id` (fenced).
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %graph.job_id, epoch = fence.epoch.0))]
     pub async fn put_job_graph(&self, fence: &Fence, graph: &JobGraph) -> Result<()> {
         let key = key(&graph.job_id);
-        let _span = tracing::debug_span!("put_job_graph", %key, epoch = fence.epoch.0).entered();
-        let handle = self
-            .storage
-            .store("jobgraphs", &key, graph.data.clone())
-            .await?;
+        let handle = self.storage.store("jobgraphs", &key, graph.data.clone()).await?;
         let result = match self.store.get(&key).await {
             Ok(None) => self
                 .store
@@ -117,10 +110,7 @@ impl JobGraphStore {
             .list()
             .await?
             .iter()
-            .filter_map(|n| {
-                n.strip_prefix(JOB_GRAPH_PREFIX)
-                    .and_then(|j| JobId::new(j).ok())
-            })
+            .filter_map(|n| n.strip_prefix(JOB_GRAPH_PREFIX).and_then(|j| JobId::new(j).ok()))
             .collect())
     }
 
@@ -131,8 +121,7 @@ impl JobGraphStore {
         let pointer = self.store.get(&key).await?;
         let removed = self.store.release_and_try_remove(fence, &key).await?;
         if removed {
-            if let Some(handle) = pointer.and_then(|p| StateHandle::from_bytes(&key, &p.value).ok())
-            {
+            if let Some(handle) = pointer.and_then(|p| StateHandle::from_bytes(&key, &p.value).ok()) {
                 self.storage.discard(&handle).await?;
             }
         }

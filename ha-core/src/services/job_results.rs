@@ -69,8 +69,7 @@ fn key(job: &JobId) -> String {
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Entry> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(key, None, format!("job result entry is not valid: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::corrupt(key, None, format!("job result entry is not valid: {e}")))
 }
 
 fn encode(entry: &Entry) -> Bytes {
@@ -87,10 +86,7 @@ impl JobResultStore {
     /// stored with other content; a retry of an identical write succeeds.
     pub async fn create_dirty(&self, fence: &Fence, result: &JobResult) -> Result<()> {
         let key = key(&result.job_id);
-        let handle = self
-            .storage
-            .store("job-results", &key, result.data.clone())
-            .await?;
+        let handle = self.storage.store("job-results", &key, result.data.clone()).await?;
         let entry = Entry {
             format: 1,
             state: ResultState::Dirty,
@@ -103,9 +99,7 @@ impl JobResultStore {
                 self.storage.discard(&handle).await?;
                 let existing = self.read_entry(&key).await?;
                 match existing {
-                    Some(e) if e.handle.sha256 == handle.sha256 && e.status == result.status => {
-                        Ok(())
-                    }
+                    Some(e) if e.handle.sha256 == handle.sha256 && e.status == result.status => Ok(()),
                     _ => Err(Error::AlreadyExists { key }),
                 }
             }
@@ -157,10 +151,7 @@ impl JobResultStore {
     pub async fn dirty_results(&self) -> Result<Vec<JobResult>> {
         let mut out = Vec::new();
         for name in self.store.list().await? {
-            let Some(job) = name
-                .strip_prefix(JOB_RESULT_PREFIX)
-                .and_then(|j| JobId::new(j).ok())
-            else {
+            let Some(job) = name.strip_prefix(JOB_RESULT_PREFIX).and_then(|j| JobId::new(j).ok()) else {
                 continue;
             };
             let Some(entry) = self.read_entry(&name).await? else {

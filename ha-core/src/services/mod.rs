@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::BlobStore;
 pub use checkpoints::{
-    checkpoint_key, parse_checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore,
-    QuarantinedCheckpoint, RecoveredCheckpoints, CHECKPOINT_PREFIX, QUARANTINE_PREFIX,
+    checkpoint_key, parse_checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore, QuarantinedCheckpoint,
+    RecoveredCheckpoints, CHECKPOINT_PREFIX, QUARANTINE_PREFIX,
 };
 pub use cleaner::PayloadCleaner;
 pub use counter::{CheckpointIdCounter, INITIAL_CHECKPOINT_ID};
@@ -45,9 +45,6 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether the job will never run again anywhere, so its HA data can go.
     pub fn is_globally_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Finished | JobStatus::Failed | JobStatus::Cancelled
-        )
+        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Cancelled)
     }
 }

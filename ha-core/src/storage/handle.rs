@@ -34,13 +34,8 @@ impl StateHandle {
 
     /// Decodes and checks a pointer read from backend entry `key`.
     pub fn from_bytes(key: &str, bytes: &[u8]) -> Result<Self> {
-        let handle: StateHandle = serde_json::from_slice(bytes).map_err(|e| {
-            Error::corrupt(
-                key,
-                None,
-                format!("pointer is not a valid state handle: {e}"),
-            )
-        })?;
+        let handle: StateHandle = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(key, None, format!("pointer is not a valid state handle: {e}")))?;
         if handle.format != HANDLE_FORMAT {
             return Err(Error::corrupt(
                 key,
@@ -51,8 +46,7 @@ impl StateHandle {
                 ),
             ));
         }
-        let hex_ok =
-            handle.sha256.len() == 64 && handle.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        let hex_ok = handle.sha256.len() == 64 && handle.sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex_ok || handle.path.is_empty() {
             return Err(Error::corrupt(
                 key,
@@ -85,22 +79,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage_naming_the_key() {
-        let err = StateHandle::from_bytes("checkpointID-0000000000000000007", b"\x00\x01garbage")
-            .unwrap_err();
+        let err = StateHandle::from_bytes("checkpointID-0000000000000000007", b"\x00\x01garbage").unwrap_err();
         assert!(matches!(err, Error::CorruptData { .. }));
-        assert!(
-            err.to_string().contains("checkpointID-0000000000000000007"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("checkpointID-0000000000000000007"), "{err}");
     }
 
     #[test]
     fn rejects_unknown_format_and_bad_checksum() {
         let mut h = handle();
         h.format = 9;
-        let err = StateHandle::from_bytes("k", &h.to_bytes())
-            .unwrap_err()
-            .to_string();
+        let err = StateHandle::from_bytes("k", &h.to_bytes()).unwrap_err().to_string();
         assert!(err.contains("unsupported pointer format 9"), "{err}");
         let mut h = handle();
         h.sha256 = "zz".into();

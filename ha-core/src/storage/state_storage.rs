@@ -63,13 +63,9 @@ impl StateStorage {
     /// `options` are object_store settings for `s3://` (e.g. `aws_endpoint`,
     /// `aws_access_key_id`, `aws_allow_http`); `AWS_*` environment variables are read as
     /// well. Errors name `high-availability.storageDir` or the offending option.
-    pub fn open(
-        url: &str,
-        cluster_id: &ClusterId,
-        options: &BTreeMap<String, String>,
-    ) -> Result<Self> {
-        let parsed = Url::parse(url)
-            .map_err(|e| Error::config(STORAGE_DIR_KEY, format!("`{url}` is not a URL: {e}")))?;
+    pub fn open(url: &str, cluster_id: &ClusterId, options: &BTreeMap<String, String>) -> Result<Self> {
+        let parsed =
+            Url::parse(url).map_err(|e| Error::config(STORAGE_DIR_KEY, format!("`{url}` is not a URL: {e}")))?;
         let (store, base): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
             "file" => {
                 if parsed.host_str().is_some_and(|h| !h.is_empty()) {
@@ -78,12 +74,9 @@ impl StateStorage {
                         format!("`{url}` names a host; use file:///absolute/path"),
                     ));
                 }
-                let dir = parsed.to_file_path().map_err(|_| {
-                    Error::config(
-                        STORAGE_DIR_KEY,
-                        format!("`{url}` is not an absolute file path"),
-                    )
-                })?;
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|_| Error::config(STORAGE_DIR_KEY, format!("`{url}` is not an absolute file path")))?;
                 std::fs::create_dir_all(&dir).map_err(|e| {
                     Error::config(
                         STORAGE_DIR_KEY,
@@ -91,12 +84,7 @@ impl StateStorage {
                     )
                 })?;
                 let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| {
-                        Error::config(
-                            STORAGE_DIR_KEY,
-                            format!("cannot open {}: {e}", dir.display()),
-                        )
-                    })?
+                    .map_err(|e| Error::config(STORAGE_DIR_KEY, format!("cannot open {}: {e}", dir.display())))?
                     .with_automatic_cleanup(true);
                 (Arc::new(fs), Path::default())
             }
@@ -107,10 +95,7 @@ impl StateStorage {
             "s3" | "s3a" => {
                 let bucket = parsed.host_str().unwrap_or_default();
                 if bucket.is_empty() {
-                    return Err(Error::config(
-                        STORAGE_DIR_KEY,
-                        format!("`{url}` has no bucket"),
-                    ));
+                    return Err(Error::config(STORAGE_DIR_KEY, format!("`{url}` has no bucket")));
                 }
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
                 for (key, value) in options {
@@ -122,27 +107,20 @@ impl StateStorage {
                     })?;
                     builder = builder.with_config(parsed_key, value);
                 }
-                let s3 = builder.build().map_err(|e| {
-                    Error::config(
-                        STORAGE_DIR_KEY,
-                        format!("cannot configure S3 for `{url}`: {e}"),
-                    )
-                })?;
+                let s3 = builder
+                    .build()
+                    .map_err(|e| Error::config(STORAGE_DIR_KEY, format!("cannot configure S3 for `{url}`: {e}")))?;
                 (Arc::new(s3), Path::parse(parsed.path()).unwrap_or_default())
             }
-            other => return Err(Error::config(
-                STORAGE_DIR_KEY,
-                format!(
-                    "unsupported URL scheme `{other}` in `{url}`; valid schemes: file, memory, s3"
-                ),
-            )),
+            other => {
+                return Err(Error::config(
+                    STORAGE_DIR_KEY,
+                    format!("unsupported URL scheme `{other}` in `{url}`; valid schemes: file, memory, s3"),
+                ))
+            }
         };
         if parsed.scheme() != "s3" && parsed.scheme() != "s3a" && !options.is_empty() {
-            let key = options
-                .keys()
-                .next()
-                .map(String::as_str)
-                .unwrap_or_default();
+            let key = options.keys().next().map(String::as_str).unwrap_or_default();
             return Err(Error::config(
                 format!("high-availability.storage.{key}"),
                 format!("storage options apply only to s3:// URLs, not `{url}`"),
@@ -152,12 +130,7 @@ impl StateStorage {
     }
 
     /// Wraps an existing object store; payloads go under `base/<cluster-id>/`.
-    pub fn with_store(
-        store: Arc<dyn ObjectStore>,
-        base: Path,
-        cluster_id: &ClusterId,
-        url: &str,
-    ) -> Self {
+    pub fn with_store(store: Arc<dyn ObjectStore>, base: Path, cluster_id: &ClusterId, url: &str) -> Self {
         let root = base.clone().join(cluster_id.as_str());
         Self {
             store,
@@ -175,11 +148,7 @@ impl StateStorage {
     /// pointer. A fresh object every time: a retry never overwrites a payload another
     /// pointer may already reference.
     pub async fn store(&self, kind: &str, name: &str, data: Bytes) -> Result<StateHandle> {
-        let path = self
-            .root
-            .clone()
-            .join(kind)
-            .join(format!("{name}-{}", Uuid::new_v4().simple()));
+        let path = self.rel_path(kind)?.join(format!("{name}-{}", Uuid::new_v4().simple()));
         let sha256 = hex::encode(Sha256::digest(&data));
         let size = data.len() as u64;
         let opts = PutOptions {
@@ -200,13 +169,8 @@ impl StateStorage {
 
     /// Reads and verifies the payload of `handle`, read from backend entry `key`.
     pub async fn retrieve(&self, key: &str, handle: &StateHandle) -> Result<Bytes> {
-        let path = Path::parse(&handle.path).map_err(|e| {
-            Error::corrupt(
-                key,
-                Some(handle.path.clone()),
-                format!("invalid payload path: {e}"),
-            )
-        })?;
+        let path = Path::parse(&handle.path)
+            .map_err(|e| Error::corrupt(key, Some(handle.path.clone()), format!("invalid payload path: {e}")))?;
         let data = match self.store.get(&path).await {
             Ok(r) => r
                 .bytes()
@@ -224,11 +188,7 @@ impl StateStorage {
             return Err(Error::corrupt(
                 key,
                 Some(handle.path.clone()),
-                format!(
-                    "payload is {} bytes, pointer says {}",
-                    data.len(),
-                    handle.size
-                ),
+                format!("payload is {} bytes, pointer says {}", data.len(), handle.size),
             ));
         }
         let actual = hex::encode(Sha256::digest(&data));
@@ -260,23 +220,26 @@ impl StateStorage {
         }
     }
 
-    /// Paths of every payload of the cluster.
-    pub async fn list_all(&self) -> Result<Vec<String>> {
+    async fn list_paths(&self) -> Result<Vec<Path>> {
         let metas: Vec<_> = self
             .store
             .list(Some(&self.root))
             .try_collect()
             .await
             .map_err(|e| storage_err(&format!("listing {}", self.root), e))?;
-        let mut paths: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+        let mut paths: Vec<Path> = metas.into_iter().map(|m| m.location).collect();
         paths.sort();
         Ok(paths)
     }
 
+    /// Paths of every payload of the cluster.
+    pub async fn list_all(&self) -> Result<Vec<String>> {
+        Ok(self.list_paths().await?.into_iter().map(|p| p.to_string()).collect())
+    }
+
     /// Deletes every payload of the cluster.
     pub async fn delete_all(&self) -> Result<()> {
-        for path in self.list_all().await? {
-            let path = Path::from(path);
+        for path in self.list_paths().await? {
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(storage_err(&format!("deleting {path}"), e)),
@@ -299,13 +262,8 @@ impl StateStorage {
     pub async fn get_at(&self, rel: &str) -> Result<Bytes> {
         let path = self.rel_path(rel)?;
         match self.store.get(&path).await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .map_err(|e| storage_err(&format!("reading {path}"), e)),
-            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound {
-                key: path.to_string(),
-            }),
+            Ok(r) => r.bytes().await.map_err(|e| storage_err(&format!("reading {path}"), e)),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound { key: path.to_string() }),
             Err(e) => Err(storage_err(&format!("reading {path}"), e)),
         }
     }
@@ -350,7 +308,10 @@ impl StateStorage {
     /// that corrupt a payload on purpose.
     #[doc(hidden)]
     pub async fn overwrite_for_test(&self, path: &str, data: Bytes) -> Result<()> {
-        let path = Path::from(path);
+        let path = Path::parse(path).map_err(|e| Error::Other {
+            message: e.to_string(),
+            source: None,
+        })?;
         self.store
             .put(&path, PutPayload::from_bytes(data))
             .await
@@ -376,24 +337,15 @@ mod tests {
             .store("checkpoints", "cp-1", Bytes::from_static(b"hello"))
             .await
             .unwrap();
-        assert_eq!(
-            s.retrieve("k", &h).await.unwrap(),
-            Bytes::from_static(b"hello")
-        );
+        assert_eq!(s.retrieve("k", &h).await.unwrap(), Bytes::from_static(b"hello"));
         assert_eq!(s.list_all().await.unwrap().len(), 1);
 
         s.overwrite_for_test(&h.path, Bytes::from_static(b"hellO"))
             .await
             .unwrap();
-        let err = s
-            .retrieve("checkpointID-1", &h)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = s.retrieve("checkpointID-1", &h).await.unwrap_err().to_string();
         assert!(
-            err.contains("checksum mismatch")
-                && err.contains("checkpointID-1")
-                && err.contains(&h.path),
+            err.contains("checksum mismatch") && err.contains("checkpointID-1") && err.contains(&h.path),
             "{err}"
         );
 
@@ -409,10 +361,7 @@ mod tests {
         let c = cluster();
         let a = StateStorage::open("memory://shared-test", &c, &BTreeMap::new()).unwrap();
         let b = StateStorage::open("memory://shared-test", &c, &BTreeMap::new()).unwrap();
-        let h = a
-            .store("blobs", "b", Bytes::from_static(b"x"))
-            .await
-            .unwrap();
+        let h = a.store("blobs", "b", Bytes::from_static(b"x")).await.unwrap();
         assert_eq!(b.retrieve("k", &h).await.unwrap(), Bytes::from_static(b"x"));
         b.delete_all().await.unwrap();
         assert!(a.list_all().await.unwrap().is_empty());
@@ -434,12 +383,7 @@ mod tests {
         assert!(err.contains("high-availability.storageDir"), "{err}");
         let mut opts = BTreeMap::new();
         opts.insert("aws_no_such_option".to_string(), "1".to_string());
-        let err = StateStorage::open("s3://bucket/p", &c, &opts)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("high-availability.storage.aws_no_such_option"),
-            "{err}"
-        );
+        let err = StateStorage::open("s3://bucket/p", &c, &opts).unwrap_err().to_string();
+        assert!(err.contains("high-availability.storage.aws_no_such_option"), "{err}");
     }
 }

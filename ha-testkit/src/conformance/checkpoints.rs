@@ -1,0 +1,278 @@
+//! The completed-checkpoint store: retention, subsume order, recovery order,
+//! quarantine, failover, shutdown, idempotent retries.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ha_core::storage::StateHandle;
+use ha_core::{checkpoint_key, CompletedCheckpoint, Error, JobId, JobStatus, StoreNamespace};
+
+use super::util::{contend, payload};
+use crate::Ctx;
+
+fn cp(job: &JobId, id: u64) -> CompletedCheckpoint {
+    CompletedCheckpoint {
+        job_id: job.clone(),
+        checkpoint_id: id,
+        data: payload("cp", id),
+    }
+}
+
+async fn checkpoint_payloads(ctx: &Ctx, job: &JobId) -> usize {
+    let prefix = format!("checkpoints/{job}/");
+    ctx.storage()
+        .list_all()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|p| p.contains(&prefix))
+        .count()
+}
+
+/// With `num-retained = 3`, adding 1..=6 keeps 4, 5, 6; each add subsumes exactly the
+/// oldest, the new entry is written before the old one goes (an observer never sees
+/// fewer than 3), and subsumed payloads are discarded.
+pub async fn retention_and_subsume_order(ctx: Ctx) {
+    let ha = ctx.process_retaining(3).await;
+    let observer = ctx.process().await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    let watched = observer.completed_checkpoint_store(&job).await.unwrap();
+    let full = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (full, stop) = (full.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut min_after_full = usize::MAX;
+            while !stop.load(Ordering::SeqCst) {
+                let n = watched.checkpoint_ids().await.unwrap().len();
+                if full.load(Ordering::SeqCst) {
+                    min_after_full = min_after_full.min(n);
+                }
+                tokio::task::yield_now().await;
+            }
+            min_after_full
+        })
+    };
+    for id in 1..=6u64 {
+        let subsumed = store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+        let want: Vec<u64> = if id > 3 { vec![id - 3] } else { vec![] };
+        assert_eq!(subsumed, want, "subsumed by adding {id}");
+        if id == 3 {
+            full.store(true, Ordering::SeqCst);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let min_seen = watcher.await.unwrap();
+    assert!(
+        min_seen >= 3,
+        "an observer saw only {min_seen} retained checkpoints: subsumed before writing"
+    );
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![4, 5, 6]);
+    ha.cleaner().flush().await;
+    assert_eq!(
+        checkpoint_payloads(&ctx, &job).await,
+        3,
+        "subsumed payloads are discarded"
+    );
+    ha.close().await.unwrap();
+    observer.close().await.unwrap();
+}
+
+/// Recovery returns checkpoints in id order whatever the order they were added in.
+pub async fn recovery_in_id_order(ctx: Ctx) {
+    let ha = ctx.process_retaining(10).await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    for id in [3u64, 1, 12, 2] {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    let other = ctx.process_retaining(10).await;
+    let recovered = other
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&f)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = recovered.checkpoints.iter().map(|c| c.checkpoint_id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 12]);
+    for c in &recovered.checkpoints {
+        assert_eq!(c, &cp(&job, c.checkpoint_id));
+    }
+    assert!(recovered.quarantined.is_empty());
+    ha.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+/// A corrupt payload, a missing payload and a corrupt pointer are each reported and
+/// quarantined; recovery falls back to the newest readable checkpoint and does not
+/// report them again.
+pub async fn quarantine_corrupt_and_missing(ctx: Ctx) {
+    let ha = ctx.process_retaining(10).await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=4u64 {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    let raw = ha
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    let handle = |id: u64| {
+        let raw = raw.clone();
+        async move {
+            let v = raw.get(&checkpoint_key(id)).await.unwrap().unwrap();
+            StateHandle::from_bytes(&checkpoint_key(id), &v.value).unwrap()
+        }
+    };
+    ctx.storage().discard(&handle(3).await).await.unwrap();
+    let mut flipped = payload("cp", 4).to_vec();
+    flipped[0] ^= 1;
+    let h4 = handle(4).await;
+    ctx.storage()
+        .overwrite_for_test(&h4.path, Bytes::from(flipped))
+        .await
+        .unwrap();
+    raw.add_and_lock(&f, &checkpoint_key(5), Bytes::from_static(b"\x00not a pointer"))
+        .await
+        .unwrap();
+
+    let recovered = store.recover(&f).await.expect("recovery must not fail on bad entries");
+    let ids: Vec<u64> = recovered.checkpoints.iter().map(|c| c.checkpoint_id).collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(recovered.latest().map(|c| c.checkpoint_id), Some(2));
+    let mut q: Vec<u64> = recovered.quarantined.iter().map(|q| q.checkpoint_id).collect();
+    q.sort_unstable();
+    assert_eq!(q, vec![3, 4, 5]);
+    for entry in &recovered.quarantined {
+        assert!(
+            entry.error.contains(&entry.key),
+            "error must name the key: {}",
+            entry.error
+        );
+    }
+    let missing = recovered.quarantined.iter().find(|q| q.checkpoint_id == 3).unwrap();
+    assert!(missing.error.contains("does not exist"), "{}", missing.error);
+    let corrupt = recovered.quarantined.iter().find(|q| q.checkpoint_id == 4).unwrap();
+    assert!(corrupt.error.contains("checksum mismatch"), "{}", corrupt.error);
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![1, 2]);
+    assert_eq!(store.quarantined_keys().await.unwrap().len(), 3);
+    let again = store.recover(&f).await.unwrap();
+    assert!(again.quarantined.is_empty());
+    assert_eq!(again.checkpoints.len(), 2);
+    ha.close().await.unwrap();
+}
+
+/// Every checkpoint the crashed leader had acknowledged is recovered by the next
+/// leader, with its data.
+pub async fn acknowledged_checkpoint_survives_failover(ctx: Ctx) {
+    let a = ctx.process_retaining(2).await;
+    let (sa, mut ea) = contend(&a, "dispatcher").await;
+    let fa = ea.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let counter = a.checkpoint_id_counter(&job).await.unwrap();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    let mut last = 0;
+    for _ in 0..5 {
+        let id = counter.get_and_increment(&fa).await.unwrap();
+        store.add_checkpoint(&fa, cp(&job, id)).await.unwrap();
+        last = id;
+    }
+    let b = ctx.process_retaining(2).await;
+    let (_sb, mut eb) = contend(&b, "dispatcher").await;
+    drop((sa, ea, store, counter));
+    ctx.crash(a).await;
+    let fb = tokio::time::timeout(ctx.crash_timeout() * 3, eb.granted())
+        .await
+        .expect("b granted")
+        .unwrap()
+        .fence;
+    let recovered = b
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&fb)
+        .await
+        .unwrap();
+    assert_eq!(recovered.latest(), Some(&cp(&job, last)));
+    assert_eq!(recovered.checkpoints.len(), 2);
+    let next = b
+        .checkpoint_id_counter(&job)
+        .await
+        .unwrap()
+        .get_and_increment(&fb)
+        .await
+        .unwrap();
+    assert_eq!(next, last + 1, "the counter continues after the last acknowledged id");
+    b.close().await.unwrap();
+}
+
+/// Suspension keeps every checkpoint (and releases this process's locks); a globally
+/// terminal status deletes every entry and payload.
+pub async fn shutdown_semantics(ctx: Ctx) {
+    let ha = ctx.process_retaining(3).await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=2u64 {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    store.shutdown(&f, JobStatus::Suspended).await.unwrap();
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![1, 2]);
+    let raw = ha
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    assert!(
+        raw.lock_owners(&checkpoint_key(1)).await.unwrap().is_empty(),
+        "suspension releases our locks"
+    );
+    let recovered = store.recover(&f).await.unwrap();
+    assert_eq!(recovered.checkpoints.len(), 2);
+    store.shutdown(&f, JobStatus::Finished).await.unwrap();
+    assert!(store.checkpoint_ids().await.unwrap().is_empty());
+    assert!(raw.list().await.unwrap().is_empty());
+    ha.cleaner().flush().await;
+    assert_eq!(checkpoint_payloads(&ctx, &job).await, 0);
+    ha.close().await.unwrap();
+}
+
+/// Re-adding a checkpoint that already landed (a retry after an unknown outcome)
+/// succeeds; adding different content under the same id is `AlreadyExists`.
+pub async fn retry_of_landed_add_is_idempotent(ctx: Ctx) {
+    let ha = ctx.process_retaining(3).await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    store.add_checkpoint(&f, cp(&job, 1)).await.unwrap();
+    store
+        .add_checkpoint(&f, cp(&job, 1))
+        .await
+        .expect("identical retry succeeds");
+    let mut different = cp(&job, 1);
+    different.data = payload("other", 1);
+    match store.add_checkpoint(&f, different).await {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![1]);
+    ha.cleaner().flush().await;
+    assert_eq!(
+        checkpoint_payloads(&ctx, &job).await,
+        1,
+        "payloads of refused adds are discarded"
+    );
+    ha.close().await.unwrap();
+}

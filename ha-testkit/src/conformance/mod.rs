@@ -1,0 +1,173 @@
+//! The conformance suite: every rule that must hold the same on every backend.
+//!
+//! Cases are plain `pub async fn case(ctx: Ctx)` functions grouped by capability
+//! (election, retrieval, fencing, state-handle store, checkpoint store, counter,
+//! job-graph store, job-result store, cleanup). A backend crate runs all of them with
+//! one line in `tests/conformance.rs`:
+//!
+//! ```ignore
+//! ha_testkit::conformance_suite!(my_backend::tests::harness());
+//! ```
+//!
+//! which expands to one named `#[tokio::test]` per case. Each case gets a fresh random
+//! cluster-id and payload directory, is bounded in time, and is cleaned up after, even
+//! when it fails.
+
+pub mod checkpoints;
+pub mod cleanup;
+pub mod counter;
+pub mod election;
+pub mod fencing;
+pub mod job_graphs;
+pub mod job_results;
+pub mod retrieval;
+pub mod store;
+mod util;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Ctx, Harness};
+
+/// No case may take longer than this.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs one case with a fresh context and cleans up after it, re-raising its panic.
+pub async fn run<F, Fut>(harness: Arc<dyn Harness>, name: &str, case: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let ctx = Ctx::new(harness, name);
+    let outcome = tokio::spawn(tokio::time::timeout(CASE_TIMEOUT, case(ctx.clone()))).await;
+    ctx.cleanup().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("conformance case `{name}` timed out after {CASE_TIMEOUT:?}"),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("conformance case `{name}` was cancelled: {e}"),
+    }
+}
+
+/// Every case, as `(group, name)` pairs, in the order the macro runs them.
+pub const CASES: &[(&str, &str)] = &[
+    ("election", "single_contender_is_granted"),
+    ("election", "one_leader_at_a_time"),
+    ("election", "graceful_handover"),
+    ("election", "crash_handover_after_lease"),
+    ("election", "components_share_one_term"),
+    ("election", "later_terms_have_higher_epochs"),
+    ("election", "self_heals_deleted_leader_information"),
+    ("retrieval", "sees_only_confirmed_leaders"),
+    ("retrieval", "follows_handover"),
+    ("retrieval", "starts_with_current_leader"),
+    ("fencing", "stale_leader_rejected_by_every_store"),
+    ("fencing", "crashed_leader_rejected_after_handover"),
+    ("store", "add_get_list"),
+    ("store", "add_existing_is_already_exists"),
+    ("store", "replace_is_compare_and_set"),
+    ("store", "multi_owner_locks"),
+    ("store", "locks_end_with_owner_session"),
+    ("checkpoints", "retention_and_subsume_order"),
+    ("checkpoints", "recovery_in_id_order"),
+    ("checkpoints", "quarantine_corrupt_and_missing"),
+    ("checkpoints", "acknowledged_checkpoint_survives_failover"),
+    ("checkpoints", "shutdown_semantics"),
+    ("checkpoints", "retry_of_landed_add_is_idempotent"),
+    ("counter", "starts_at_one_and_increments"),
+    ("counter", "strictly_increasing_under_16_tasks"),
+    ("counter", "set_count_and_shutdown"),
+    ("job_graphs", "put_recover_replace_remove"),
+    ("job_graphs", "locks_prevent_removal"),
+    ("job_results", "dirty_to_clean"),
+    ("job_results", "new_leader_finishes_cleanup"),
+    ("cleanup", "leaves_nothing"),
+];
+
+/// Expands to one `#[tokio::test]` per conformance case, named `<group>::<case>`,
+/// each running against the harness built by `$harness` (an expression evaluated once
+/// per test; items of the calling module are in scope). The calling crate needs
+/// `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr) => {
+        $crate::conformance_cases!($harness;
+            election {
+                single_contender_is_granted,
+                one_leader_at_a_time,
+                graceful_handover,
+                crash_handover_after_lease,
+                components_share_one_term,
+                later_terms_have_higher_epochs,
+                self_heals_deleted_leader_information,
+            }
+            retrieval {
+                sees_only_confirmed_leaders,
+                follows_handover,
+                starts_with_current_leader,
+            }
+            fencing {
+                stale_leader_rejected_by_every_store,
+                crashed_leader_rejected_after_handover,
+            }
+            store {
+                add_get_list,
+                add_existing_is_already_exists,
+                replace_is_compare_and_set,
+                multi_owner_locks,
+                locks_end_with_owner_session,
+            }
+            checkpoints {
+                retention_and_subsume_order,
+                recovery_in_id_order,
+                quarantine_corrupt_and_missing,
+                acknowledged_checkpoint_survives_failover,
+                shutdown_semantics,
+                retry_of_landed_add_is_idempotent,
+            }
+            counter {
+                starts_at_one_and_increments,
+                strictly_increasing_under_16_tasks,
+                set_count_and_shutdown,
+            }
+            job_graphs {
+                put_recover_replace_remove,
+                locks_prevent_removal,
+            }
+            job_results {
+                dirty_to_clean,
+                new_leader_finishes_cleanup,
+            }
+            cleanup {
+                leaves_nothing,
+            }
+        );
+    };
+}
+
+/// Implementation detail of [`conformance_suite!`]: a module per group, a test per case.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_cases {
+    ($harness:expr; $($group:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $group {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let harness: ::std::sync::Arc<dyn $crate::Harness> = ::std::sync::Arc::new($harness);
+                        $crate::conformance::run(
+                            harness,
+                            concat!(stringify!($group), "::", stringify!($case)),
+                            $crate::conformance::$group::$case,
+                        )
+                        .await;
+                    }
+                )*
+            }
+        )*
+    };
+}

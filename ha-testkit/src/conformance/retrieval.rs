@@ -1,0 +1,84 @@
+//! Retrieval: only confirmed leaders are visible, and changes arrive by watch.
+
+use super::util::{component_id, contend, eventually, quick};
+use crate::Ctx;
+
+/// A granted but unconfirmed leader is invisible; after confirming it is visible with
+/// its session and address.
+pub async fn sees_only_confirmed_leaders(ctx: Ctx) {
+    let ha = ctx.process().await;
+    let observer = ctx.process().await;
+    let retrieval = observer
+        .leader_retrieval_service(&component_id("dispatcher"))
+        .await
+        .unwrap();
+    let (_svc, mut e) = contend(&ha, "dispatcher").await;
+    let g = e.granted().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(retrieval.current(), None, "unconfirmed leader must not be visible");
+    e.confirm(&g, "addr-1").await.unwrap();
+    let info = tokio::time::timeout(quick(&ctx), retrieval.wait_for(|v| v.is_some()))
+        .await
+        .expect("confirmed leader visible")
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.address, "addr-1");
+    assert_eq!(info.session_id, g.session_id);
+    ha.close().await.unwrap();
+    observer.close().await.unwrap();
+}
+
+/// After a hand-over the retriever sees the new leader's address and session.
+pub async fn follows_handover(ctx: Ctx) {
+    let observer = ctx.process().await;
+    let retrieval = observer
+        .leader_retrieval_service(&component_id("dispatcher"))
+        .await
+        .unwrap();
+    let a = ctx.process().await;
+    let (sa, mut ea) = contend(&a, "dispatcher").await;
+    let ga = ea.granted().await.unwrap();
+    ea.confirm(&ga, "addr-a").await.unwrap();
+    retrieval
+        .wait_for(|v| v.as_ref().is_some_and(|i| i.address == "addr-a"))
+        .await
+        .unwrap();
+    let b = ctx.process().await;
+    let (_sb, mut eb) = contend(&b, "dispatcher").await;
+    sa.close().await.unwrap();
+    let gb = tokio::time::timeout(quick(&ctx), eb.granted())
+        .await
+        .expect("b granted")
+        .unwrap();
+    eb.confirm(&gb, "addr-b").await.unwrap();
+    let want = gb.session_id;
+    eventually(quick(&ctx), "retriever sees b", || {
+        let cur = retrieval.current();
+        async move { cur.is_some_and(|i| i.address == "addr-b" && i.session_id == want) }
+    })
+    .await;
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    observer.close().await.unwrap();
+}
+
+/// A retriever started after the leader confirmed sees it immediately.
+pub async fn starts_with_current_leader(ctx: Ctx) {
+    let ha = ctx.process().await;
+    let (_svc, mut e) = contend(&ha, "restserver").await;
+    let g = e.granted().await.unwrap();
+    e.confirm(&g, "http://rest:8081").await.unwrap();
+    let observer = ctx.process().await;
+    let retrieval = observer
+        .leader_retrieval_service(&component_id("restserver"))
+        .await
+        .unwrap();
+    let info = tokio::time::timeout(quick(&ctx), retrieval.wait_for(|v| v.is_some()))
+        .await
+        .expect("current leader visible")
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.address, "http://rest:8081");
+    ha.close().await.unwrap();
+    observer.close().await.unwrap();
+}

@@ -1,0 +1,57 @@
+//! The harness of the embedded backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ha_core::embedded::EmbeddedCluster;
+use ha_core::{ClusterId, ComponentId, HaBackend, Result};
+
+use crate::Harness;
+
+/// Runs the suite on the embedded backend with a short lease.
+#[derive(Clone, Debug)]
+pub struct EmbeddedHarness {
+    lease: Duration,
+}
+
+impl EmbeddedHarness {
+    /// A harness whose instances hold a session lease of `lease`.
+    pub fn new(lease: Duration) -> Self {
+        Self { lease }
+    }
+
+    fn cluster(&self, cluster_id: &ClusterId) -> EmbeddedCluster {
+        EmbeddedCluster::shared(cluster_id, self.lease)
+    }
+}
+
+impl Default for EmbeddedHarness {
+    fn default() -> Self {
+        Self::new(Duration::from_millis(300))
+    }
+}
+
+#[async_trait]
+impl Harness for EmbeddedHarness {
+    fn name(&self) -> &str {
+        "embedded"
+    }
+
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
+        Ok(Arc::new(self.cluster(cluster_id).connect()))
+    }
+
+    fn crash_timeout(&self) -> Duration {
+        self.lease * 2 + Duration::from_millis(200)
+    }
+
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
+        Ok(self.cluster(cluster_id).list_records())
+    }
+
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+        self.cluster(cluster_id).delete_leader_record(component);
+        Ok(())
+    }
+}

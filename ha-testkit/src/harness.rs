@@ -1,0 +1,123 @@
+//! The `Harness` a backend implements to run the conformance suite, and the per-case
+//! context the suite hands to every case.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ha_core::storage::StateStorage;
+use ha_core::{ClusterId, ComponentId, HaBackend, HaServices, Result};
+
+/// What the conformance suite needs from a backend: fresh instances for a cluster-id,
+/// a view of everything stored, and a few hooks for faults.
+#[async_trait]
+pub trait Harness: Send + Sync + 'static {
+    /// A short name for messages (`embedded`, `zookeeper`, …).
+    fn name(&self) -> &str;
+
+    /// Connects a new backend instance (a new "process" with its own session).
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>>;
+
+    /// How long a crashed instance may keep leadership (session timeout or lease, plus
+    /// the backend's detection delay). Waits in the suite are bounded by multiples of it.
+    fn crash_timeout(&self) -> Duration;
+
+    /// Everything the backend stores for `cluster_id` (znodes, keys, ConfigMaps…), in
+    /// any readable form. Empty means nothing is left.
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>>;
+
+    /// Deletes the published leader information of `component` behind the services'
+    /// back, as an operator or a buggy tool might.
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()>;
+
+    /// Makes the process owning `services` crash: its session must end only by
+    /// timeout, never by a graceful close. The default drops every handle, which is
+    /// right for backends whose client does not close the session on drop.
+    async fn crash(&self, services: HaServices) {
+        drop(services);
+    }
+}
+
+/// The context of one conformance case: the harness, a fresh random cluster-id and a
+/// private payload directory.
+#[derive(Clone)]
+pub struct Ctx {
+    harness: Arc<dyn Harness>,
+    cluster_id: ClusterId,
+    storage_url: String,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Ctx {
+    /// A fresh context for `case`.
+    pub fn new(harness: Arc<dyn Harness>, case: &str) -> Self {
+        let dir = tempfile::tempdir().expect("create payload temp dir");
+        let storage_url = format!("file://{}", dir.path().display());
+        let prefix: String = case
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(20)
+            .collect::<String>()
+            .to_lowercase();
+        let cluster_id = ClusterId::random(if prefix.is_empty() { "case" } else { &prefix });
+        Self {
+            harness,
+            cluster_id,
+            storage_url,
+            _dir: Arc::new(dir),
+        }
+    }
+
+    /// The harness.
+    pub fn harness(&self) -> &dyn Harness {
+        self.harness.as_ref()
+    }
+
+    /// The case's cluster-id.
+    pub fn cluster_id(&self) -> &ClusterId {
+        &self.cluster_id
+    }
+
+    /// The payload storage of the case (shared by all its processes).
+    pub fn storage(&self) -> StateStorage {
+        StateStorage::open(&self.storage_url, &self.cluster_id, &Default::default()).expect("open payload storage")
+    }
+
+    /// A new process: backend instance plus services retaining one checkpoint.
+    pub async fn process(&self) -> HaServices {
+        self.process_retaining(1).await
+    }
+
+    /// A new process retaining `n` checkpoints per job.
+    pub async fn process_retaining(&self, n: usize) -> HaServices {
+        let backend = self
+            .harness
+            .connect(&self.cluster_id)
+            .await
+            .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.harness.name()));
+        HaServices::new(backend, self.storage(), n)
+    }
+
+    /// Crashes the process owning `services` (see [`Harness::crash`]).
+    pub async fn crash(&self, services: HaServices) {
+        self.harness.crash(services).await;
+    }
+
+    /// An upper bound for waits that involve a crash.
+    pub fn crash_timeout(&self) -> Duration {
+        self.harness.crash_timeout()
+    }
+
+    /// Removes everything the case left behind (best effort).
+    pub async fn cleanup(&self) {
+        match self.harness.connect(&self.cluster_id).await {
+            Ok(backend) => {
+                let services = HaServices::new(backend, self.storage(), 1);
+                if let Err(e) = services.close_and_cleanup_all_data().await {
+                    tracing::warn!(error = %e, cluster = %self.cluster_id, "cleanup after case failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, cluster = %self.cluster_id, "cleanup could not connect"),
+        }
+    }
+}
