@@ -1,0 +1,154 @@
+//! The test harness: the Kubernetes backend on a fresh `KubeApiEmulator` per test, or
+//! on a real cluster when `HA_KUBE_TEST_KUBECONFIG` is set (see the README).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ha_core::{ClusterId, ComponentId, HaBackend, Result};
+use ha_kubernetes::{KubernetesBackend, LeaseTimings};
+use ha_testkit::{Harness, KubeApiEmulator};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+
+/// Short timings so crash cases stay fast: lease 2 s, renew deadline 1.4 s, retry 0.3 s.
+pub fn test_timings() -> LeaseTimings {
+    LeaseTimings::new(
+        Duration::from_secs(2),
+        Duration::from_millis(1400),
+        Duration::from_millis(300),
+    )
+    .expect("valid timings")
+}
+
+/// Where the backend under test talks to.
+pub enum Target {
+    /// A private emulator.
+    Emulator(Arc<KubeApiEmulator>),
+    /// A real cluster from a kubeconfig.
+    Real {
+        config: kube::Config,
+        namespace: String,
+    },
+}
+
+pub struct KubeHarness {
+    pub target: Target,
+    pub timings: LeaseTimings,
+}
+
+/// A client for `url` (an emulator).
+pub fn emulator_client(emulator: &KubeApiEmulator) -> kube::Client {
+    let config = kube::Config::new(emulator.url().parse().expect("emulator url"));
+    kube::Client::try_from(config).expect("kube client")
+}
+
+pub const TEST_NAMESPACE: &str = "ha-test";
+
+impl KubeHarness {
+    /// The emulator harness. Must be called inside a Tokio runtime.
+    pub fn emulator() -> Self {
+        Self {
+            target: Target::Emulator(Arc::new(KubeApiEmulator::start().expect("start emulator"))),
+            timings: test_timings(),
+        }
+    }
+
+    /// A real cluster if `HA_KUBE_TEST_KUBECONFIG` is set, else the emulator.
+    pub fn from_env() -> Self {
+        let Ok(path) = std::env::var("HA_KUBE_TEST_KUBECONFIG") else {
+            return Self::emulator();
+        };
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read HA_KUBE_TEST_KUBECONFIG");
+        let options = kube::config::KubeConfigOptions {
+            context: std::env::var("HA_KUBE_TEST_CONTEXT").ok(),
+            ..Default::default()
+        };
+        let config = futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
+            .expect("load kubeconfig");
+        let namespace = std::env::var("HA_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into());
+        Self {
+            target: Target::Real { config, namespace },
+            timings: test_timings(),
+        }
+    }
+
+    pub fn emulator_ref(&self) -> Option<&KubeApiEmulator> {
+        match &self.target {
+            Target::Emulator(e) => Some(e),
+            Target::Real { .. } => None,
+        }
+    }
+
+    /// A fresh client (its own connections, as a separate process has).
+    pub fn client(&self) -> kube::Client {
+        match &self.target {
+            Target::Emulator(e) => emulator_client(e),
+            Target::Real { config, .. } => kube::Client::try_from(config.clone()).expect("kube client"),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        match &self.target {
+            Target::Emulator(_) => TEST_NAMESPACE,
+            Target::Real { namespace, .. } => namespace,
+        }
+    }
+
+    pub fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client(), self.namespace())
+    }
+
+    pub fn backend(&self, cluster_id: &ClusterId) -> Result<KubernetesBackend> {
+        KubernetesBackend::with_client(self.client(), self.namespace(), cluster_id, self.timings)
+    }
+}
+
+#[async_trait]
+impl Harness for KubeHarness {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
+        Ok(Arc::new(self.backend(cluster_id)?))
+    }
+
+    fn crash_timeout(&self) -> Duration {
+        self.timings.lease_duration * 2 + Duration::from_millis(500)
+    }
+
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
+        let selector = format!("app={cluster_id},configmap-type=high-availability");
+        let list = self
+            .config_maps()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ha_core::Error::unavailable("list ConfigMaps", e))?;
+        let mut out = Vec::new();
+        for cm in list.items {
+            let name = cm.metadata.name.unwrap_or_default();
+            out.push(format!("configmap/{name}"));
+            for key in cm.data.unwrap_or_default().into_keys() {
+                out.push(format!("{name}/{key}"));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+        let patch = serde_json::json!({"data": {format!("leader.{component}"): null}});
+        self.config_maps()
+            .patch(
+                &format!("{cluster_id}-cluster-config-map"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| ha_core::Error::unavailable("patch ConfigMap", e))?;
+        Ok(())
+    }
+}
