@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use ha_core::driver::{
-    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver, LeaderRetrievalDriver,
-    StateHandleStore, StoreNamespace,
+    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
+    StoreNamespace,
 };
 use ha_core::{ClusterId, ComponentId, Error, JobId, LeaderInformation, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -69,7 +69,12 @@ impl KubernetesBackend {
     }
 
     /// An instance on an existing client. Must be called within a Tokio runtime.
-    pub fn with_client(client: kube::Client, namespace: &str, cluster_id: &ClusterId, timings: LeaseTimings) -> Result<Self> {
+    pub fn with_client(
+        client: kube::Client,
+        namespace: &str,
+        cluster_id: &ClusterId,
+        timings: LeaseTimings,
+    ) -> Result<Self> {
         let names = Names::new(cluster_id)?;
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         let (snapshots, watch_task) = crate::watch::start(api.clone(), names.cluster_config_map());
@@ -98,9 +103,7 @@ impl KubernetesBackend {
             .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
         for cm in cms {
             let Some(name) = cm.metadata.name.clone() else { continue };
-            let locked = cm.data.as_ref().is_some_and(|d| {
-                d.values().any(|v| v.contains(&owner))
-            });
+            let locked = cm.data.as_ref().is_some_and(|d| d.values().any(|v| v.contains(&owner)));
             if !locked {
                 continue;
             }
@@ -112,7 +115,9 @@ impl KubernetesBackend {
                         if !raw.contains(&owner) {
                             continue;
                         }
-                        let Ok(mut entry) = Entry::parse(key, raw) else { continue };
+                        let Ok(mut entry) = Entry::parse(key, raw) else {
+                            continue;
+                        };
                         if entry.unlock(&owner) {
                             *raw = entry.to_json();
                             changed = true;
@@ -152,7 +157,7 @@ impl HaBackend for KubernetesBackend {
         events: mpsc::UnboundedSender<ElectionEvent>,
     ) -> Result<Box<dyn LeaderElectionDriver>> {
         self.core.check_open()?;
-        let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group, events)?;
+        let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group, events).await?;
         self.candidacies
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -39,9 +39,7 @@ impl ApiError {
                 409 => ApiError::Conflict,
                 404 => ApiError::NotFound,
                 413 => ApiError::TooLarge,
-                422 if status.message.contains("Too long") || status.message.contains("too long") => {
-                    ApiError::TooLarge
-                }
+                422 if status.message.contains("Too long") || status.message.contains("too long") => ApiError::TooLarge,
                 401 | 403 => ApiError::Denied(status.message.clone()),
                 429 | 503 => ApiError::Unavailable(Box::new(kube::Error::Api(status))),
                 code if code >= 500 && mutating => ApiError::Unknown(Box::new(kube::Error::Api(status))),
@@ -127,7 +125,8 @@ impl ConfigMaps {
 
     /// Replaces `cm` iff its `metadata.resourceVersion` is current; `Conflict` if not.
     pub(crate) async fn replace(&self, name: &str, cm: &ConfigMap) -> Result<ConfigMap, ApiError> {
-        self.bounded(true, self.api.replace(name, &PostParams::default(), cm)).await
+        self.bounded(true, self.api.replace(name, &PostParams::default(), cm))
+            .await
     }
 
     /// Deletes `name` iff its resourceVersion is `rv`; `Ok(false)` if it was absent.

@@ -145,7 +145,9 @@ impl KubernetesConfig {
         let namespace = opts.get("namespace").filter(|s| !s.is_empty()).map(str::to_string);
         if let Some(ns) = &namespace {
             let ok = ns.len() <= 63
-                && ns.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && ns.as_bytes()[0].is_ascii_alphanumeric()
                 && ns.as_bytes()[ns.len() - 1].is_ascii_alphanumeric();
             if !ok {
@@ -178,9 +180,9 @@ impl KubernetesConfig {
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
-                kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
-                    Error::config(format!("high-availability.{MODE}.kubeconfig"), e.to_string())
-                })?
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| Error::config(format!("high-availability.{MODE}.kubeconfig"), e.to_string()))?
             }
             None if self.context.is_some() => kube::Config::from_kubeconfig(&options)
                 .await
@@ -200,10 +202,19 @@ mod tests {
 
     #[test]
     fn timings_are_ordered() {
-        assert!(LeaseTimings::new(Duration::from_secs(2), Duration::from_secs(1), Duration::from_millis(200)).is_ok());
-        let e = LeaseTimings::new(Duration::from_secs(1), Duration::from_secs(1), Duration::from_millis(200))
-            .unwrap_err()
-            .to_string();
+        assert!(LeaseTimings::new(
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+            Duration::from_millis(200)
+        )
+        .is_ok());
+        let e = LeaseTimings::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("high-availability.kubernetes.lease-duration"), "{e}");
         let e = LeaseTimings::new(Duration::from_secs(3), Duration::from_secs(1), Duration::from_secs(1))
             .unwrap_err()

@@ -109,7 +109,10 @@ impl Core {
 
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.is_closed() {
-            Err(Error::closed(format!("Kubernetes backend instance {}", self.instance_id)))
+            Err(Error::closed(format!(
+                "Kubernetes backend instance {}",
+                self.instance_id
+            )))
         } else {
             Ok(())
         }

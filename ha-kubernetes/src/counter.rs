@@ -60,29 +60,43 @@ impl CheckpointIdCounterDriver for KubeCounter {
     async fn compare_and_set(&self, fence: &Fence, expected: Option<Version>, value: u64) -> Result<Version> {
         let key = self.key.clone();
         self.core
-            .update(&self.config_map, &key, "compare-and-set", Fencing::Epoch(fence), true, |data| {
-                let current = data.get(COUNTER_KEY).map(|raw| parse(&key, raw)).transpose()?;
-                if current.map(Version) != expected {
-                    return Err(Error::VersionConflict { key: key.clone() });
-                }
-                data.insert(COUNTER_KEY.to_string(), value.to_string());
-                Ok(Apply::Write(Version(value)))
-            })
+            .update(
+                &self.config_map,
+                &key,
+                "compare-and-set",
+                Fencing::Epoch(fence),
+                true,
+                |data| {
+                    let current = data.get(COUNTER_KEY).map(|raw| parse(&key, raw)).transpose()?;
+                    if current.map(Version) != expected {
+                        return Err(Error::VersionConflict { key: key.clone() });
+                    }
+                    data.insert(COUNTER_KEY.to_string(), value.to_string());
+                    Ok(Apply::Write(Version(value)))
+                },
+            )
             .await
     }
 
     async fn remove(&self, fence: &Fence) -> Result<()> {
         self.core
-            .update(&self.config_map, &self.key, "remove", Fencing::Epoch(fence), false, |data| {
-                if data.remove(COUNTER_KEY).is_none() {
-                    return Ok(Apply::Keep(()));
-                }
-                Ok(if only_epoch_left(data) {
-                    Apply::Delete(())
-                } else {
-                    Apply::Write(())
-                })
-            })
+            .update(
+                &self.config_map,
+                &self.key,
+                "remove",
+                Fencing::Epoch(fence),
+                false,
+                |data| {
+                    if data.remove(COUNTER_KEY).is_none() {
+                        return Ok(Apply::Keep(()));
+                    }
+                    Ok(if only_epoch_left(data) {
+                        Apply::Delete(())
+                    } else {
+                        Apply::Write(())
+                    })
+                },
+            )
             .await
     }
 }

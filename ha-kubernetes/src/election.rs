@@ -82,15 +82,16 @@ impl Drop for KubeElectionDriver {
 }
 
 impl KubeElectionDriver {
-    /// Starts contending in `group`.
-    pub(crate) fn start(
+    /// Starts contending in `group`. The first acquisition attempt completes before
+    /// this returns, so a contender that joins a free election first wins it.
+    pub(crate) async fn start(
         core: Arc<Core>,
         group: &str,
         events: mpsc::UnboundedSender<ElectionEvent>,
     ) -> Result<(Self, Arc<Candidacy>)> {
         let annotation = lock_annotation(group)?;
         let holder = core.holder_identity(group);
-        let elector = Elector {
+        let mut elector = Elector {
             core: core.clone(),
             group: group.to_string(),
             annotation: annotation.clone(),
@@ -101,10 +102,12 @@ impl KubeElectionDriver {
             term: None,
             leader_info: BTreeMap::new(),
         };
+        elector.on_snapshot();
+        let started = elector.attempt().await;
         let candidacy = Arc::new(Candidacy {
             annotation,
             holder,
-            task: Mutex::new(Some(tokio::spawn(elector.run()))),
+            task: Mutex::new(Some(tokio::spawn(elector.run(started)))),
         });
         Ok((
             Self {
@@ -120,17 +123,24 @@ impl KubeElectionDriver {
         let value = info.map(|i| String::from_utf8_lossy(&i.to_json()).into_owned());
         let name = self.core.names.cluster_config_map();
         self.core
-            .update(&name, &key, "publish leader information", Fencing::Lock(fence), false, |data| {
-                Ok(match &value {
-                    Some(v) if data.get(&key) == Some(v) => Apply::Keep(()),
-                    Some(v) => {
-                        data.insert(key.clone(), v.clone());
-                        Apply::Write(())
-                    }
-                    None if data.remove(&key).is_some() => Apply::Write(()),
-                    None => Apply::Keep(()),
-                })
-            })
+            .update(
+                &name,
+                &key,
+                "publish leader information",
+                Fencing::Lock(fence),
+                false,
+                |data| {
+                    Ok(match &value {
+                        Some(v) if data.get(&key) == Some(v) => Apply::Keep(()),
+                        Some(v) => {
+                            data.insert(key.clone(), v.clone());
+                            Apply::Write(())
+                        }
+                        None if data.remove(&key).is_some() => Apply::Write(()),
+                        None => Apply::Keep(()),
+                    })
+                },
+            )
             .await
     }
 }
@@ -206,11 +216,22 @@ struct Elector {
 }
 
 impl Elector {
-    async fn run(mut self) {
+    /// One acquisition attempt as a follower; returns when it started.
+    async fn attempt(&mut self) -> Instant {
+        let started = Instant::now();
+        match self.try_acquire_or_renew().await {
+            Ok(Some(epoch)) => self.on_acquired(epoch, started).await,
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, holder = %self.holder, "acquisition attempt failed"),
+        }
+        started
+    }
+
+    /// The elector loop, after a first attempt that started at `first`.
+    async fn run(mut self, first: Instant) {
         let timings = self.core.timings;
-        self.on_snapshot();
-        let mut next_attempt = Instant::now();
-        let mut last_attempt = Instant::now() - timings.retry_period;
+        let mut next_attempt = first + timings.retry_period;
+        let mut last_attempt = first;
         loop {
             if self.events.is_closed() {
                 return;
@@ -254,17 +275,13 @@ impl Elector {
                     }
                 }
             } else {
-                let wake = self.follower_wake(next_attempt).max(last_attempt + timings.retry_period / 4);
+                let wake = self
+                    .follower_wake(next_attempt)
+                    .max(last_attempt + timings.retry_period / 4);
                 tokio::select! {
                     _ = sleep_until(wake) => {
-                        let started = Instant::now();
-                        last_attempt = started;
-                        match self.try_acquire_or_renew().await {
-                            Ok(Some(epoch)) => self.on_acquired(epoch, started).await,
-                            Ok(None) => {}
-                            Err(e) => tracing::debug!(error = %e, holder = %self.holder, "acquisition attempt failed"),
-                        }
-                        next_attempt = started + timings.retry_period;
+                        last_attempt = self.attempt().await;
+                        next_attempt = last_attempt + timings.retry_period;
                     }
                     r = self.snapshots.changed() => {
                         if r.is_err() { return; }
@@ -496,8 +513,14 @@ impl Elector {
             .await
             .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
         for cm in cms {
-            let Some(name) = cm.metadata.name.as_deref() else { continue };
-            let stored = cm.data.as_ref().and_then(|d| d.get(EPOCH_KEY)).and_then(|r| EpochRecord::parse(r));
+            let Some(name) = cm.metadata.name.as_deref() else {
+                continue;
+            };
+            let stored = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(EPOCH_KEY))
+                .and_then(|r| EpochRecord::parse(r));
             let behind = stored.is_some_and(|s| s.group == self.group && s.epoch < fence.epoch.0);
             if name == cluster || !behind {
                 continue;

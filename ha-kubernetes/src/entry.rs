@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn entries_round_trip_text_and_binary() {
-        for value in [Bytes::from_static(b"{\"path\":\"x\"}"), Bytes::from_static(&[0xff, 0x00, 0x10])] {
+        for value in [
+            Bytes::from_static(b"{\"path\":\"x\"}"),
+            Bytes::from_static(&[0xff, 0x00, 0x10]),
+        ] {
             let e = Entry::new(&value, "me");
             let parsed = Entry::parse("k", &e.to_json()).unwrap();
             assert_eq!(parsed.bytes("k").unwrap(), value);

@@ -56,11 +56,15 @@ impl Names {
         if id.len() > MAX_LABEL_VALUE || longest > MAX_OBJECT_NAME {
             return Err(Error::config(
                 KEY_CLUSTER_ID,
-                format!("`{id}` is too long for Kubernetes: it must fit a label value (63 characters) and ConfigMap names"),
+                format!(
+                    "`{id}` is too long for Kubernetes: it must fit a label value (63 characters) and ConfigMap names"
+                ),
             ));
         }
         let ok = !id.is_empty()
-            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && id.as_bytes()[0].is_ascii_alphanumeric()
             && id.as_bytes()[id.len() - 1].is_ascii_alphanumeric();
         if !ok {
@@ -110,7 +114,9 @@ pub(crate) fn lock_annotation(group: &str) -> Result<String> {
     }
     let ok = !group.is_empty()
         && group.len() <= 56
-        && group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && group.as_bytes()[0].is_ascii_alphanumeric()
         && group.as_bytes()[group.len() - 1].is_ascii_alphanumeric();
     if !ok {

@@ -56,13 +56,22 @@ mod tests {
             leader_transitions: 3,
         };
         let json = r.to_json();
-        for f in ["holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime", "leaderTransitions"] {
+        for f in [
+            "holderIdentity",
+            "leaseDurationSeconds",
+            "acquireTime",
+            "renewTime",
+            "leaderTransitions",
+        ] {
             assert!(json.contains(f), "{json}");
         }
         assert_eq!(LeaderRecord::parse(&json), Some(r));
         // A record written by client-go (extra fields) still parses.
         let go = r#"{"holderIdentity":"x","leaseDurationSeconds":15,"acquireTime":"2024-01-01T00:00:00Z","renewTime":"2024-01-01T00:00:00Z","leaderTransitions":0,"strategy":""}"#;
-        assert_eq!(LeaderRecord::parse(go).map(|r| r.holder_identity), Some("x".to_string()));
+        assert_eq!(
+            LeaderRecord::parse(go).map(|r| r.holder_identity),
+            Some("x".to_string())
+        );
         assert!(now_rfc3339().ends_with('Z'));
     }
 }

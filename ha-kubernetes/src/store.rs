@@ -72,7 +72,9 @@ impl KubeStore {
     fn check_name(&self, name: &str) -> Result<()> {
         let valid_key = !name.is_empty()
             && name.len() <= 253
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         if !valid_key || !self.owns(name) {
             let rule = match &self.location {
                 Location::Cluster(prefix) => format!("must start with `{prefix}`"),

@@ -41,7 +41,9 @@ pub(crate) fn start(api: Api<ConfigMap>, name: String) -> (watch::Receiver<Snaps
                 Ok(Event::Delete(_)) => {
                     tx.send_replace(Snapshot { cm: None, synced: true });
                 }
-                Err(e) => tracing::debug!(error = %e, configmap = %name, "cluster ConfigMap watch interrupted; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e, configmap = %name, "cluster ConfigMap watch interrupted; retrying")
+                }
             }
             if tx.is_closed() {
                 return;

@@ -29,10 +29,7 @@ pub enum Target {
     /// A private emulator.
     Emulator(Arc<KubeApiEmulator>),
     /// A real cluster from a kubeconfig.
-    Real {
-        config: kube::Config,
-        namespace: String,
-    },
+    Real { config: kube::Config, namespace: String },
 }
 
 pub struct KubeHarness {
@@ -46,11 +43,20 @@ pub fn emulator_client(emulator: &KubeApiEmulator) -> kube::Client {
     kube::Client::try_from(config).expect("kube client")
 }
 
+/// Logs to the test output, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 pub const TEST_NAMESPACE: &str = "ha-test";
 
 impl KubeHarness {
     /// The emulator harness. Must be called inside a Tokio runtime.
     pub fn emulator() -> Self {
+        init_tracing();
         Self {
             target: Target::Emulator(Arc::new(KubeApiEmulator::start().expect("start emulator"))),
             timings: test_timings(),

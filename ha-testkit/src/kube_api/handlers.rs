@@ -40,8 +40,10 @@ fn full(status: StatusCode, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -160,7 +162,8 @@ fn route(path: &str) -> Option<Target> {
 fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
@@ -190,7 +193,9 @@ fn validate(resource: Resource, name: &str, obj: &Value) -> Result<(), Response<
                 for key in map.keys() {
                     let ok = !key.is_empty()
                         && key.len() <= 253
-                        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+                        && key
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
                     if !ok {
                         return Err(invalid(
                             resource,
@@ -208,7 +213,10 @@ fn validate(resource: Resource, name: &str, obj: &Value) -> Result<(), Response<
         return Err(failure(
             413,
             "RequestEntityTooLarge",
-            &format!("{} \"{name}\" is {size} bytes, above the limit of {MAX_OBJECT_BYTES} bytes", resource.kind()),
+            &format!(
+                "{} \"{name}\" is {size} bytes, above the limit of {MAX_OBJECT_BYTES} bytes",
+                resource.kind()
+            ),
             Some((resource, name)),
         ));
     }
@@ -291,7 +299,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         ));
     }
     let Some(target) = route(&path) else {
-        return Ok(failure(404, "NotFound", &format!("the server could not find the requested resource ({path})"), None));
+        return Ok(failure(
+            404,
+            "NotFound",
+            &format!("the server could not find the requested resource ({path})"),
+            None,
+        ));
     };
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -317,7 +330,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         (&Method::PATCH, Some(name)) => patch(&shared, &target, name, &content_type, input),
         (&Method::DELETE, Some(name)) => delete(&shared, &target, name, &input),
         (&Method::DELETE, None) => delete_collection(&shared, &target, &query),
-        _ => failure(405, "MethodNotAllowed", &format!("{method} is not supported on {path}"), None),
+        _ => failure(
+            405,
+            "MethodNotAllowed",
+            &format!("{method} is not supported on {path}"),
+            None,
+        ),
     };
     if lose && resp.status().is_success() {
         return Err(LostReply);
@@ -612,7 +630,9 @@ fn start_watch(shared: &Shared, target: &Target, query: &str) -> Response<Body> 
                 }
                 Ok(rv) => {
                     let msg = format!("too old resource version: {rv} ({})", store.compacted_rv());
-                    let _ = watcher.tx.send(Event::line("ERROR", &status_body(410, "Expired", &msg, None)));
+                    let _ = watcher
+                        .tx
+                        .send(Event::line("ERROR", &status_body(410, "Expired", &msg, None)));
                 }
                 Err(_) => {
                     return failure(400, "BadRequest", &format!("invalid resourceVersion `{v}`"), None);
@@ -628,8 +648,10 @@ fn start_watch(shared: &Shared, target: &Target, query: &str) -> Response<Body> 
         }
     });
     let mut resp = Response::new(StreamBody::new(stream).boxed());
-    resp.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -647,7 +669,10 @@ mod tests {
     #[test]
     fn routes_and_names() {
         let t = route("/api/v1/namespaces/ns1/configmaps/x").unwrap();
-        assert_eq!((t.resource, t.namespace.as_deref(), t.name.as_deref()), (Resource::ConfigMaps, Some("ns1"), Some("x")));
+        assert_eq!(
+            (t.resource, t.namespace.as_deref(), t.name.as_deref()),
+            (Resource::ConfigMaps, Some("ns1"), Some("x"))
+        );
         assert!(route("/apis/coordination.k8s.io/v1/namespaces/n/leases").is_some());
         assert!(route("/api/v1/namespaces/n/secrets").is_none());
         assert!(is_dns1123_subdomain("a-b.c"));

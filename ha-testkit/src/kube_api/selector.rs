@@ -44,7 +44,11 @@ fn set_values(rest: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| format!("expected a parenthesised value set, got `{rest}`"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl Selector {
@@ -68,7 +72,12 @@ impl Selector {
                 Req::Exists(part.into())
             };
             let key = match &req {
-                Req::Eq(k, _) | Req::Ne(k, _) | Req::Exists(k) | Req::NotExists(k) | Req::In(k, _) | Req::NotIn(k, _) => k,
+                Req::Eq(k, _)
+                | Req::Ne(k, _)
+                | Req::Exists(k)
+                | Req::NotExists(k)
+                | Req::In(k, _)
+                | Req::NotIn(k, _) => k,
             };
             if key.is_empty() || key.contains(char::is_whitespace) {
                 return Err(format!("unable to parse requirement: `{part}`"));
@@ -117,11 +126,26 @@ mod tests {
     #[test]
     fn label_selectors_follow_the_api_grammar() {
         let obj = json!({"metadata": {"name": "n", "labels": {"app": "c1", "type": "ha"}}});
-        let yes = ["app=c1", "app==c1,type", "app in (c1, c2)", "!other", "type notin (x)", "app!=c2", ""];
+        let yes = [
+            "app=c1",
+            "app==c1,type",
+            "app in (c1, c2)",
+            "!other",
+            "type notin (x)",
+            "app!=c2",
+            "",
+        ];
         for s in yes {
             assert!(Selector::parse(s).unwrap().matches_labels(&obj), "{s}");
         }
-        let no = ["app=c2", "other", "!app", "app in (c2)", "app notin (c1)", "app=c1,type=x"];
+        let no = [
+            "app=c2",
+            "other",
+            "!app",
+            "app in (c2)",
+            "app notin (c1)",
+            "app=c1,type=x",
+        ];
         for s in no {
             assert!(!Selector::parse(s).unwrap().matches_labels(&obj), "{s}");
         }

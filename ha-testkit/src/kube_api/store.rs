@@ -138,7 +138,14 @@ impl Store {
 
     /// Stores `object` under a fresh resourceVersion and notifies watchers; returns
     /// the stored object.
-    pub(crate) fn put(&mut self, resource: Resource, ns: &str, name: &str, mut object: Value, kind: &'static str) -> Value {
+    pub(crate) fn put(
+        &mut self,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+        kind: &'static str,
+    ) -> Value {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         self.objects
