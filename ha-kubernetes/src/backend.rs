@@ -56,7 +56,10 @@ impl Drop for KubernetesBackend {
 impl KubernetesBackend {
     /// Connects with `config` (kubeconfig or in-cluster service account).
     pub async fn connect(cluster_id: &ClusterId, config: &KubernetesConfig) -> Result<Self> {
-        let client_config = config.client_config().await?;
+        let mut client_config = config.client_config().await?;
+        // Retries are ours: kube's default retry of 429/503 (up to 15 times with
+        // exponential backoff) would hold a request far past the renew deadline.
+        client_config.default_retry = false;
         let namespace = config
             .namespace
             .clone()
@@ -69,6 +72,8 @@ impl KubernetesBackend {
     }
 
     /// An instance on an existing client. Must be called within a Tokio runtime.
+    /// Build the client with `default_retry = false` (as [`connect`](Self::connect)
+    /// does): the backend bounds and retries requests itself.
     pub fn with_client(
         client: kube::Client,
         namespace: &str,

@@ -39,7 +39,9 @@ pub struct KubeHarness {
 
 /// A client for `url` (an emulator).
 pub fn emulator_client(emulator: &KubeApiEmulator) -> kube::Client {
-    let config = kube::Config::new(emulator.url().parse().expect("emulator url"));
+    let mut config = kube::Config::new(emulator.url().parse().expect("emulator url"));
+    // As the backend's own clients: retries are the backend's business.
+    config.default_retry = false;
     kube::Client::try_from(config).expect("kube client")
 }
 
@@ -73,8 +75,9 @@ impl KubeHarness {
             context: std::env::var("HA_KUBE_TEST_CONTEXT").ok(),
             ..Default::default()
         };
-        let config = futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
+        let mut config = futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
             .expect("load kubeconfig");
+        config.default_retry = false;
         let namespace = std::env::var("HA_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into());
         Self {
             target: Target::Real { config, namespace },
