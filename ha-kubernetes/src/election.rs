@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ha_core::driver::{ElectionEvent, LeaderElectionDriver};
 use ha_core::{ComponentId, Epoch, Error, Fence, LeaderInformation, Result};
+use k8s_openapi::api::core::v1::ConfigMap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
@@ -101,6 +102,7 @@ impl KubeElectionDriver {
             observed: None,
             term: None,
             leader_info: BTreeMap::new(),
+            latest: None,
         };
         elector.on_snapshot();
         let started = elector.attempt().await;
@@ -213,6 +215,13 @@ struct Elector {
     term: Option<(u64, Instant)>,
     /// Published leader information last seen, to report changes.
     leader_info: BTreeMap<String, String>,
+    /// The newest copy of the cluster ConfigMap known (own writes, watch): a leader
+    /// renews with one guarded update of it, without reading first.
+    latest: Option<ConfigMap>,
+}
+
+fn rv_number(cm: &ConfigMap) -> Option<u64> {
+    cm.metadata.resource_version.as_deref()?.parse().ok()
 }
 
 impl Elector {
@@ -330,6 +339,12 @@ impl Elector {
             return;
         }
         let cm = snapshot.cm.as_deref();
+        match (cm, &self.latest) {
+            (Some(new), Some(old)) if rv_number(new) > rv_number(old) => self.latest = Some(new.clone()),
+            (Some(new), None) => self.latest = Some(new.clone()),
+            (None, _) => self.latest = None,
+            _ => {}
+        }
         let raw = cm
             .and_then(|c| c.metadata.annotations.as_ref())
             .and_then(|a| a.get(&self.annotation))
@@ -415,13 +430,23 @@ impl Elector {
     async fn try_acquire_or_renew(&mut self) -> Result<Option<u64>> {
         let name = self.core.names.cluster_config_map();
         let err = |e: ApiError| e.into_error("acquire or renew leader lock", &name);
+        // A leader first tries its newest copy: one request per renewal instead of two.
+        let mut cached = match self.term {
+            Some(_) => self.latest.clone(),
+            None => None,
+        };
         for _ in 0..CONFLICT_RETRIES {
-            let Some(mut cm) = self.core.cms.get(&name).await.map_err(err)? else {
+            let current = match cached.take() {
+                Some(cm) => Some(cm),
+                None => self.core.cms.get(&name).await.map_err(err)?,
+            };
+            let Some(mut cm) = current else {
                 let record = self.record(now_rfc3339(), self.first_epoch().await?);
                 let mut cm = self.core.new_config_map(&name, BTreeMap::new());
                 cm.metadata.annotations = Some(BTreeMap::from([(self.annotation.clone(), record.to_json())]));
                 match self.core.cms.create(&cm).await {
-                    Ok(_) => {
+                    Ok(written) => {
+                        self.latest = Some(written);
                         self.observe(Some(&record.to_json()));
                         return Ok(Some(record.leader_transitions));
                     }
@@ -436,13 +461,12 @@ impl Elector {
                 .and_then(|a| a.get(&self.annotation))
                 .cloned();
             self.observe(raw.as_deref());
-            let current = match raw.as_deref() {
-                None => None,
-                Some(r) => Some(LeaderRecord::parse(r).unwrap_or_else(|| LeaderRecord {
+            let current = raw.as_deref().map(|r| {
+                LeaderRecord::parse(r).unwrap_or_else(|| LeaderRecord {
                     holder_identity: "<unreadable record>".into(),
                     ..Default::default()
-                })),
-            };
+                })
+            });
             let leading = matches!((self.term, &current), (Some((e, _)), Some(r)) if r.holder_identity == self.holder && r.leader_transitions == e);
             let record = if leading {
                 let r = current.as_ref().map(|r| (r.acquire_time.clone(), r.leader_transitions));
@@ -468,7 +492,8 @@ impl Elector {
                 .get_or_insert_with(Default::default)
                 .insert(self.annotation.clone(), json.clone());
             match self.core.cms.replace(&name, &cm).await {
-                Ok(_) => {
+                Ok(written) => {
+                    self.latest = Some(written);
                     self.observe(Some(&json));
                     return Ok(Some(record.leader_transitions));
                 }

@@ -75,6 +75,7 @@ pub(crate) fn check(stored: Option<&EpochRecord>, fence: &Fence) -> Result<Epoch
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use ha_core::Epoch;
 

@@ -136,6 +136,7 @@ pub(crate) fn leader_key(component: &ComponentId) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! The `KubeApiEmulator`'s own tests, driven by the real `kube` client: the REST
 //! semantics the backend relies on, and the fault switches.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -45,7 +47,10 @@ fn status_of<T: std::fmt::Debug>(r: kube::Result<T>) -> (u16, String) {
 async fn create_get_and_already_exists() {
     let e = KubeApiEmulator::start().unwrap();
     let api = api(&e);
-    let created = api.create(&PostParams::default(), &cm("a", &[], &[("k", "v")])).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("a", &[], &[("k", "v")]))
+        .await
+        .unwrap();
     let rv = created.metadata.resource_version.clone().expect("resourceVersion set");
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
     assert_eq!(created.metadata.namespace.as_deref(), Some("ns1"));
@@ -67,7 +72,10 @@ async fn create_get_and_already_exists() {
 async fn update_is_guarded_by_resource_version() {
     let e = KubeApiEmulator::start().unwrap();
     let api = api(&e);
-    let v1 = api.create(&PostParams::default(), &cm("a", &[], &[("k", "1")])).await.unwrap();
+    let v1 = api
+        .create(&PostParams::default(), &cm("a", &[], &[("k", "1")]))
+        .await
+        .unwrap();
     let mut next = v1.clone();
     next.data = Some(BTreeMap::from([("k".to_string(), "2".to_string())]));
     let v2 = api.replace("a", &PostParams::default(), &next).await.unwrap();
@@ -87,25 +95,40 @@ async fn update_is_guarded_by_resource_version() {
     // Replacing an absent object is NotFound.
     let mut absent = cm("zz", &[], &[]);
     absent.metadata.resource_version = Some("1".into());
-    assert_eq!(status_of(api.replace("zz", &PostParams::default(), &absent).await).0, 404);
+    assert_eq!(
+        status_of(api.replace("zz", &PostParams::default(), &absent).await).0,
+        404
+    );
 }
 
 #[tokio::test]
 async fn merge_patch_adds_removes_and_checks_version() {
     let e = KubeApiEmulator::start().unwrap();
     let api = api(&e);
-    let v1 = api.create(&PostParams::default(), &cm("a", &[], &[("x", "1"), ("y", "2")])).await.unwrap();
+    let v1 = api
+        .create(&PostParams::default(), &cm("a", &[], &[("x", "1"), ("y", "2")]))
+        .await
+        .unwrap();
     let patch = json!({"data": {"x": null, "z": "3"}, "metadata": {"annotations": {"note": "n"}}});
-    let patched = api.patch("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let patched = api
+        .patch("a", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let data = patched.data.unwrap();
-    assert_eq!((data.get("x"), data["y"].as_str(), data["z"].as_str()), (None, "2", "3"));
+    assert_eq!(
+        (data.get("x"), data["y"].as_str(), data["z"].as_str()),
+        (None, "2", "3")
+    );
     assert_eq!(patched.metadata.annotations.unwrap()["note"], "n");
     let stale = json!({"metadata": {"resourceVersion": v1.metadata.resource_version}, "data": {"y": "9"}});
     assert_eq!(
         status_of(api.patch("a", &PatchParams::default(), &Patch::Merge(&stale)).await).0,
         409
     );
-    assert_eq!(status_of(api.patch("nope", &PatchParams::default(), &Patch::Merge(&patch)).await).0, 404);
+    assert_eq!(
+        status_of(api.patch("nope", &PatchParams::default(), &Patch::Merge(&patch)).await).0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -117,7 +140,9 @@ async fn list_and_delete_by_selectors() {
             .await
             .unwrap();
     }
-    api.create(&PostParams::default(), &cm("plain", &[], &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("plain", &[], &[]))
+        .await
+        .unwrap();
     let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
         l.items.into_iter().filter_map(|c| c.metadata.name).collect()
     };
@@ -127,7 +152,11 @@ async fn list_and_delete_by_selectors() {
     assert_eq!(names(api.list(&lp("!app")).await.unwrap()), ["plain"]);
     assert_eq!(names(api.list(&lp("app notin (c1)")).await.unwrap()), ["b1", "plain"]);
     assert_eq!(
-        names(api.list(&ListParams::default().fields("metadata.name=a2")).await.unwrap()),
+        names(
+            api.list(&ListParams::default().fields("metadata.name=a2"))
+                .await
+                .unwrap()
+        ),
         ["a2"]
     );
     // Delete with a stale precondition conflicts; with the current one it succeeds.
@@ -143,7 +172,9 @@ async fn list_and_delete_by_selectors() {
     api.delete("plain", &dp(&rv)).await.unwrap();
     assert_eq!(status_of(api.delete("plain", &DeleteParams::default()).await).0, 404);
     // Delete-collection by label leaves the others.
-    api.delete_collection(&DeleteParams::default(), &lp("app=c1")).await.unwrap();
+    api.delete_collection(&DeleteParams::default(), &lp("app=c1"))
+        .await
+        .unwrap();
     assert_eq!(names(api.list(&ListParams::default()).await.unwrap()), ["b1"]);
 }
 
@@ -155,10 +186,16 @@ async fn invalid_names_keys_and_sizes_are_refused() {
         let (code, reason) = status_of(api.create(&PostParams::default(), &cm(bad, &[], &[])).await);
         assert_eq!((code, reason.as_str()), (422, "Invalid"), "name {bad}");
     }
-    let (code, _) = status_of(api.create(&PostParams::default(), &cm("a", &[], &[("bad/key", "v")])).await);
+    let (code, _) = status_of(
+        api.create(&PostParams::default(), &cm("a", &[], &[("bad/key", "v")]))
+            .await,
+    );
     assert_eq!(code, 422);
     let big = "x".repeat(1024 * 1024 + 1);
-    let (code, reason) = status_of(api.create(&PostParams::default(), &cm("big", &[], &[("k", &big)])).await);
+    let (code, reason) = status_of(
+        api.create(&PostParams::default(), &cm("big", &[], &[("k", &big)]))
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (413, "RequestEntityTooLarge"));
     assert!(api.get_opt("big").await.unwrap().is_none());
 }
@@ -183,13 +220,18 @@ async fn leases_support_the_same_semantics() {
     let mut next = v1.clone();
     next.spec.as_mut().unwrap().holder_identity = Some("b".into());
     leases.replace("lock", &PostParams::default(), &next).await.unwrap();
-    assert_eq!(status_of(leases.replace("lock", &PostParams::default(), &next).await).0, 409);
+    assert_eq!(
+        status_of(leases.replace("lock", &PostParams::default(), &next).await).0,
+        409
+    );
     let got = leases.get("lock").await.unwrap();
     assert_eq!(got.spec.unwrap().holder_identity.as_deref(), Some("b"));
     assert_eq!(leases.list(&ListParams::default()).await.unwrap().items.len(), 1);
 }
 
-async fn next_event(stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin)) -> WatchEvent<ConfigMap> {
+async fn next_event(
+    stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin),
+) -> WatchEvent<ConfigMap> {
     tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("watch event in time")
@@ -211,22 +253,32 @@ fn describe(e: &WatchEvent<ConfigMap>) -> String {
 async fn watch_replays_from_a_version_and_filters() {
     let e = KubeApiEmulator::start().unwrap();
     let api = api(&e);
-    let a = api.create(&PostParams::default(), &cm("a", &[("app", "x")], &[])).await.unwrap();
+    let a = api
+        .create(&PostParams::default(), &cm("a", &[("app", "x")], &[]))
+        .await
+        .unwrap();
     let from = a.metadata.resource_version.unwrap();
     api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v"}})))
         .await
         .unwrap();
-    api.create(&PostParams::default(), &cm("other", &[("app", "y")], &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("other", &[("app", "y")], &[]))
+        .await
+        .unwrap();
     let wp = WatchParams::default().labels("app=x");
     let mut stream = api.watch(&wp, &from).await.unwrap().boxed();
     assert_eq!(describe(&next_event(&mut stream).await), "MODIFIED a");
     api.delete("a", &DeleteParams::default()).await.unwrap();
     assert_eq!(describe(&next_event(&mut stream).await), "DELETED a");
-    api.create(&PostParams::default(), &cm("b", &[("app", "x")], &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("b", &[("app", "x")], &[]))
+        .await
+        .unwrap();
     assert_eq!(describe(&next_event(&mut stream).await), "ADDED b");
     // From "0": the current objects first.
     let mut all = api.watch(&WatchParams::default(), "0").await.unwrap().boxed();
-    let mut first = vec![describe(&next_event(&mut all).await), describe(&next_event(&mut all).await)];
+    let mut first = vec![
+        describe(&next_event(&mut all).await),
+        describe(&next_event(&mut all).await),
+    ];
     first.sort();
     assert_eq!(first, ["ADDED b", "ADDED other"]);
 }
@@ -237,12 +289,19 @@ async fn watch_from_a_compacted_version_is_gone() {
     let api = api(&e);
     let first = api.create(&PostParams::default(), &cm("a", &[], &[])).await.unwrap();
     for i in 0..5 {
-        api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"i": i.to_string()}})))
-            .await
-            .unwrap();
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"i": i.to_string()}})),
+        )
+        .await
+        .unwrap();
     }
     let mut stream = api
-        .watch(&WatchParams::default(), first.metadata.resource_version.as_deref().unwrap())
+        .watch(
+            &WatchParams::default(),
+            first.metadata.resource_version.as_deref().unwrap(),
+        )
         .await
         .unwrap()
         .boxed();
@@ -267,7 +326,9 @@ async fn wait_for_watch(e: &KubeApiEmulator) {
 async fn runtime_watcher_recovers_from_dropped_watches_and_gone() {
     let e = KubeApiEmulator::with_history(2).unwrap();
     let api = api(&e);
-    api.create(&PostParams::default(), &cm("a", &[], &[("n", "0")])).await.unwrap();
+    api.create(&PostParams::default(), &cm("a", &[], &[("n", "0")]))
+        .await
+        .unwrap();
     // The watcher runs in its own task (it only watches while polled).
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
@@ -303,9 +364,13 @@ async fn runtime_watcher_recovers_from_dropped_watches_and_gone() {
     wait_for_watch(&e).await;
     assert!(e.drop_watches() >= 1);
     for i in 2..=6 {
-        api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"n": i.to_string()}})))
-            .await
-            .unwrap();
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"n": i.to_string()}})),
+        )
+        .await
+        .unwrap();
     }
     wait_for_n("6").await;
     task.abort();

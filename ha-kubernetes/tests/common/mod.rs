@@ -1,7 +1,7 @@
 //! The test harness: the Kubernetes backend on a fresh `KubeApiEmulator` per test, or
 //! on a real cluster when `HA_KUBE_TEST_KUBECONFIG` is set (see the README).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,10 @@ pub enum Target {
     /// A private emulator.
     Emulator(Arc<KubeApiEmulator>),
     /// A real cluster from a kubeconfig.
-    Real { config: kube::Config, namespace: String },
+    Real {
+        config: Box<kube::Config>,
+        namespace: String,
+    },
 }
 
 pub struct KubeHarness {
@@ -80,7 +83,10 @@ impl KubeHarness {
         config.default_retry = false;
         let namespace = std::env::var("HA_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into());
         Self {
-            target: Target::Real { config, namespace },
+            target: Target::Real {
+                config: Box::new(config),
+                namespace,
+            },
             timings: test_timings(),
         }
     }
@@ -96,7 +102,7 @@ impl KubeHarness {
     pub fn client(&self) -> kube::Client {
         match &self.target {
             Target::Emulator(e) => emulator_client(e),
-            Target::Real { config, .. } => kube::Client::try_from(config.clone()).expect("kube client"),
+            Target::Real { config, .. } => kube::Client::try_from((**config).clone()).expect("kube client"),
         }
     }
 

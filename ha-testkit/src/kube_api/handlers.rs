@@ -2,6 +2,9 @@
 //! resourceVersion precondition, merge patch, delete and delete-collection, with
 //! Kubernetes `Status` error bodies.
 
+// The error path of every handler step is the finished error response.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -343,7 +346,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     Ok(resp)
 }
 
-fn namespaced<'a>(target: &'a Target) -> Result<&'a str, Response<Body>> {
+fn namespaced(target: &Target) -> Result<&str, Response<Body>> {
     target
         .namespace
         .as_deref()
@@ -656,6 +659,7 @@ fn start_watch(shared: &Shared, target: &Target, query: &str) -> Response<Body> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
