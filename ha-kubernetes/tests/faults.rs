@@ -46,9 +46,9 @@ impl Cluster {
         self.harness.emulator_ref().expect("emulator")
     }
 
-    fn process_with(&self, timings: LeaseTimings) -> HaServices {
+    async fn process_with(&self, timings: LeaseTimings) -> HaServices {
         let backend = ha_kubernetes::KubernetesBackend::with_client(
-            self.harness.client(),
+            self.harness.client().await,
             self.harness.namespace(),
             &self.cluster_id,
             timings,
@@ -58,12 +58,17 @@ impl Cluster {
         HaServices::new(Arc::new(backend), storage, 1)
     }
 
-    fn process(&self) -> HaServices {
-        self.process_with(self.harness.timings)
+    async fn process(&self) -> HaServices {
+        self.process_with(self.harness.timings).await
     }
 
     async fn config_map(&self, name: &str) -> Option<ConfigMap> {
-        self.harness.config_maps().get_opt(name).await.expect("get ConfigMap")
+        self.harness
+            .config_maps()
+            .await
+            .get_opt(name)
+            .await
+            .expect("get ConfigMap")
     }
 
     fn cluster_cm(&self) -> String {
@@ -137,7 +142,7 @@ async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> boo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_api_server_never_splits_the_brain() {
     let c = Cluster::new();
-    let (a, b) = (c.process(), c.process());
+    let (a, b) = (c.process().await, c.process().await);
     let (_sa, ea) = contend(&a).await;
     let (_sb, eb) = contend(&b).await;
     let timeline: Timeline = Arc::default();
@@ -186,7 +191,7 @@ async fn slow_api_server_never_splits_the_brain() {
 async fn unavailable_api_makes_the_leader_step_down_in_time() {
     let c = Cluster::new();
     let timings = c.harness.timings;
-    let (a, b) = (c.process(), c.process());
+    let (a, b) = (c.process().await, c.process().await);
     let (_sa, mut ea) = contend(&a).await;
     let ga = tokio::time::timeout(Duration::from_secs(10), ea.granted())
         .await
@@ -253,7 +258,7 @@ async fn unavailable_api_makes_the_leader_step_down_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
     let c = Cluster::new();
-    let a = c.process();
+    let a = c.process().await;
     let (sa, mut ea) = contend(&a).await;
     let stale = tokio::time::timeout(Duration::from_secs(10), ea.granted())
         .await
@@ -285,7 +290,7 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
         .unwrap();
     let job_cm = format!("{}-{job}-config-map", c.cluster_id);
 
-    let b = c.process();
+    let b = c.process().await;
     let (_sb, mut eb) = contend(&b).await;
     drop((sa, ea, counter));
     drop(a); // crash: nothing released
@@ -306,7 +311,7 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
 
     // A process that never led presents the stale fence, so only the API server's
     // check can refuse it.
-    let other = c.process();
+    let other = c.process().await;
     let changed = JobGraph {
         job_id: job.clone(),
         data: Bytes::from_static(b"graph-2"),
@@ -354,7 +359,7 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_release_hands_over_by_watch() {
     let c = Cluster::new();
-    let a = c.process();
+    let a = c.process().await;
     let (sa, mut ea) = contend(&a).await;
     tokio::time::timeout(Duration::from_secs(10), ea.granted())
         .await
@@ -366,7 +371,7 @@ async fn graceful_release_hands_over_by_watch() {
         Duration::from_secs(20),
     )
     .unwrap();
-    let b = c.process_with(slow);
+    let b = c.process_with(slow).await;
     let (_sb, mut eb) = contend(&b).await;
     // Let b's first attempt see a's record and its watch list the ConfigMap.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -393,7 +398,7 @@ async fn graceful_release_hands_over_by_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_reply_is_outcome_unknown() {
     let c = Cluster::new();
-    let a = c.process();
+    let a = c.process().await;
     let (_s, mut e) = contend(&a).await;
     let g = tokio::time::timeout(Duration::from_secs(10), e.granted())
         .await
@@ -423,7 +428,7 @@ async fn lost_reply_is_outcome_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_beyond_one_mebibyte_are_too_large() {
     let c = Cluster::new();
-    let a = c.process();
+    let a = c.process().await;
     let (_s, mut e) = contend(&a).await;
     let g = tokio::time::timeout(Duration::from_secs(10), e.granted())
         .await
@@ -453,7 +458,7 @@ async fn values_beyond_one_mebibyte_are_too_large() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_leaves_no_config_map() {
     let c = Cluster::new();
-    let cms = c.harness.config_maps();
+    let cms = c.harness.config_maps().await;
     let unrelated = |name: &str, labels: Option<(&str, &str)>| ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -471,7 +476,7 @@ async fn cleanup_leaves_no_config_map() {
     )
     .await
     .unwrap();
-    let a = c.process();
+    let a = c.process().await;
     let (sa, mut e) = contend(&a).await;
     let g = tokio::time::timeout(Duration::from_secs(10), e.granted())
         .await

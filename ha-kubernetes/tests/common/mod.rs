@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ha_core::{ClusterId, ComponentId, HaBackend, Result};
-use ha_kubernetes::{KubernetesBackend, LeaseTimings};
+use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LeaseTimings};
 use ha_testkit::{Harness, KubeApiEmulator};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -29,10 +29,7 @@ pub enum Target {
     /// A private emulator.
     Emulator(Arc<KubeApiEmulator>),
     /// A real cluster from a kubeconfig.
-    Real {
-        config: Box<kube::Config>,
-        namespace: String,
-    },
+    Real(Box<KubernetesConfig>),
 }
 
 pub struct KubeHarness {
@@ -73,20 +70,15 @@ impl KubeHarness {
         let Ok(path) = std::env::var("HA_KUBE_TEST_KUBECONFIG") else {
             return Self::emulator();
         };
-        let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read HA_KUBE_TEST_KUBECONFIG");
-        let options = kube::config::KubeConfigOptions {
+        init_tracing();
+        let config = KubernetesConfig {
+            namespace: Some(std::env::var("HA_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into())),
+            kubeconfig: Some(path.into()),
             context: std::env::var("HA_KUBE_TEST_CONTEXT").ok(),
-            ..Default::default()
+            timings: test_timings(),
         };
-        let mut config = futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
-            .expect("load kubeconfig");
-        config.default_retry = false;
-        let namespace = std::env::var("HA_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into());
         Self {
-            target: Target::Real {
-                config: Box::new(config),
-                namespace,
-            },
+            target: Target::Real(Box::new(config)),
             timings: test_timings(),
         }
     }
@@ -94,31 +86,41 @@ impl KubeHarness {
     pub fn emulator_ref(&self) -> Option<&KubeApiEmulator> {
         match &self.target {
             Target::Emulator(e) => Some(e),
-            Target::Real { .. } => None,
+            Target::Real(_) => None,
         }
     }
 
     /// A fresh client (its own connections, as a separate process has).
-    pub fn client(&self) -> kube::Client {
+    pub async fn client(&self) -> kube::Client {
         match &self.target {
             Target::Emulator(e) => emulator_client(e),
-            Target::Real { config, .. } => kube::Client::try_from((**config).clone()).expect("kube client"),
+            Target::Real(config) => {
+                let mut c = config.client_config().await.expect("load kubeconfig");
+                c.default_retry = false;
+                kube::Client::try_from(c).expect("kube client")
+            }
         }
     }
 
     pub fn namespace(&self) -> &str {
         match &self.target {
             Target::Emulator(_) => TEST_NAMESPACE,
-            Target::Real { namespace, .. } => namespace,
+            Target::Real(config) => config.namespace.as_deref().unwrap_or("default"),
         }
     }
 
-    pub fn config_maps(&self) -> Api<ConfigMap> {
-        Api::namespaced(self.client(), self.namespace())
+    pub async fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client().await, self.namespace())
     }
 
-    pub fn backend(&self, cluster_id: &ClusterId) -> Result<KubernetesBackend> {
-        KubernetesBackend::with_client(self.client(), self.namespace(), cluster_id, self.timings)
+    /// A backend instance: on a real cluster through the backend's own config loading.
+    pub async fn backend(&self, cluster_id: &ClusterId) -> Result<KubernetesBackend> {
+        match &self.target {
+            Target::Emulator(_) => {
+                KubernetesBackend::with_client(self.client().await, self.namespace(), cluster_id, self.timings)
+            }
+            Target::Real(config) => KubernetesBackend::connect(cluster_id, config).await,
+        }
     }
 }
 
@@ -129,7 +131,7 @@ impl Harness for KubeHarness {
     }
 
     async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
-        Ok(Arc::new(self.backend(cluster_id)?))
+        Ok(Arc::new(self.backend(cluster_id).await?))
     }
 
     fn crash_timeout(&self) -> Duration {
@@ -140,6 +142,7 @@ impl Harness for KubeHarness {
         let selector = format!("app={cluster_id},configmap-type=high-availability");
         let list = self
             .config_maps()
+            .await
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| ha_core::Error::unavailable("list ConfigMaps", e))?;
@@ -157,6 +160,7 @@ impl Harness for KubeHarness {
     async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
         let patch = serde_json::json!({"data": {format!("leader.{component}"): null}});
         self.config_maps()
+            .await
             .patch(
                 &format!("{cluster_id}-cluster-config-map"),
                 &PatchParams::default(),

@@ -295,10 +295,21 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
             return Ok(failure(code, reason_of(code), "injected fault", None));
         }
     };
+    if let Some(doc) = discovery(&path) {
+        return Ok(full(StatusCode::OK, &doc));
+    }
     if path == "/version" {
         return Ok(full(
             StatusCode::OK,
             &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-ha-rs-emulator", "platform": "linux/amd64"}),
+        ));
+    }
+    if content_type.contains("protobuf") {
+        return Ok(failure(
+            415,
+            "UnsupportedMediaType",
+            &format!("the emulator speaks JSON only, not `{content_type}`"),
+            None,
         ));
     }
     let Some(target) = route(&path) else {
@@ -344,6 +355,36 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         return Err(LostReply);
     }
     Ok(resp)
+}
+
+/// The discovery documents `kubectl` reads before it makes a request.
+fn discovery(path: &str) -> Option<Value> {
+    let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+    Some(match path.trim_end_matches('/') {
+        "/api" => json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        "/apis" => json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [{
+                "name": "coordination.k8s.io",
+                "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"},
+            }],
+        }),
+        "/api/v1" => json!({
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [{"name": "configmaps", "singularName": "configmap", "namespaced": true,
+                           "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]}],
+        }),
+        "/apis/coordination.k8s.io/v1" => json!({
+            "kind": "APIResourceList",
+            "groupVersion": "coordination.k8s.io/v1",
+            "resources": [{"name": "leases", "singularName": "lease", "namespaced": true,
+                           "kind": "Lease", "verbs": verbs}],
+        }),
+        _ => return None,
+    })
 }
 
 fn namespaced(target: &Target) -> Result<&str, Response<Body>> {
