@@ -17,7 +17,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "emulator.kubeconfig".to_string());
     let emulator = KubeApiEmulator::start()?;
     std::fs::write(&path, emulator.kubeconfig_yaml("ha-test"))?;
-    println!("Kubernetes API emulator at {}; kubeconfig written to {path}", emulator.url());
+    println!(
+        "Kubernetes API emulator at {}; kubeconfig written to {path}",
+        emulator.url()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

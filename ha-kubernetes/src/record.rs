@@ -35,10 +35,14 @@ impl LeaderRecord {
     }
 }
 
-/// Now, in the `metav1.Time` form (RFC 3339, second precision, UTC).
+/// Now, as RFC 3339 UTC with microseconds. Go's RFC 3339 parser (client-go's
+/// `metav1.Time`) accepts the fraction. The precision matters: contenders detect
+/// renewals by the record's bytes changing, so two renewals must never produce the
+/// same record, or a follower would date the last renewal too early and take over
+/// while the leader may still act.
 pub(crate) fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
 }
 
@@ -73,6 +77,12 @@ mod tests {
             LeaderRecord::parse(go).map(|r| r.holder_identity),
             Some("x".to_string())
         );
-        assert!(now_rfc3339().ends_with('Z'));
+        let now = now_rfc3339();
+        assert!(
+            now.ends_with('Z') && now.len() == "2024-01-01T00:00:00.000000Z".len(),
+            "{now}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_ne!(now_rfc3339(), now, "consecutive timestamps must differ");
     }
 }

@@ -531,3 +531,82 @@ async fn cleanup_leaves_no_config_map() {
     a.close_and_cleanup_all_data().await.unwrap();
     assert_eq!(names().await, ["other-cluster", "unrelated-plain"]);
 }
+
+/// A crashed leader is replaced no earlier than a lease after its last renewal was
+/// visible: followers date renewals by the record changing, so every renewal must
+/// change it (sub-second `renewTime`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_leader_is_replaced_only_after_a_full_lease() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+
+    let c = Cluster::new();
+    let lease = c.harness.timings.lease_duration;
+    // Every write of the cluster ConfigMap (new resourceVersion) as an independent
+    // observer sees it; in this test only the lock record is written.
+    let changes: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let cms = c.harness.config_maps().await;
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", c.cluster_cm()));
+    let log = changes.clone();
+    let watch = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher::watcher(cms, cfg));
+        while let Some(event) = stream.next().await {
+            let Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event else {
+                continue;
+            };
+            let record = cm
+                .metadata
+                .annotations
+                .and_then(|a| a.get("control-plane.alpha.kubernetes.io/leader").cloned())
+                .unwrap_or_default();
+            let rv = cm.metadata.resource_version.unwrap_or_default();
+            let mut log = log.lock().unwrap();
+            if log.last().is_none_or(|(_, r)| *r != format!("{rv} {record}")) {
+                log.push((Instant::now(), format!("{rv} {record}")));
+            }
+        }
+    });
+    for round in 0..2u32 {
+        let a = c.process().await;
+        let (sa, mut ea) = contend(&a).await;
+        tokio::time::timeout(Duration::from_secs(10), ea.granted())
+            .await
+            .expect("a granted")
+            .unwrap();
+        let b = c.process().await;
+        let b_id = b.backend().instance_id().to_string();
+        let (sb, mut eb) = contend(&b).await;
+        // Let a renew a few times, then crash it at some phase of its cycle.
+        tokio::time::sleep(Duration::from_millis(1000 + 130 * u64::from(round))).await;
+        drop((sa, ea, a));
+        tokio::time::timeout(Duration::from_secs(10), eb.granted())
+            .await
+            .expect("b granted")
+            .unwrap();
+        let seen = changes.clone();
+        let id = b_id.clone();
+        wait_until("the observer to see b's record", Duration::from_secs(5), || {
+            seen.lock().unwrap().iter().any(|(_, r)| r.contains(&id))
+        })
+        .await;
+        let log = changes.lock().unwrap().clone();
+        let acquired = log
+            .iter()
+            .rposition(|(_, r)| r.contains(&b_id))
+            .expect("b's acquisition seen");
+        let first_b = log[..=acquired]
+            .iter()
+            .position(|(_, r)| r.contains(&b_id))
+            .expect("b's first record");
+        assert!(first_b > 0, "a's renewals seen before b's acquisition");
+        let gap = log[first_b].0 - log[first_b - 1].0;
+        assert!(
+            gap + Duration::from_millis(100) >= lease,
+            "b took over {gap:?} after a's last renewal, less than the lease {lease:?}"
+        );
+        sb.close().await.unwrap();
+        b.close_and_cleanup_all_data().await.ok();
+        changes.lock().unwrap().clear();
+    }
+    watch.abort();
+}
