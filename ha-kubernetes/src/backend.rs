@@ -8,6 +8,7 @@ use ha_core::driver::{
     StoreNamespace,
 };
 use ha_core::{ClusterId, ComponentId, Error, JobId, LeaderInformation, Result};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::{mpsc, watch};
@@ -21,6 +22,7 @@ use crate::election::{Candidacy, KubeElectionDriver};
 use crate::entry::Entry;
 use crate::names::Names;
 use crate::retrieval::KubeRetrieval;
+use crate::session::Sessions;
 use crate::store::{KubeStore, Location};
 
 /// A connected Kubernetes backend instance.
@@ -33,6 +35,7 @@ use crate::store::{KubeStore, Location};
 pub struct KubernetesBackend {
     core: Arc<Core>,
     watch_task: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
     candidacies: Mutex<Vec<Weak<Candidacy>>>,
 }
 
@@ -50,6 +53,7 @@ impl std::fmt::Debug for KubernetesBackend {
 impl Drop for KubernetesBackend {
     fn drop(&mut self) {
         self.watch_task.abort();
+        self.sweeper.abort();
     }
 }
 
@@ -81,13 +85,24 @@ impl KubernetesBackend {
         timings: LeaseTimings,
     ) -> Result<Self> {
         let names = Names::new(cluster_id)?;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         let (snapshots, watch_task) = crate::watch::start(api.clone(), names.cluster_config_map());
         let cms = ConfigMaps::new(api, timings.request_timeout());
-        let core = Arc::new(Core::new(cms, names, timings, namespace.to_string(), snapshots));
+        let sessions = Sessions::new(leases);
+        let core = Arc::new(Core::new(
+            cms,
+            names,
+            timings,
+            namespace.to_string(),
+            snapshots,
+            sessions,
+        ));
+        let sweeper = core.sessions.start_sweeper(&core);
         Ok(Self {
             core,
             watch_task,
+            sweeper,
             candidacies: Mutex::new(Vec::new()),
         })
     }
@@ -207,8 +222,12 @@ impl HaBackend for KubernetesBackend {
         if let Err(e) = self.release_all_locks().await {
             first_error.get_or_insert(e);
         }
+        if let Err(e) = self.core.sessions.end(&self.core).await {
+            first_error.get_or_insert(e);
+        }
         self.core.mark_closed();
         self.watch_task.abort();
+        self.sweeper.abort();
         first_error.map_or(Ok(()), Err)
     }
 
@@ -224,6 +243,7 @@ impl HaBackend for KubernetesBackend {
             .cms
             .delete_all(&self.core.names.selector())
             .await
-            .map_err(|e| e.into_error("delete-collection", "HA ConfigMaps"))
+            .map_err(|e| e.into_error("delete-collection", "HA ConfigMaps"))?;
+        self.core.sessions.delete_all(&self.core).await
     }
 }

@@ -92,6 +92,20 @@ impl std::fmt::Display for Timeout {
 
 impl std::error::Error for Timeout {}
 
+/// Runs one request within `timeout`, classifying its failure.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    mutating: bool,
+    fut: impl Future<Output = kube::Result<T>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::classify(e, mutating)),
+        Err(_) if mutating => Err(ApiError::Unknown(Box::new(Timeout(timeout)))),
+        Err(_) => Err(ApiError::Unavailable(Box::new(Timeout(timeout)))),
+    }
+}
+
 /// ConfigMaps of one namespace, with bounded requests.
 #[derive(Clone)]
 pub(crate) struct ConfigMaps {
@@ -105,12 +119,7 @@ impl ConfigMaps {
     }
 
     async fn bounded<T>(&self, mutating: bool, fut: impl Future<Output = kube::Result<T>>) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ApiError::classify(e, mutating)),
-            Err(_) if mutating => Err(ApiError::Unknown(Box::new(Timeout(self.timeout)))),
-            Err(_) => Err(ApiError::Unavailable(Box::new(Timeout(self.timeout)))),
-        }
+        bounded(self.timeout, mutating, fut).await
     }
 
     /// The ConfigMap, `None` if absent.

@@ -17,6 +17,7 @@ use crate::config::LeaseTimings;
 use crate::epoch::{self, EpochCheck, EpochRecord};
 use crate::names::{lock_annotation, Names, EPOCH_KEY};
 use crate::record::LeaderRecord;
+use crate::session::Sessions;
 
 /// How often a read-modify-write is retried when the ConfigMap changed in between.
 const MAX_ATTEMPTS: usize = 64;
@@ -67,6 +68,7 @@ pub(crate) struct Core {
     pub(crate) instance_id: String,
     pub(crate) namespace: String,
     pub(crate) snapshots: watch::Receiver<Snapshot>,
+    pub(crate) sessions: Sessions,
     terms: Mutex<HashMap<String, Term>>,
     closed: AtomicBool,
     candidacies: AtomicU64,
@@ -79,6 +81,7 @@ impl Core {
         timings: LeaseTimings,
         namespace: String,
         snapshots: watch::Receiver<Snapshot>,
+        sessions: Sessions,
     ) -> Self {
         Self {
             cms,
@@ -87,6 +90,7 @@ impl Core {
             instance_id: format!("ha-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
             namespace,
             snapshots,
+            sessions,
             terms: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             candidacies: AtomicU64::new(0),
@@ -128,6 +132,12 @@ impl Core {
 
     pub(crate) fn end_term(&self, holder: &str) -> Option<Term> {
         self.terms().remove(holder)
+    }
+
+    /// Whether one of this instance's candidacies currently leads.
+    pub(crate) fn leads(&self) -> bool {
+        let now = Instant::now();
+        self.terms().values().any(|t| now < t.valid_until)
     }
 
     /// A fence of one of this instance's own candidacies is honoured only while its

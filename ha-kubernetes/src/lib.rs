@@ -12,6 +12,7 @@ mod names;
 mod provider;
 mod record;
 mod retrieval;
+mod session;
 mod store;
 mod watch;
 

@@ -118,6 +118,7 @@ impl KubeStore {
 impl StateHandleStore for KubeStore {
     async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> Result<Version> {
         self.check_name(name)?;
+        self.core.sessions.ensure(&self.core).await?;
         let key = self.key(name);
         let owner = self.core.instance_id.clone();
         self.core
@@ -164,6 +165,7 @@ impl StateHandleStore for KubeStore {
         if !self.owns(name) {
             return Err(Error::NotFound { key });
         }
+        self.core.sessions.ensure(&self.core).await?;
         let owner = self.core.instance_id.clone();
         self.core
             .update(&self.config_map, &key, "lock", Fencing::Unfenced, false, |data| {
@@ -226,6 +228,8 @@ impl StateHandleStore for KubeStore {
         let key = self.key(name);
         let owner = self.core.instance_id.clone();
         let is_job = matches!(self.location, Location::Job(_));
+        // Locks of owners whose session has ended do not count.
+        let live = self.core.sessions.live_owners(&self.core).await?;
         self.core
             .update(&self.config_map, &key, "remove", self.fencing(fence), false, |data| {
                 let Some(raw) = data.get(name) else {
@@ -233,6 +237,7 @@ impl StateHandleStore for KubeStore {
                 };
                 let mut entry = Entry::parse(&key, raw)?;
                 entry.unlock(&owner);
+                entry.locks.retain(|o| live.contains(o));
                 if !entry.locks.is_empty() {
                     data.insert(name.to_string(), entry.to_json());
                     return Ok(Apply::Write(false));
@@ -248,6 +253,10 @@ impl StateHandleStore for KubeStore {
     }
 
     async fn lock_owners(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self.read_entry(name).await?.map(|e| e.locks).unwrap_or_default())
+        let Some(entry) = self.read_entry(name).await? else {
+            return Ok(Vec::new());
+        };
+        let live = self.core.sessions.live_owners(&self.core).await?;
+        Ok(entry.locks.into_iter().filter(|o| live.contains(o)).collect())
     }
 }

@@ -404,23 +404,21 @@ async fn lost_reply_is_outcome_unknown() {
         .await
         .expect("granted")
         .unwrap();
+    let job = JobId::random();
     let store = a
         .backend()
-        .state_handle_store(&StoreNamespace::JobGraphs)
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
         .await
         .unwrap();
-    c.emulator().faults().lose_next_replies(1);
-    match store
-        .add_and_lock(&g.fence, "jobGraph-x", Bytes::from_static(b"v"))
-        .await
-    {
-        Err(Error::OutcomeUnknown { key, .. }) => assert!(key.contains("jobGraph-x"), "{key}"),
+    let name = "checkpointID-0000000000000000001";
+    // Only the request creating the job's ConfigMap loses its reply (background
+    // renewals must not consume the fault).
+    c.emulator().faults().lose_next_replies_to(1, job.as_str());
+    match store.add_and_lock(&g.fence, name, Bytes::from_static(b"v")).await {
+        Err(Error::OutcomeUnknown { key, .. }) => assert!(key.contains(name), "{key}"),
         other => panic!("expected OutcomeUnknown, got {other:?}"),
     }
-    assert_eq!(
-        store.get("jobGraph-x").await.unwrap().unwrap().value,
-        Bytes::from_static(b"v")
-    );
+    assert_eq!(store.get(name).await.unwrap().unwrap().value, Bytes::from_static(b"v"));
     a.close().await.ok();
 }
 
@@ -609,4 +607,59 @@ async fn crashed_leader_is_replaced_only_after_a_full_lease() {
         changes.lock().unwrap().clear();
     }
     watch.abort();
+}
+
+/// A lock owner that crashes keeps its lock only until its session Lease is ended by
+/// the leader's sweeper (twice the lease duration unchanged); then the leader can
+/// remove the entry. A closed owner's lock ends at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_lock_owner_session_ends_and_entry_can_be_removed() {
+    let c = Cluster::new();
+    let leader = c.process().await;
+    let (_s, mut e) = contend(&leader).await;
+    let g = tokio::time::timeout(Duration::from_secs(10), e.granted())
+        .await
+        .expect("granted")
+        .unwrap();
+    let ls = leader
+        .backend()
+        .state_handle_store(&StoreNamespace::JobGraphs)
+        .await
+        .unwrap();
+    ls.add_and_lock(&g.fence, "jobGraph-x", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    let standby = c.process().await;
+    let standby_id = standby.backend().instance_id().to_string();
+    let os = standby
+        .backend()
+        .state_handle_store(&StoreNamespace::JobGraphs)
+        .await
+        .unwrap();
+    os.get_and_lock("jobGraph-x").await.unwrap();
+    assert!(ls.lock_owners("jobGraph-x").await.unwrap().contains(&standby_id));
+    assert!(
+        !ls.release_and_try_remove(&g.fence, "jobGraph-x").await.unwrap(),
+        "standby still holds it"
+    );
+    drop((os, standby)); // crash: its session Lease is left behind
+    let started = Instant::now();
+    loop {
+        if ls.release_and_try_remove(&g.fence, "jobGraph-x").await.unwrap() {
+            break;
+        }
+        assert!(
+            started.elapsed() < c.harness.timings.lease_duration * 6,
+            "the crashed owner's session was never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ls.get("jobGraph-x").await.unwrap().is_none());
+    leader.close_and_cleanup_all_data().await.unwrap();
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(c.harness.client().await, c.harness.namespace());
+    assert!(
+        leases.list(&ListParams::default()).await.unwrap().items.is_empty(),
+        "session leases left"
+    );
 }

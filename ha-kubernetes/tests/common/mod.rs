@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use ha_core::{ClusterId, ComponentId, HaBackend, Result};
 use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LeaseTimings};
 use ha_testkit::{Harness, KubeApiEmulator};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
@@ -146,7 +147,16 @@ impl Harness for KubeHarness {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| ha_core::Error::unavailable("list ConfigMaps", e))?;
-        let mut out = Vec::new();
+        let leases: Api<Lease> = Api::namespaced(self.client().await, self.namespace());
+        let sessions = leases
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ha_core::Error::unavailable("list Leases", e))?;
+        let mut out: Vec<String> = sessions
+            .items
+            .into_iter()
+            .map(|l| format!("lease/{}", l.metadata.name.unwrap_or_default()))
+            .collect();
         for cm in list.items {
             let name = cm.metadata.name.unwrap_or_default();
             out.push(format!("configmap/{name}"));

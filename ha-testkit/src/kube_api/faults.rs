@@ -10,6 +10,8 @@ struct State {
     fail_next: u32,
     fail_status: u16,
     lose_next: u32,
+    /// Only requests whose path or body contain this lose their replies.
+    lose_matching: Option<String>,
     unavailable: bool,
 }
 
@@ -57,7 +59,18 @@ impl KubeFaults {
     /// The next `n` mutating requests are applied but their replies are lost (the
     /// connection is closed), as when a network fails after sending.
     pub fn lose_next_replies(&self, n: u32) {
-        self.lock().lose_next = n;
+        let mut s = self.lock();
+        s.lose_next = n;
+        s.lose_matching = None;
+    }
+
+    /// Like [`lose_next_replies`](Self::lose_next_replies), for the next `n` mutating
+    /// requests whose path or body contains `fragment` (e.g. an object name), so that
+    /// background traffic does not consume the fault.
+    pub fn lose_next_replies_to(&self, n: u32, fragment: &str) {
+        let mut s = self.lock();
+        s.lose_next = n;
+        s.lose_matching = Some(fragment.to_string());
     }
 
     /// While `true`, every request gets 503 and new watches are refused; setting it
@@ -76,7 +89,7 @@ impl KubeFaults {
         *self.lock() = State::default();
     }
 
-    pub(crate) fn verdict(&self, mutating: bool, watch: bool) -> Verdict {
+    pub(crate) fn verdict(&self, mutating: bool, watch: bool, matches: &dyn Fn(&str) -> bool) -> Verdict {
         let mut s = self.lock();
         if s.unavailable {
             return Verdict::Fail(503);
@@ -85,7 +98,7 @@ impl KubeFaults {
             s.fail_next -= 1;
             return Verdict::Fail(s.fail_status);
         }
-        if mutating && s.lose_next > 0 {
+        if mutating && s.lose_next > 0 && s.lose_matching.as_deref().is_none_or(matches) {
             s.lose_next -= 1;
             return Verdict::LoseReply;
         }

@@ -288,13 +288,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let lose = match shared.faults.verdict(mutating, watch) {
-        Verdict::Serve => false,
-        Verdict::LoseReply => true,
-        Verdict::Fail(code) => {
-            return Ok(failure(code, reason_of(code), "injected fault", None));
-        }
-    };
     if let Some(doc) = discovery(&path) {
         return Ok(full(StatusCode::OK, &doc));
     }
@@ -323,6 +316,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(failure(400, "BadRequest", "could not read the request body", None)),
+    };
+    let matches = |fragment: &str| path.contains(fragment) || String::from_utf8_lossy(&body).contains(fragment);
+    let lose = match shared.faults.verdict(mutating, watch, &matches) {
+        Verdict::Serve => false,
+        Verdict::LoseReply => true,
+        Verdict::Fail(code) => {
+            return Ok(failure(code, reason_of(code), "injected fault", None));
+        }
     };
     if body.len() > MAX_REQUEST_BYTES {
         return Ok(failure(413, "RequestEntityTooLarge", "request entity too large", None));
