@@ -34,6 +34,7 @@ impl HaServices {
 
     /// Like [`HaServices::from_config`] with an explicit registry.
     pub async fn from_config_with(config: &HaConfig, registry: &BackendRegistry) -> Result<Self> {
+        registry.validate(config)?;
         let storage = StateStorage::open(config.storage_dir(), config.cluster_id(), config.storage_options())?;
         let backend = registry.connect(config).await?;
         Ok(Self::new(backend, storage, config.num_retained()))
