@@ -5,11 +5,14 @@
 //!   the [`conformance_suite!`] macro that turns it into one named `#[tokio::test]`
 //!   per case in a backend crate;
 //! - [`Harness`]: what a backend provides to the suite;
-//! - [`EmbeddedHarness`]: the harness of the built-in embedded backend.
+//! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
+//! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path.
 
 pub mod conformance;
 mod embedded;
 mod harness;
+mod s3_server;
 
 pub use embedded::EmbeddedHarness;
 pub use harness::{Ctx, Harness};
+pub use s3_server::{free_port, S3Server};
