@@ -16,7 +16,10 @@ pub struct S3Server {
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("find a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
 }
 
 fn http(port: u16, request: &str) -> std::io::Result<String> {
@@ -40,13 +43,22 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); run scripts/install-test-deps.sh"));
-        let server = Self { child, port, bucket: bucket.to_string() };
+        let server = Self {
+            child,
+            port,
+            bucket: bucket.to_string(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let req = format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let req = format!(
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             match http(port, &req) {
                 Ok(resp) if resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") => break,
-                Ok(resp) => panic!("moto refused to create bucket {bucket}: {}", resp.lines().next().unwrap_or("")),
+                Ok(resp) => panic!(
+                    "moto refused to create bucket {bucket}: {}",
+                    resp.lines().next().unwrap_or("")
+                ),
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => panic!("moto_server did not come up on port {port}: {e}"),
             }

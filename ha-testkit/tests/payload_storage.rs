@@ -11,23 +11,41 @@ use ha_core::{ClusterId, CompletedCheckpoint, Error, HaServices, JobId, DEFAULT_
 use ha_testkit::S3Server;
 
 async fn round_trip_and_verification(storage: StateStorage) {
-    let h = storage.store("checkpoints/job", "checkpointID-1", Bytes::from_static(b"payload")).await.unwrap();
-    assert_eq!(storage.retrieve("checkpointID-1", &h).await.unwrap(), Bytes::from_static(b"payload"));
+    let h = storage
+        .store("checkpoints/job", "checkpointID-1", Bytes::from_static(b"payload"))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.retrieve("checkpointID-1", &h).await.unwrap(),
+        Bytes::from_static(b"payload")
+    );
     assert_eq!(storage.list_all().await.unwrap(), vec![h.path.clone()]);
 
-    storage.overwrite_for_test(&h.path, Bytes::from_static(b"paylo4d")).await.unwrap();
+    storage
+        .overwrite_for_test(&h.path, Bytes::from_static(b"paylo4d"))
+        .await
+        .unwrap();
     let err = storage.retrieve("checkpointID-1", &h).await.unwrap_err();
     assert!(matches!(err, Error::CorruptData { .. }), "{err}");
-    assert!(err.to_string().contains("checksum mismatch") && err.to_string().contains(&h.path), "{err}");
+    assert!(
+        err.to_string().contains("checksum mismatch") && err.to_string().contains(&h.path),
+        "{err}"
+    );
 
     storage.discard(&h).await.unwrap();
     storage.discard(&h).await.expect("discarding twice is fine");
     let err = storage.retrieve("checkpointID-1", &h).await.unwrap_err();
     assert!(matches!(err, Error::MissingPayload { .. }), "{err}");
-    assert!(err.to_string().contains("checkpointID-1") && err.to_string().contains(&h.path), "{err}");
+    assert!(
+        err.to_string().contains("checkpointID-1") && err.to_string().contains(&h.path),
+        "{err}"
+    );
 
     for i in 0..3 {
-        storage.store("jobgraphs", &format!("g{i}"), Bytes::from(vec![i; 10])).await.unwrap();
+        storage
+            .store("jobgraphs", &format!("g{i}"), Bytes::from(vec![i; 10]))
+            .await
+            .unwrap();
     }
     assert_eq!(storage.list_all().await.unwrap().len(), 3);
     storage.delete_all().await.unwrap();
@@ -45,10 +63,27 @@ async fn checkpoints_end_to_end(storage: StateStorage, cluster: &ClusterId) {
     let store = ha.completed_checkpoint_store(&job).await.unwrap();
     for id in 1..=4 {
         let data = Bytes::from(format!("checkpoint {id}"));
-        store.add_checkpoint(&f, CompletedCheckpoint { job_id: job.clone(), checkpoint_id: id, data }).await.unwrap();
+        store
+            .add_checkpoint(
+                &f,
+                CompletedCheckpoint {
+                    job_id: job.clone(),
+                    checkpoint_id: id,
+                    data,
+                },
+            )
+            .await
+            .unwrap();
     }
     let recovered = store.recover(&f).await.unwrap();
-    assert_eq!(recovered.checkpoints.iter().map(|c| c.checkpoint_id).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(
+        recovered
+            .checkpoints
+            .iter()
+            .map(|c| c.checkpoint_id)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
     ha.cleaner().flush().await;
     assert_eq!(storage.list_all().await.unwrap().len(), 2);
     ha.close_and_cleanup_all_data().await.unwrap();
@@ -93,7 +128,10 @@ async fn s3_errors_are_clear() {
     let cluster = ClusterId::random("s3");
     // A bucket that does not exist: the error names the storage and is retryable-unavailable, not a panic.
     let storage = StateStorage::open("s3://no-such-bucket/ha", &cluster, &server.options()).unwrap();
-    let err = storage.store("jobgraphs", "g", Bytes::from_static(b"x")).await.unwrap_err();
+    let err = storage
+        .store("jobgraphs", "g", Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
     assert!(err.to_string().contains("payload storage"), "{err}");
     // S3 secrets never show in Debug.
