@@ -1,6 +1,8 @@
 //! Runs the `ha-demo` binary end to end on the embedded default and checks it reports
 //! a recovery from the last acknowledged checkpoint.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 #[test]

@@ -1,6 +1,8 @@
 //! `StateStorage` and the checkpoint store on every payload URL scheme: `file://`,
 //! `memory://` and `s3://` against a real S3-protocol server (moto).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

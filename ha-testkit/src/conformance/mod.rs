@@ -13,6 +13,9 @@
 //! cluster-id and payload directory, is bounded in time, and is cleaned up after, even
 //! when it fails.
 
+// Cases are tests: a failed step should panic with its location.
+#![allow(clippy::unwrap_used)]
+
 pub mod checkpoints;
 pub mod cleanup;
 pub mod counter;

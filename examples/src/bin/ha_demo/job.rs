@@ -23,18 +23,31 @@ pub(crate) struct Progress {
     pub(crate) completed: AtomicU64,
 }
 
+/// What a contender needs to run the job.
+pub(crate) struct JobRunner<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) ha: &'a HaServices,
+    pub(crate) job: &'a JobId,
+    pub(crate) interval: Duration,
+    pub(crate) progress: &'a Arc<Progress>,
+    pub(crate) timeline: &'a Timeline,
+}
+
 /// Runs the job while `grant` is current. Returns when leadership is lost or the
 /// services fail.
 pub(crate) async fn run_as_leader(
-    name: &str,
-    ha: &HaServices,
+    run: &JobRunner<'_>,
     election: &mut LeaderElection,
     grant: LeaderGrant,
-    job: &JobId,
-    interval: Duration,
-    progress: &Arc<Progress>,
-    timeline: &Timeline,
 ) -> Result<()> {
+    let JobRunner {
+        name,
+        ha,
+        job,
+        interval,
+        progress,
+        timeline,
+    } = *run;
     let fence = &grant.fence;
     let graphs = ha.job_graph_store().await?;
     match graphs.recover_job_graph(job).await? {

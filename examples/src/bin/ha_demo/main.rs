@@ -71,7 +71,15 @@ fn spawn_contender(
                 ));
                 election.confirm(&grant, &format!("{name}.local:8081")).await?;
                 let _ = leader_tx.send(name.clone());
-                job::run_as_leader(&name, &ha, &mut election, grant, &job, interval, &progress, &timeline).await?;
+                let runner = job::JobRunner {
+                    name: &name,
+                    ha: &ha,
+                    job: &job,
+                    interval,
+                    progress: &progress,
+                    timeline: &timeline,
+                };
+                job::run_as_leader(&runner, &mut election, grant).await?;
             }
             #[allow(unreachable_code)]
             Ok::<(), ha_core::Error>(())
