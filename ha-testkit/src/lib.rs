@@ -6,13 +6,16 @@
 //!   per case in a backend crate;
 //! - [`Harness`]: what a backend provides to the suite;
 //! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
-//! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path.
+//! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
+//! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions.
 
 pub mod conformance;
 mod embedded;
+mod fault_proxy;
 mod harness;
 mod s3_server;
 
 pub use embedded::EmbeddedHarness;
+pub use fault_proxy::{Condition, FaultProxy};
 pub use harness::{Ctx, Harness};
 pub use s3_server::{free_port, S3Server};
