@@ -4,11 +4,13 @@
 //! - [`conformance`]: the shared conformance suite, one case per semantic rule, and
 //!   the [`conformance_suite!`] macro that turns it into one named `#[tokio::test]`
 //!   per case in a backend crate;
+//! - [`chaos`]: contenders under a seeded fault schedule, and an invariant checker;
 //! - [`Harness`]: what a backend provides to the suite;
 //! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
 //! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions.
 
+pub mod chaos;
 pub mod conformance;
 mod embedded;
 mod fault_proxy;
