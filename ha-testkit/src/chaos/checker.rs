@@ -199,16 +199,17 @@ fn leaderless_after(events: &[Event], t: Instant) -> Duration {
     let mut next_grant: Option<Instant> = None;
     for e in events {
         match e {
-            Event::Granted { who, epoch, at } if *at <= t => {
-                if leader.is_none_or(|(ep, _)| *epoch > ep) {
+            Event::Granted { who, epoch, at } => {
+                if *at > t {
+                    next_grant = Some(next_grant.map_or(*at, |n: Instant| n.min(*at)));
+                } else if leader.is_none_or(|(ep, _)| *epoch > ep) {
                     leader = Some((*epoch, *who));
                 }
             }
-            Event::Granted { at, .. } => next_grant = Some(next_grant.map_or(*at, |n: Instant| n.min(*at))),
-            Event::Revoked { who, at } | Event::Crashed { who, at } if *at <= t => {
-                if leader.is_some_and(|(_, w)| w == *who) {
-                    leader = None;
-                }
+            Event::Revoked { who, at } | Event::Crashed { who, at }
+                if *at <= t && leader.is_some_and(|(_, w)| w == *who) =>
+            {
+                leader = None;
             }
             _ => {}
         }
@@ -288,8 +289,13 @@ mod tests {
                 healed: ms(70),
             },
             Event::Crashed {
-                who: who(1),
+                who: who(0),
                 at: ms(65),
+            },
+            Event::Granted {
+                who: who(2),
+                epoch: 10,
+                at: ms(90),
             },
         ];
         let r = check(&events, Duration::from_millis(5));
