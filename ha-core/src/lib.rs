@@ -10,6 +10,7 @@
 //! - [`storage`]: payloads in an object store, addressed by checksummed pointers.
 //! - [`config`]: Flink-style configuration and the mode → backend registry.
 //! - [`embedded`]: the in-process backend (mode `embedded`, the default).
+//! - [`metrics`]: metric names, recorded through the `metrics` facade.
 //!
 //! ```no_run
 //! # async fn demo() -> ha_core::Result<()> {
@@ -28,6 +29,7 @@ pub mod driver;
 pub mod embedded;
 mod error;
 mod ids;
+pub mod metrics;
 pub mod services;
 pub mod storage;
 
