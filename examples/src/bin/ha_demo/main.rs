@@ -39,6 +39,12 @@ struct Args {
     /// Checkpoint interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     interval_ms: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the demo runs.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep running (and serving metrics) this many milliseconds after the demo ends.
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
 }
 
 struct Contender {
@@ -111,6 +117,16 @@ async fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
 }
 
 async fn run(args: Args) -> Result<bool, ha_core::Error> {
+    if let Some(addr) = args.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| ha_core::Error::Other {
+                message: format!("cannot serve metrics on {addr}: {e}"),
+                source: None,
+            })?;
+        println!("metrics: http://{addr}/metrics");
+    }
     let config = HaConfig::load(args.config.as_deref())?;
     let config = config.with(
         ha_core::config::KEY_CLUSTER_ID,
@@ -206,6 +222,9 @@ async fn run(args: Args) -> Result<bool, ha_core::Error> {
             "FAILED"
         }
     );
+    if args.linger_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(args.linger_ms)).await;
+    }
     Ok(ok)
 }
 
