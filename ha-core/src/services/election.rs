@@ -172,9 +172,14 @@ impl LeaderElectionService {
     }
 
     async fn confirm(&self, component: &ComponentId, grant: &LeaderGrant, address: &str) -> Result<()> {
+        let confirmed_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let info = LeaderInformation {
             session_id: grant.session_id,
             address: address.to_string(),
+            epoch: grant.epoch.0,
+            confirmed_at_ms,
         };
         {
             let mut s = self.inner.lock();

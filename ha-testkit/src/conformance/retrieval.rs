@@ -24,6 +24,8 @@ pub async fn sees_only_confirmed_leaders(ctx: Ctx) {
         .unwrap();
     assert_eq!(info.address, "addr-1");
     assert_eq!(info.session_id, g.session_id);
+    assert_eq!(info.epoch, g.epoch.0, "the record names the term's epoch");
+    assert!(info.confirmed_at_ms > 0);
     ha.close().await.unwrap();
     observer.close().await.unwrap();
 }
