@@ -77,7 +77,9 @@ pub async fn starts_with_current_leader(ctx: Ctx) {
         .await
         .unwrap();
     // The current value is there as soon as the service is started, without waiting.
-    let info = retrieval.current().expect("current leader visible when retrieval starts");
+    let info = retrieval
+        .current()
+        .expect("current leader visible when retrieval starts");
     assert_eq!(info.address, "http://rest:8081");
     ha.close().await.unwrap();
     observer.close().await.unwrap();
