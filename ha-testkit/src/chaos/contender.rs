@@ -283,43 +283,60 @@ async fn term(
         // A freeze lands here, between the leadership check and the write: a thawed
         // process carries on with its old grant, as a real stopped process would.
         unfrozen(shared).await;
-        let start = Instant::now();
-        let r = counter.get_and_increment(&grant.fence).await;
-        let value = r.as_ref().ok().copied();
-        history.record(Event::Op {
+        let r = recorded(
+            history,
             who,
             epoch,
-            kind: OpKind::Counter(value),
-            start,
-            end: Instant::now(),
-            outcome: Outcome::of(&r),
-        });
+            |v| OpKind::Counter(v.copied()),
+            counter.get_and_increment(&grant.fence),
+        )
+        .await;
         if matches!(r, Err(Error::NotLeader { .. })) {
             return;
         }
-        if let Some(id) = value {
+        if let Ok(id) = r {
             unfrozen(shared).await;
             let cp = CompletedCheckpoint {
                 job_id: job(),
                 checkpoint_id: id,
                 data: checkpoint_payload(id),
             };
-            let start = Instant::now();
-            let r = store.add_checkpoint(&grant.fence, cp).await;
-            history.record(Event::Op {
+            let r = recorded(
+                history,
                 who,
                 epoch,
-                kind: OpKind::Checkpoint(id),
-                start,
-                end: Instant::now(),
-                outcome: Outcome::of(&r),
-            });
+                |_| OpKind::Checkpoint(id),
+                store.add_checkpoint(&grant.fence, cp),
+            )
+            .await;
             if matches!(r, Err(Error::NotLeader { .. })) {
                 return;
             }
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// Runs `op` and records it, with its timing and outcome, in `history`.
+async fn recorded<T>(
+    history: &History,
+    who: Incarnation,
+    epoch: u64,
+    kind: impl FnOnce(Option<&T>) -> OpKind,
+    op: impl std::future::Future<Output = ha_core::Result<T>>,
+) -> ha_core::Result<T> {
+    let start = Instant::now();
+    let r = op.await;
+    let kind = kind(r.as_ref().ok());
+    history.record(Event::Op {
+        who,
+        epoch,
+        kind,
+        start,
+        end: Instant::now(),
+        outcome: Outcome::of(&r),
+    });
+    r
 }
 
 /// After the run: a fresh process becomes leader and must recover the newest
@@ -329,15 +346,21 @@ pub(super) async fn final_recovery<T: ChaosTarget>(target: &Arc<T>, ctx: &Ctx, h
         slot: usize::MAX,
         restart: 0,
     };
-    let Ok(backend) = target.connect(ctx.cluster_id()).await else {
-        history.record(Event::Recovered {
+    // A failed final recovery is recorded as one that found nothing, which the checker
+    // reports if anything had been acknowledged.
+    let failed = || {
+        let now = Instant::now();
+        Event::Recovered {
             who,
             epoch: 0,
             latest: None,
             data_intact: false,
-            start: Instant::now(),
-            end: Instant::now(),
-        });
+            start: now,
+            end: now,
+        }
+    };
+    let Ok(backend) = target.connect(ctx.cluster_id()).await else {
+        history.record(failed());
         return;
     };
     let services = HaServices::new(backend, ctx.storage(), RETAINED);
@@ -378,14 +401,7 @@ pub(super) async fn final_recovery<T: ChaosTarget>(target: &Arc<T>, ctx: &Ctx, h
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "final recovery failed");
-        history.record(Event::Recovered {
-            who,
-            epoch: 0,
-            latest: None,
-            data_intact: false,
-            start: Instant::now(),
-            end: Instant::now(),
-        });
+        history.record(failed());
     }
     let _ = services.close().await;
 }
