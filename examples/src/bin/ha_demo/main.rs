@@ -117,6 +117,7 @@ async fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
 }
 
 async fn run(args: Args) -> Result<bool, ha_core::Error> {
+    examples::register_backends();
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
