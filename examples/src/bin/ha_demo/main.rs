@@ -4,7 +4,9 @@
 //! latest checkpoint and continues. Exits 0 only if the job resumed from the last
 //! acknowledged checkpoint.
 
+mod child;
 mod job;
+mod processes;
 mod timeline;
 
 use std::path::PathBuf;
@@ -45,6 +47,16 @@ struct Args {
     /// Keep running (and serving metrics) this many milliseconds after the demo ends.
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
+    /// Run the contenders as separate processes (needs a shared backend): SIGKILL the
+    /// leader, then SIGSTOP the next one past its lease and check its writes are rejected.
+    #[arg(long)]
+    processes: bool,
+    /// Internal: run as the contender process NAME.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+    /// Internal: the job a child process runs.
+    #[arg(long, hide = true)]
+    job: Option<String>,
 }
 
 struct Contender {
@@ -129,12 +141,27 @@ async fn run(args: Args) -> Result<bool, ha_core::Error> {
         println!("metrics: http://{addr}/metrics");
     }
     let config = HaConfig::load(args.config.as_deref())?;
+    let interval = Duration::from_millis(args.interval_ms);
+    if let Some(name) = &args.child {
+        let job = JobId::new(args.job.clone().unwrap_or_default())?;
+        child::run(name, &config, &job, interval).await?;
+        return Ok(true);
+    }
     let config = config.with(
         ha_core::config::KEY_CLUSTER_ID,
         ha_core::ClusterId::random("demo").to_string(),
     )?;
+    if args.processes {
+        return processes::run(
+            &config,
+            args.config.as_deref(),
+            args.contenders,
+            args.before_crash,
+            args.interval_ms,
+        )
+        .await;
+    }
     let timeline = Timeline::new(false);
-    let interval = Duration::from_millis(args.interval_ms);
     println!(
         "ha-demo: mode={} cluster-id={} contenders={} storage={}",
         config.mode(),
