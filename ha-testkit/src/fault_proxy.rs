@@ -36,7 +36,9 @@ impl FaultProxy {
         let state = partitioned.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { continue };
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
                 if *state.borrow() {
                     drop(client);
                     continue;

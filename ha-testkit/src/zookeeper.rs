@@ -132,7 +132,9 @@ impl ZooKeeperServer {
         if !Path::new(ZOOKEEPER_JAR).exists() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{ZOOKEEPER_JAR} not found: install the Debian `zookeeper` package (scripts/install-test-deps.sh)"),
+                format!(
+                    "{ZOOKEEPER_JAR} not found: install the Debian `zookeeper` package (scripts/install-test-deps.sh)"
+                ),
             ));
         }
         if options.members == 0 || options.members == 2 {

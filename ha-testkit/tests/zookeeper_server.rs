@@ -13,7 +13,10 @@ fn standalone_server_pause_resume_kill_restart() {
     let port = zk.client_addr(0).unwrap().port();
     zk.pause(0).unwrap();
     assert!(zk.is_running(0), "a paused server is still running");
-    assert!(four_letter_word(port, "srvr").is_err(), "a paused server does not answer");
+    assert!(
+        four_letter_word(port, "srvr").is_err(),
+        "a paused server does not answer"
+    );
     zk.resume(0).unwrap();
     zk.wait_ready(0, Duration::from_secs(10)).unwrap();
     zk.kill(0).unwrap();
