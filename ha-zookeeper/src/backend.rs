@@ -197,7 +197,7 @@ impl HaBackend for ZooKeeperBackend {
         events: mpsc::UnboundedSender<ElectionEvent>,
     ) -> Result<Box<dyn LeaderElectionDriver>> {
         self.check_open()?;
-        let (driver, weak) = ZkElectionDriver::start(self.inner.clone(), group, events)?;
+        let (driver, weak) = ZkElectionDriver::start(self.inner.clone(), group, events).await?;
         let mut list = self.inner.candidacies.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|c| c.strong_count() > 0);
         list.push(weak);
@@ -242,10 +242,12 @@ impl HaBackend for ZooKeeperBackend {
             .drain(..)
             .filter_map(|c| c.upgrade())
             .collect();
+        tracing::debug!(instance = %self.inner.instance_id, candidacies = candidacies.len(), "closing ZooKeeper backend");
         for c in candidacies {
             crate::election::resign(&c).await?;
         }
         self.inner.sessions.close().await;
+        tracing::debug!(instance = %self.inner.instance_id, "ZooKeeper backend closed");
         Ok(())
     }
 
@@ -253,6 +255,7 @@ impl HaBackend for ZooKeeperBackend {
         self.check_open()?;
         let cluster = self.inner.paths.cluster().to_string();
         for attempt in 0..10 {
+            tracing::debug!(%cluster, attempt, "deleting cluster znodes");
             if self.delete_tree(&cluster).await? {
                 return Ok(());
             }

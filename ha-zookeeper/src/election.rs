@@ -115,12 +115,18 @@ impl Candidacy {
         }
     }
 
-    /// Runs candidacies until resigned: one term per latch node.
-    async fn run(self: Arc<Self>) {
+    /// Runs candidacies until resigned: one term per latch node, the first one on the
+    /// node created when the driver started.
+    async fn run(self: Arc<Self>, mut first: Option<(crate::session::Live, LatchNode)>) {
         let mut backoff = self.inner.sessions.config().retry_wait;
         loop {
             if self.lock().resigned {
                 return;
+            }
+            if let Some((live, node)) = first.take() {
+                let end = self.contend_with(&live.client, node).await;
+                self.finish_term(&live, end, &mut backoff).await;
+                continue;
             }
             let live = match self.inner.sessions.live().await {
                 Ok(l) => l,
@@ -133,6 +139,13 @@ impl Candidacy {
                 }
             };
             let end = self.term(&live.client).await;
+            self.finish_term(&live, end, &mut backoff).await;
+        }
+    }
+
+    /// Revokes after a term ended and prepares the next one.
+    async fn finish_term(&self, live: &crate::session::Live, end: TermEnd, backoff: &mut std::time::Duration) {
+        {
             match end {
                 TermEnd::SessionLost => self.revoke("ZooKeeper session lost"),
                 TermEnd::NodeGone => self.revoke("latch node deleted"),
@@ -148,20 +161,28 @@ impl Candidacy {
                 TermEnd::Failed(e) => {
                     self.revoke("election failed");
                     tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-                    continue;
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
+                    return;
                 }
             }
-            backoff = self.inner.sessions.config().retry_wait;
+            *backoff = self.inner.sessions.config().retry_wait;
         }
+    }
+
+    /// Creates (or adopts after a lost reply) a latch node with a fresh uuid.
+    async fn join(&self, client: &zk::Client) -> std::result::Result<LatchNode, zk::Error> {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        self.lock().uuid = Some(uuid.clone());
+        let node = create_latch_node(LatchClient::new(&self.inner.sessions, client), &self.dir, &uuid).await?;
+        self.lock().node = Some(node.path.clone());
+        tracing::debug!(group = %self.group, node = %node.path, adopted = node.adopted, "joined ZooKeeper election");
+        Ok(node)
     }
 
     /// One term: create (or adopt) a latch node and contend with it until it ends.
     async fn term(&self, client: &zk::Client) -> TermEnd {
-        let uuid = uuid::Uuid::new_v4().simple().to_string();
-        self.lock().uuid = Some(uuid.clone());
-        let node = match create_latch_node(LatchClient::new(&self.inner.sessions, client), &self.dir, &uuid).await {
+        let node = match self.join(client).await {
             Ok(n) => n,
             Err(e) => {
                 return match self.classify(client, e) {
@@ -170,8 +191,11 @@ impl Candidacy {
                 }
             }
         };
-        self.lock().node = Some(node.path.clone());
-        tracing::debug!(group = %self.group, node = %node.path, adopted = node.adopted, "joined ZooKeeper election");
+        self.contend_with(client, node).await
+    }
+
+    /// Contends with `node` while watching the connection state.
+    async fn contend_with(&self, client: &zk::Client, node: LatchNode) -> TermEnd {
         let grace = self.inner.sessions.suspended_grace(client);
         tokio::select! {
             end = self.contend(client, &node) => end,
@@ -374,7 +398,9 @@ pub(crate) struct ZkElectionDriver {
 }
 
 impl ZkElectionDriver {
-    pub(crate) fn start(
+    /// Joins the election: the latch node exists when this returns, so candidates
+    /// that join earlier are ahead in line.
+    pub(crate) async fn start(
         inner: Arc<Inner>,
         group: &str,
         events: mpsc::UnboundedSender<ElectionEvent>,
@@ -388,7 +414,12 @@ impl ZkElectionDriver {
             st: Mutex::new(CandState::default()),
             tasks: Mutex::new(Vec::new()),
         });
-        let election = tokio::spawn(candidacy.clone().run());
+        let live = candidacy.inner.sessions.live().await?;
+        let node = candidacy
+            .join(&live.client)
+            .await
+            .map_err(|e| read_error(&candidacy.dir, e))?;
+        let election = tokio::spawn(candidacy.clone().run(Some((live, node))));
         let info = tokio::spawn(candidacy.clone().watch_leader_information());
         candidacy
             .tasks

@@ -161,6 +161,7 @@ impl Sessions {
             attempt += 1;
             let live = self.live().await?;
             let limit = self.request_timeout(&live.client);
+            tracing::trace!(key, attempt, "read");
             let err = match tokio::time::timeout(limit, op(live.client.clone())).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,

@@ -64,8 +64,19 @@ impl ZkHarness {
     }
 }
 
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// The harness on the shared server.
 pub fn harness() -> ZkHarness {
+    init_tracing();
     ZkHarness::new(shared_server().connect_string(), SESSION_TIMEOUT)
 }
 
