@@ -201,6 +201,77 @@ impl<'a> LatchClient<'a> {
 mod tests {
     use super::*;
 
+    async fn client(zk: &ha_testkit::ZooKeeperServer) -> zk::Client {
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_connection_timeout(Duration::from_secs(1))
+            .connect(&zk.connect_string())
+            .await
+            .expect("connect")
+    }
+
+    async fn own_nodes(client: &zk::Client, dir: &str, uuid: &str) -> Vec<String> {
+        let children = client.list_children(dir).await.expect("list latch dir");
+        children
+            .into_iter()
+            .filter(|c| c.starts_with(&format!("{LATCH_PREFIX}{uuid}-")))
+            .collect()
+    }
+
+    /// The create request reaches the frozen server, the client gives up on the
+    /// connection, the server thaws and applies the create: the reply is lost. The
+    /// retry must adopt that node, not leave it as an orphan next to a second one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_retried_after_connection_loss_leaves_no_orphan() {
+        let zk = ha_testkit::ZooKeeperServer::start().expect("start ZooKeeper");
+        let client = client(&zk).await;
+        let dir = "/orphan-test/leader/latch/cluster";
+        client
+            .mkdir(dir, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+            .await
+            .unwrap();
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        zk.pause(0).unwrap();
+        let create = {
+            let (client, uuid) = (client.clone(), uuid.clone());
+            tokio::spawn(async move {
+                create_latch_node(LatchClient::open(&client, Duration::from_secs(20)), dir, &uuid).await
+            })
+        };
+        // Longer than the connection timeout: the client drops the connection with
+        // the create unanswered.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        zk.resume(0).unwrap();
+        let node = create.await.unwrap().expect("create succeeds after reconnecting");
+        assert!(node.adopted, "the lost create landed and must be adopted: {node:?}");
+        let own = own_nodes(&client, dir, &uuid).await;
+        assert_eq!(own, vec![node.name.clone()], "exactly one latch node of this candidacy");
+        let all = client.list_children(dir).await.unwrap();
+        assert_eq!(all.len(), 1, "no orphan latch node: {all:?}");
+        let stat = client.check_stat(&node.path).await.unwrap().expect("node exists");
+        assert_eq!(stat.ephemeral_owner, client.session_id().0);
+        assert_eq!(stat.czxid, node.czxid);
+    }
+
+    /// Without a fault the node is simply created, and a second candidacy queues
+    /// behind it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_without_fault_is_not_adopted_and_orders_by_sequence() {
+        let zk = ha_testkit::ZooKeeperServer::start().expect("start ZooKeeper");
+        let client = client(&zk).await;
+        let dir = "/plain/leader/latch/cluster";
+        let a = create_latch_node(LatchClient::open(&client, Duration::from_secs(5)), dir, "a")
+            .await
+            .unwrap();
+        let b = create_latch_node(LatchClient::open(&client, Duration::from_secs(5)), dir, "b")
+            .await
+            .unwrap();
+        assert!(!a.adopted && !b.adopted);
+        assert!(b.czxid > a.czxid);
+        let order = ordered(client.list_children(dir).await.unwrap());
+        assert_eq!(order, vec![a.name, b.name]);
+    }
+
     #[test]
     fn orders_by_sequence_and_ignores_foreign_children() {
         let names = vec![
