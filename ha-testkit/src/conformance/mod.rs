@@ -13,6 +13,9 @@
 //! cluster-id and payload directory, is bounded in time, and is cleaned up after, even
 //! when it fails.
 
+// The suite is test code: a failed step panics with the error, which is the report.
+#![allow(clippy::unwrap_used)]
+
 pub mod checkpoints;
 pub mod cleanup;
 pub mod counter;
