@@ -159,6 +159,7 @@ pub(crate) fn normalize_root(root: &str) -> std::result::Result<String, String> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::BTreeMap;
 

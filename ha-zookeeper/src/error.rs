@@ -91,6 +91,7 @@ pub(crate) fn write_error(op: &'static str, key: &str, e: zk::Error) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -198,6 +198,7 @@ impl<'a> LatchClient<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -79,6 +79,7 @@ pub(crate) fn parent(path: &str) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! Backend-specific fault tests, each on its own ZooKeeper server or ensemble (they
 //! pause, partition or kill servers, which must not disturb other tests).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

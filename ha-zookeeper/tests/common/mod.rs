@@ -1,6 +1,6 @@
 //! The ZooKeeper harness of the conformance suite and the backend-specific tests.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
