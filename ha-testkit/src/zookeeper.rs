@@ -72,7 +72,7 @@ struct Member {
 pub struct ZooKeeperServer {
     options: ZooKeeperOptions,
     members: Vec<Member>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for ZooKeeperServer {
@@ -192,7 +192,7 @@ impl ZooKeeperServer {
         let server = Self {
             options,
             members,
-            _dir: base,
+            dir: base,
         };
         for i in 0..n {
             server.spawn(i)?;
@@ -223,7 +223,8 @@ impl ZooKeeperServer {
         let pid_file = m.dir.join("jvm.pid");
         let _ = std::fs::remove_file(&pid_file);
         // The watchdog starts the JVM, records its pid, then blocks reading stdin; EOF
-        // means the test process is gone, and the JVM is killed with it.
+        // means the test process is gone: the JVM is killed with it and its data
+        // removed (a server kept in a `static` is never dropped).
         let script = format!(
             "java -Xmx{heap}m -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
              -Djava.net.preferIPv4Stack=true -Dzookeeper.forceSync=no \
@@ -233,8 +234,13 @@ impl ZooKeeperServer {
              j=$!\n\
              echo $j > '{pid}'\n\
              while read -r _; do :; done\n\
-             kill -9 $j 2>/dev/null\n",
+             kill -9 $j 2>/dev/null\n\
+             while kill -0 $j 2>/dev/null; do sleep 0.05; done\n\
+             rm -rf '{dir}'\n\
+             rmdir '{base}' 2>/dev/null\n",
             heap = self.options.heap_mib,
+            dir = m.dir.display(),
+            base = self.dir.path().display(),
             cfg = m.dir.join("zoo.cfg").display(),
             log = m.dir.join("server.log").display(),
             pid = pid_file.display(),
