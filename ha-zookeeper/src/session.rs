@@ -35,6 +35,9 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Opens the first session (eagerly, so that a bad quorum fails at connect).
     pub(crate) async fn connect(config: ZooKeeperConfig) -> Result<Self> {
+        if let Some((hosts, chroot)) = split_chroot(&config.quorum) {
+            ensure_chroot(&config, hosts, chroot).await?;
+        }
         let sessions = Self {
             config,
             current: tokio::sync::Mutex::new(None),
@@ -210,5 +213,46 @@ impl Sessions {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// `host:port,host:port/chroot` → (`host:port,host:port`, `/chroot`).
+fn split_chroot(quorum: &str) -> Option<(&str, &str)> {
+    let i = quorum.find('/')?;
+    let chroot = quorum[i..].trim_end_matches('/');
+    (!chroot.is_empty()).then_some((&quorum[..i], chroot))
+}
+
+/// Creates the chroot node if missing: a chrooted client cannot create its own root.
+async fn ensure_chroot(config: &ZooKeeperConfig, hosts: &str, chroot: &str) -> Result<()> {
+    let mut connector = zk::Client::connector().with_session_timeout(config.session_timeout);
+    if let Some(auth) = &config.digest_auth {
+        connector = connector.with_auth("digest", auth.as_bytes());
+    }
+    let limit = config.session_timeout + Duration::from_secs(2);
+    let client = match tokio::time::timeout(limit, connector.connect(hosts)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(Error::unavailable(format!("ZooKeeper at {hosts}"), e)),
+        Err(_) => return Err(Error::unavailable(format!("ZooKeeper at {hosts}"), "no session")),
+    };
+    let options = match config.acl {
+        AclMode::Open => zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        AclMode::Creator => zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all()),
+    };
+    match client.mkdir(chroot, &options).await {
+        Ok(()) | Err(zk::Error::NodeExists) => Ok(()),
+        Err(e) => Err(read_error(chroot, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chroot_is_split_off_the_quorum() {
+        assert_eq!(split_chroot("a:1,b:2/flink/prod"), Some(("a:1,b:2", "/flink/prod")));
+        assert_eq!(split_chroot("a:1,b:2"), None);
+        assert_eq!(split_chroot("a:1/"), None);
     }
 }

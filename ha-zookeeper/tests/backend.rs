@@ -209,3 +209,44 @@ async fn selected_by_mode_string() {
         .to_string();
     assert!(err.contains("high-availability.zookeeper.client.typo"), "{err}");
 }
+
+/// A chroot in the quorum string is created if missing and everything lives below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_in_quorum_is_honoured() {
+    let h = common::harness();
+    let chroot = format!("/chroot-{}", uuid::Uuid::new_v4().simple());
+    let config = common::config(
+        &format!("{}{chroot}", common::shared_server().connect_string()),
+        common::SESSION_TIMEOUT,
+    );
+    let cluster = ClusterId::random("chroot");
+    let backend = ZooKeeperBackend::connect(cluster.clone(), config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ha = HaServices::new(Arc::new(backend.clone()), storage(&dir, &cluster), 1);
+    let svc = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut e = svc.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let g = e.granted().await.unwrap();
+    e.confirm(&g, "addr").await.unwrap();
+    let admin = h.admin().await.unwrap();
+    let under_chroot = common::list_tree(&admin, &format!("{chroot}/ha/{cluster}"))
+        .await
+        .unwrap();
+    assert!(
+        under_chroot
+            .iter()
+            .any(|p| p.ends_with("/leader/dispatcher/connection_info")),
+        "{under_chroot:?}"
+    );
+    assert!(common::list_tree(&admin, &format!("/ha/{cluster}"))
+        .await
+        .unwrap()
+        .is_empty());
+    svc.close().await.unwrap();
+    ha.close_and_cleanup_all_data().await.unwrap();
+    assert!(common::list_tree(&admin, &format!("{chroot}/ha/{cluster}"))
+        .await
+        .unwrap()
+        .is_empty());
+    admin.delete(&format!("{chroot}/ha"), None).await.unwrap();
+    admin.delete(&chroot, None).await.unwrap();
+}
