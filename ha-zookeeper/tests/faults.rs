@@ -313,3 +313,47 @@ async fn ensemble_members_killed_while_leader_keeps_writing() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// A fenced write whose reply is lost (the server freezes after receiving it and the
+/// client gives up on the connection) is reported as `OutcomeUnknown`, never as a
+/// plain failure; retrying the same checkpoint is then idempotent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_write_reply_is_outcome_unknown_and_retry_is_idempotent() {
+    common::init_tracing();
+    let zk = Arc::new(ZooKeeperServer::start().expect("start ZooKeeper"));
+    let mut config = common::config(&zk.connect_string(), Duration::from_secs(10));
+    config.connection_timeout = Duration::from_secs(1);
+    let cluster = Cluster::new("lostreply");
+    let (_backend, a) = cluster.process(config).await;
+    let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut ea = sa.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let ga = ea.granted().await.unwrap();
+    let job = JobId::random();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    let cp = |id: u64| ha_core::CompletedCheckpoint {
+        job_id: job.clone(),
+        checkpoint_id: id,
+        data: Bytes::from(format!("checkpoint-{id}")),
+    };
+    store.add_checkpoint(&ga.fence, cp(1)).await.unwrap();
+
+    zk.pause(0).unwrap();
+    let attempt = {
+        let (store, fence, cp2) = (store.clone(), ga.fence.clone(), cp(2));
+        tokio::spawn(async move { store.add_checkpoint(&fence, cp2).await })
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    zk.resume(0).unwrap();
+    match attempt.await.unwrap() {
+        Err(Error::OutcomeUnknown { .. }) => {}
+        other => panic!("a write with a lost reply must be OutcomeUnknown, got {other:?}"),
+    }
+    assert!(ea.has_leadership(&ga), "a short suspension must not revoke");
+    let retried = tokio::time::timeout(Duration::from_secs(15), store.add_checkpoint(&ga.fence, cp(2)))
+        .await
+        .expect("retry completes");
+    retried.expect("retrying the same checkpoint succeeds");
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![2]);
+    sa.close().await.unwrap();
+    a.close_and_cleanup_all_data().await.unwrap();
+}
