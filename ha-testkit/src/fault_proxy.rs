@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A TCP proxy with fault injection. See the [module docs](self).
+/// A TCP proxy with fault injection: `partition` closes every connection and refuses
+/// new ones until `heal`. Runs on the Tokio runtime it was started on; stops on drop.
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,

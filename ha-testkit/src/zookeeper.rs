@@ -68,7 +68,9 @@ struct Member {
     process: Mutex<Option<Running>>,
 }
 
-/// A running ZooKeeper server or ensemble. See the [module docs](self).
+/// A running ZooKeeper server or ensemble of child JVMs on free loopback ports with
+/// temp data dirs; members can be killed, paused, resumed and restarted. Everything is
+/// killed on drop, and by a watchdog when the test process dies.
 pub struct ZooKeeperServer {
     options: ZooKeeperOptions,
     members: Vec<Member>,

@@ -129,7 +129,7 @@ impl CheckpointIdCounterDriver for ZkCounter {
                 error: zk::Error::NoNode,
                 ..
             }) => {
-                // Absent already: still report a stale fence.
+                // Already absent: the fence check passed, nothing to do.
                 Ok(())
             }
             Err(f) => Err(f.into_error(fence, "counter removal", path, |_, e| {
