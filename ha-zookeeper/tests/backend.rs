@@ -250,3 +250,74 @@ async fn chroot_in_quorum_is_honoured() {
     admin.delete(&format!("{chroot}/ha"), None).await.unwrap();
     admin.delete(&chroot, None).await.unwrap();
 }
+
+/// `close` ends the session at once (the ephemeral latch and lock nodes are gone when
+/// it returns), while dropping without close leaves them until the session expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_ends_the_session_at_once_and_drop_does_not() {
+    let h = common::harness();
+    let cluster = ClusterId::random("close");
+    let dir = tempfile::tempdir().unwrap();
+    let leader = HaServices::new(h.connect(&cluster).await.unwrap(), storage(&dir, &cluster), 1);
+    let svc = leader.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut e = svc.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let g = e.granted().await.unwrap();
+    let store = leader
+        .backend()
+        .state_handle_store(&StoreNamespace::JobGraphs)
+        .await
+        .unwrap();
+    store
+        .add_and_lock(&g.fence, "jobGraph-a", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    store
+        .add_and_lock(&g.fence, "jobGraph-b", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    let admin = h.admin().await.unwrap();
+    let cluster_path = h.cluster_path(&cluster);
+    let ephemerals = |tree: Vec<String>| -> Vec<String> {
+        tree.into_iter()
+            .filter(|p| p.contains("/locks/") || p.contains("/latch/cluster/"))
+            .collect()
+    };
+
+    // Two more processes lock the same entries; one closes, one is dropped.
+    let closer = h.connect(&cluster).await.unwrap();
+    let dropper = h.connect(&cluster).await.unwrap();
+    for b in [&closer, &dropper] {
+        let s = b.state_handle_store(&StoreNamespace::JobGraphs).await.unwrap();
+        s.get_and_lock("jobGraph-a").await.unwrap();
+    }
+    let (closer_id, dropper_id) = (closer.instance_id().to_string(), dropper.instance_id().to_string());
+    closer.close().await.unwrap();
+    let owners = admin
+        .list_children(&format!("{cluster_path}/jobgraphs/jobGraph-a/locks"))
+        .await
+        .unwrap();
+    assert!(
+        !owners.contains(&closer_id),
+        "closed owner's lock must be gone at once: {owners:?}"
+    );
+    drop(dropper);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let owners = admin
+        .list_children(&format!("{cluster_path}/jobgraphs/jobGraph-a/locks"))
+        .await
+        .unwrap();
+    assert!(
+        owners.contains(&dropper_id),
+        "a dropped (crashed) owner's lock lives until its session expires: {owners:?}"
+    );
+
+    let before = ephemerals(common::list_tree(&admin, &cluster_path).await.unwrap());
+    assert!(before.iter().any(|p| p.contains("/latch/")), "{before:?}");
+    leader.close().await.unwrap();
+    let after = ephemerals(common::list_tree(&admin, &cluster_path).await.unwrap());
+    assert!(
+        after.iter().all(|p| p.ends_with(&format!("/locks/{dropper_id}"))),
+        "ephemeral nodes of the closed session left: {after:?}"
+    );
+    drop((svc, e));
+}
