@@ -225,22 +225,31 @@ fn rv_number(cm: &ConfigMap) -> Option<u64> {
 }
 
 impl Elector {
-    /// One acquisition attempt as a follower; returns when it started.
-    async fn attempt(&mut self) -> Instant {
+    /// One acquisition attempt as a follower; returns when it started and whether
+    /// the API answered.
+    async fn attempt(&mut self) -> (Instant, bool) {
         let started = Instant::now();
         match self.try_acquire_or_renew().await {
-            Ok(Some(epoch)) => self.on_acquired(epoch, started).await,
+            Ok(Some(epoch)) => {
+                if !self.on_acquired(epoch, started).await {
+                    return (started, false);
+                }
+            }
             Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, holder = %self.holder, "acquisition attempt failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, holder = %self.holder, "acquisition attempt failed");
+                return (started, false);
+            }
         }
-        started
+        (started, true)
     }
 
-    /// The elector loop, after a first attempt that started at `first`.
-    async fn run(mut self, first: Instant) {
+    /// The elector loop, after a first attempt (`first`: as [`attempt`](Self::attempt)
+    /// returns).
+    async fn run(mut self, first: (Instant, bool)) {
         let timings = self.core.timings;
-        let mut next_attempt = first + timings.retry_period;
-        let mut last_attempt = first;
+        let mut next_attempt = first.0 + timings.retry_period;
+        let (mut last_attempt, mut answered) = first;
         loop {
             if self.events.is_closed() {
                 return;
@@ -286,10 +295,10 @@ impl Elector {
             } else {
                 let wake = self
                     .follower_wake(next_attempt)
-                    .max(last_attempt + timings.retry_period / 4);
+                    .max(last_attempt + Self::min_gap(answered, timings.retry_period));
                 tokio::select! {
                     _ = sleep_until(wake) => {
-                        last_attempt = self.attempt().await;
+                        (last_attempt, answered) = self.attempt().await;
                         next_attempt = last_attempt + timings.retry_period;
                     }
                     r = self.snapshots.changed() => {
@@ -298,6 +307,16 @@ impl Elector {
                     }
                 }
             }
+        }
+    }
+
+    /// The least pause between two attempts: short while the API answers (a released
+    /// lock is taken at once), longer after a failure so a failing API is not hammered.
+    fn min_gap(answered: bool, retry_period: std::time::Duration) -> std::time::Duration {
+        if answered {
+            std::time::Duration::from_millis(5)
+        } else {
+            retry_period / 4
         }
     }
 
@@ -505,8 +524,9 @@ impl Elector {
     }
 
     /// Registers the new term, raises the per-job epochs, then reports `Granted`. If
-    /// raising cannot finish within the renew deadline, the term is given up.
-    async fn on_acquired(&mut self, epoch: u64, started: Instant) {
+    /// raising cannot finish within the renew deadline, the term is given up
+    /// (`false`).
+    async fn on_acquired(&mut self, epoch: u64, started: Instant) -> bool {
         let valid_until = started + self.core.timings.renew_deadline;
         self.term = Some((epoch, started));
         self.core.set_term(&self.holder, Term { epoch, valid_until });
@@ -515,6 +535,7 @@ impl Elector {
             Ok(Ok(())) => {
                 tracing::info!(holder = %self.holder, group = %self.group, epoch, "leader lock acquired");
                 let _ = self.events.send(ElectionEvent::Granted(fence));
+                true
             }
             outcome => {
                 let reason = match outcome {
@@ -525,6 +546,7 @@ impl Elector {
                 self.term = None;
                 self.core.end_term(&self.holder);
                 let _ = release(&self.core, &self.annotation, &self.holder).await;
+                false
             }
         }
     }
