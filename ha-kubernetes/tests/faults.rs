@@ -667,3 +667,47 @@ async fn crashed_lock_owner_session_ends_and_entry_can_be_removed() {
         "session leases left"
     );
 }
+
+/// Retrieval of any number of components, and the election, share one watch per
+/// backend instance; they all follow the published leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shared_watch_per_instance() {
+    let c = Cluster::new();
+    let a = c.process().await;
+    let svc = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let names = ["dispatcher", "resourcemanager", "restserver", "job-0123"];
+    let elections: Vec<LeaderElection> = names
+        .iter()
+        .map(|n| svc.register(ha_core::ComponentId::new(*n).unwrap()).unwrap())
+        .collect();
+    let observer = c.process().await;
+    let mut retrievals = Vec::new();
+    for n in names {
+        let id = ha_core::ComponentId::new(n).unwrap();
+        retrievals.push(observer.leader_retrieval_service(&id).await.unwrap());
+    }
+    let mut first = elections.into_iter();
+    let mut e0 = first.next().unwrap();
+    let g = tokio::time::timeout(Duration::from_secs(10), e0.granted())
+        .await
+        .expect("granted")
+        .unwrap();
+    e0.confirm(&g, "addr-dispatcher").await.unwrap();
+    for (e, n) in first.zip(names.iter().skip(1)) {
+        e.confirm(&g, &format!("addr-{n}")).await.unwrap();
+    }
+    for (r, n) in retrievals.iter().zip(names) {
+        let want = format!("addr-{n}");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            r.wait_for(|i| i.as_ref().is_some_and(|i| i.address == want)),
+        )
+        .await
+        .expect("retrieval follows the leader")
+        .unwrap();
+    }
+    // Two instances (leader and observer), one watch each.
+    assert_eq!(c.emulator().watch_count(), 2);
+    a.close().await.ok();
+    observer.close().await.ok();
+}
