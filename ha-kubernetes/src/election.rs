@@ -520,7 +520,8 @@ impl Elector {
                 Err(e) => return Err(err(e)),
             }
         }
-        Ok(None)
+        // Only conflicts: the ConfigMap is busy, which says nothing about the lock.
+        Err(Error::VersionConflict { key: name })
     }
 
     /// Registers the new term, raises the per-job epochs, then reports `Granted`. If
