@@ -97,3 +97,12 @@ async fn from_config_connects_through_a_kubeconfig() {
     svc.close().await.unwrap();
     ha.close_and_cleanup_all_data().await.unwrap();
 }
+
+#[test]
+fn register_adds_the_mode_globally() {
+    ha_kubernetes::register();
+    assert!(BackendRegistry::global().modes().contains(&"kubernetes"));
+    BackendRegistry::global()
+        .validate(&config("high-availability.kubernetes.namespace: flink\n"))
+        .unwrap();
+}
