@@ -1,0 +1,129 @@
+//! The etcd harness of the conformance suite and of the backend-specific tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Client, GetOptions};
+use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
+use ha_etcd::{EtcdBackend, EtcdConfig};
+use ha_testkit::{EtcdServer, Harness};
+
+/// Lease TTL used by the tests (etcd's minimum with the test server's raft timings).
+pub(crate) const TTL: Duration = Duration::from_secs(1);
+
+/// Key prefix used by the tests.
+pub(crate) const PREFIX: &str = "/ha";
+
+/// One etcd per test binary, killed when the binary exits (the server's watchdog).
+pub(crate) fn shared_server() -> &'static EtcdServer {
+    static SERVER: OnceLock<EtcdServer> = OnceLock::new();
+    SERVER.get_or_init(|| EtcdServer::start().expect("start etcd (is the etcd-server package installed?)"))
+}
+
+/// The config of test instances against `endpoints`.
+pub(crate) fn config(endpoints: Vec<String>) -> EtcdConfig {
+    let mut c = EtcdConfig::new(endpoints).with_lease_ttl(TTL).with_key_prefix(PREFIX);
+    // Generous for a loaded 2-core machine, still below the TTL.
+    c.request_timeout = Duration::from_millis(800);
+    c
+}
+
+/// The harness over the shared server.
+pub(crate) fn shared_harness() -> EtcdHarness {
+    EtcdHarness::new(shared_server().endpoints())
+}
+
+/// Runs the conformance suite (and helps the other tests) on real etcd.
+pub(crate) struct EtcdHarness {
+    endpoints: Vec<String>,
+    backends: Mutex<Vec<(usize, EtcdBackend)>>,
+}
+
+fn addr(b: &Arc<dyn HaBackend>) -> usize {
+    Arc::as_ptr(b) as *const () as usize
+}
+
+impl EtcdHarness {
+    pub(crate) fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            backends: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A plain etcd client to look behind the backend's back.
+    pub(crate) async fn client(&self) -> Client {
+        Client::connect(&self.endpoints, None).await.expect("etcd client")
+    }
+
+    /// Connects an instance and keeps a handle for crash simulation.
+    pub(crate) async fn backend(&self, cluster_id: &ClusterId) -> Result<EtcdBackend> {
+        EtcdBackend::connect(cluster_id, &config(self.endpoints.clone())).await
+    }
+
+    /// The etcd handle behind `services`, if this harness made it.
+    pub(crate) fn etcd_of(&self, services: &HaServices) -> Option<EtcdBackend> {
+        let a = addr(services.backend());
+        let list = self.backends.lock().unwrap();
+        list.iter().find(|(p, _)| *p == a).map(|(_, b)| b.clone())
+    }
+}
+
+fn unavailable(e: etcd_client::Error) -> Error {
+    Error::unavailable("etcd (test harness)", e)
+}
+
+#[async_trait]
+impl Harness for EtcdHarness {
+    fn name(&self) -> &str {
+        "etcd"
+    }
+
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
+        let backend = self.backend(cluster_id).await?;
+        let arc: Arc<dyn HaBackend> = Arc::new(backend.clone());
+        self.backends.lock().unwrap().push((addr(&arc), backend));
+        Ok(arc)
+    }
+
+    fn crash_timeout(&self) -> Duration {
+        // TTL, plus etcd's expiry sweep (every 500 ms), plus slack.
+        TTL + Duration::from_millis(1000)
+    }
+
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
+        let mut c = Client::connect(&self.endpoints, None).await.map_err(unavailable)?;
+        let resp = c
+            .get(
+                format!("{PREFIX}/{cluster_id}/"),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect())
+    }
+
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+        let mut c = Client::connect(&self.endpoints, None).await.map_err(unavailable)?;
+        c.delete(format!("{PREFIX}/{cluster_id}/leader/{component}"), None)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Stops the instance's keep-alive loop without revoking its lease, then drops
+    /// everything: the lease ends only by TTL on the server.
+    async fn crash(&self, services: HaServices) {
+        let etcd = self.etcd_of(&services).expect("services made by this harness");
+        etcd.halt();
+        let a = addr(services.backend());
+        self.backends.lock().unwrap().retain(|(p, _)| *p != a);
+        drop(services);
+    }
+}

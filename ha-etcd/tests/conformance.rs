@@ -1,0 +1,5 @@
+//! The whole conformance suite against one real etcd 3.4 (cases isolated by cluster-id).
+
+mod common;
+
+ha_testkit::conformance_suite!(common::shared_harness());
