@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions, DeleteOptions};
-use ha_core::driver::{CheckpointIdCounterDriver, ElectionEvent, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore};
+use ha_core::driver::{
+    CheckpointIdCounterDriver, ElectionEvent, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
+};
 use ha_core::{ClusterId, ComponentId, Error, HaBackend, JobId, LeaderInformation, Result, StoreNamespace};
 use tokio::sync::{mpsc, watch};
 
@@ -83,7 +85,9 @@ pub(crate) async fn connect_client(config: &EtcdConfig) -> Result<Client> {
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let Some((user, password)) = &config.credentials {
-        opts = opts.with_user(user.clone(), password.clone()).with_auto_token_refresh(true);
+        opts = opts
+            .with_user(user.clone(), password.clone())
+            .with_auto_token_refresh(true);
     }
     opts = crate::tls::apply(opts, config)?;
     let endpoints = config.endpoints.join(",");
@@ -153,7 +157,9 @@ impl HaBackend for EtcdBackend {
                 source: None,
             });
         }
-        Ok(Box::new(EtcdElectionDriver::start(self.shared.clone(), group, events)))
+        Ok(Box::new(
+            EtcdElectionDriver::start(self.shared.clone(), group, events).await,
+        ))
     }
 
     async fn retrieval_driver(

@@ -126,7 +126,11 @@ impl EtcdConfig {
         let tls = (tls != EtcdTlsConfig::default()).then_some(tls);
         let config = Self {
             endpoints,
-            key_prefix: opts.get("key-prefix").unwrap_or("/ha").trim_end_matches('/').to_string(),
+            key_prefix: opts
+                .get("key-prefix")
+                .unwrap_or("/ha")
+                .trim_end_matches('/')
+                .to_string(),
             lease_ttl,
             request_timeout,
             credentials,

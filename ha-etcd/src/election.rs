@@ -46,7 +46,9 @@ pub(crate) struct EtcdElectionDriver {
 }
 
 impl EtcdElectionDriver {
-    pub(crate) fn start(shared: Arc<Shared>, group: &str, events: mpsc::UnboundedSender<ElectionEvent>) -> Self {
+    /// Joins the election of `group`: the candidacy key exists when this returns (if
+    /// etcd answered), so contenders that join one after another are ordered.
+    pub(crate) async fn start(shared: Arc<Shared>, group: &str, events: mpsc::UnboundedSender<ElectionEvent>) -> Self {
         let holder = Arc::new(Holder::new(events));
         shared.session.register(&holder);
         let current_key: Arc<Mutex<Option<String>>> = Arc::default();
@@ -59,7 +61,16 @@ impl EtcdElectionDriver {
             current_key: current_key.clone(),
             stop: stop_rx,
         };
-        let campaign = tokio::spawn(campaign.run());
+        let mut first = None;
+        if let Ok(lease) = shared.lease() {
+            let key = campaign.key(lease);
+            *current_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
+            match campaign.create(lease, &key).await {
+                Ok(rev) => first = Some((lease, rev)),
+                Err(e) => tracing::debug!(%key, error = %e, "candidacy not created yet; the campaign retries"),
+            }
+        }
+        let campaign = tokio::spawn(campaign.run(first));
         let info_watch = tokio::spawn(watch_leader_information(shared.clone(), holder.clone()));
         Self {
             shared,
@@ -158,7 +169,13 @@ fn is_active(state: &watch::Receiver<LeaseState>, lease: i64) -> bool {
 }
 
 impl Campaign {
-    async fn run(mut self) {
+    fn key(&self, lease: i64) -> String {
+        format!("{}{lease:016x}-{}", self.group_dir, self.driver_id)
+    }
+
+    /// Campaigns until resigned or closed; `first` is a candidacy already created on
+    /// `(lease, create-revision)`.
+    async fn run(mut self, mut first: Option<(i64, i64)>) {
         let mut state = self.shared.session.subscribe();
         loop {
             if *self.stop.borrow() {
@@ -176,9 +193,10 @@ impl Campaign {
                 }
                 continue;
             };
-            let key = format!("{}{lease:016x}-{}", self.group_dir, self.driver_id);
+            let key = self.key(lease);
             *self.current_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
-            match self.term(&mut state, lease, &key).await {
+            let known = first.take().filter(|(l, _)| *l == lease).map(|(_, rev)| rev);
+            match self.term(&mut state, lease, &key, known).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
@@ -198,8 +216,12 @@ impl Campaign {
         state: &mut watch::Receiver<LeaseState>,
         lease: i64,
         key: &str,
+        known: Option<i64>,
     ) -> std::result::Result<bool, RpcError> {
-        let my_rev = self.create(lease, key).await?;
+        let my_rev = match known {
+            Some(rev) => rev,
+            None => self.create(lease, key).await?,
+        };
         loop {
             let (own, predecessor, rev) = self.inspect(key, my_rev).await?;
             if !own {
@@ -331,7 +353,9 @@ impl Campaign {
     ) -> Option<Waited> {
         let opts = || Some(WatchOptions::new().with_start_revision(*from));
         let mut wc = self.shared.client.watch_client();
-        let mut stream = rpc(self.shared.timeout, wc.watch(keys[0].0.clone(), opts())).await.ok()?;
+        let mut stream = rpc(self.shared.timeout, wc.watch(keys[0].0.clone(), opts()))
+            .await
+            .ok()?;
         for (k, _) in &keys[1..] {
             stream.watch(k.clone(), opts()).await.ok()?;
         }
@@ -368,7 +392,11 @@ impl Campaign {
     /// After a compaction gap: which of `keys` is gone now, if any; otherwise moves
     /// `from` to the current revision and asks for a new watch.
     async fn recheck(&self, keys: &[(String, i64)], from: &mut i64) -> Option<Waited> {
-        let txn = Txn::new().and_then(keys.iter().map(|(k, _)| TxnOp::get(k.clone(), None)).collect::<Vec<_>>());
+        let txn = Txn::new().and_then(
+            keys.iter()
+                .map(|(k, _)| TxnOp::get(k.clone(), None))
+                .collect::<Vec<_>>(),
+        );
         let mut kv = self.shared.client.kv_client();
         let resp = rpc(self.shared.timeout, kv.txn(txn)).await.ok()?;
         for (i, r) in resp.op_responses().iter().enumerate() {

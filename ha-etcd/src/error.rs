@@ -42,9 +42,7 @@ impl RpcError {
     /// The server refused the request without applying it.
     fn definite_refusal(&self) -> Option<Error> {
         match self.code()? {
-            Code::PermissionDenied | Code::Unauthenticated => Some(Error::PermissionDenied {
-                what: self.to_string(),
-            }),
+            Code::PermissionDenied | Code::Unauthenticated => Some(Error::PermissionDenied { what: self.to_string() }),
             Code::InvalidArgument | Code::FailedPrecondition | Code::ResourceExhausted | Code::OutOfRange => {
                 Some(Error::Other {
                     message: format!("etcd refused the request: {self}"),

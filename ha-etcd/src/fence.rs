@@ -78,9 +78,9 @@ pub(crate) async fn fenced_txn(
     else_ops.extend(reads);
     let txn = Txn::new().when(compares).and_then(ops).or_else(else_ops);
     let mut kv = shared.client.kv_client();
-    let resp = rpc(shared.timeout, kv.txn(txn))
-        .await
-        .map_err(|e| e.write(op, key))?;
+    tracing::trace!(op, key, "fenced txn");
+    let resp = rpc(shared.timeout, kv.txn(txn)).await.map_err(|e| e.write(op, key))?;
+    tracing::trace!(op, key, succeeded = resp.succeeded(), "fenced txn done");
     let revision = revision_of(&resp);
     if resp.succeeded() {
         return Ok(Ok(Applied { revision }));

@@ -87,6 +87,9 @@ mod tests {
         assert_eq!(k.leader_info(&d), "/ha/c1/leader/dispatcher");
         assert_eq!(k.component_of("/ha/c1/leader/dispatcher"), Some(d));
         assert_eq!(k.component_of("/ha/c1/leader/latch/default/1f-1"), None);
-        assert_eq!(k.lock_dir("jobgraphs", "jobGraph-x"), "/ha/c1/locks/jobgraphs/jobGraph-x/");
+        assert_eq!(
+            k.lock_dir("jobgraphs", "jobGraph-x"),
+            "/ha/c1/locks/jobgraphs/jobGraph-x/"
+        );
     }
 }

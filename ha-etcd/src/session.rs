@@ -298,8 +298,10 @@ impl Keeper {
                 Err(RpcError::Etcd(etcd_client::Error::LeaseKeepAliveError(_))) => return Loss::Gone,
                 Err(e) => {
                     tracing::debug!(lease = lease.id, error = %e, "keep-alive stream could not be opened");
-                    tokio::time::sleep(Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())))
-                        .await;
+                    tokio::time::sleep(
+                        Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
                     continue;
                 }
             };

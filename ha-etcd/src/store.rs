@@ -66,7 +66,10 @@ impl StateHandleStore for EtcdStore {
             "add",
             &key,
             vec![Compare::version(key.clone(), CompareOp::Equal, 0)],
-            vec![TxnOp::put(key.clone(), value.to_vec(), None), self.lock_put(name, lease)],
+            vec![
+                TxnOp::put(key.clone(), value.to_vec(), None),
+                self.lock_put(name, lease),
+            ],
             vec![],
         )
         .await?;
@@ -213,4 +216,3 @@ impl StateHandleStore for EtcdStore {
             .collect())
     }
 }
-

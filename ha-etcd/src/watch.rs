@@ -157,7 +157,9 @@ mod tests {
                 let entry = match u {
                     Update::Snapshot(kvs) => format!(
                         "snapshot:{}",
-                        kvs.first().map(|kv| kv.value_str().unwrap_or("?").to_string()).unwrap_or_default()
+                        kvs.first()
+                            .map(|kv| kv.value_str().unwrap_or("?").to_string())
+                            .unwrap_or_default()
                     ),
                     Update::Put(kv) => format!("put:{}", kv.value_str().unwrap_or("?")),
                     Update::Delete(_) => "delete".to_string(),
@@ -173,7 +175,11 @@ mod tests {
         client.put("/w/k", "v4", None).await.unwrap();
         client.delete("/w/k", None).await.unwrap();
         while seen.lock().unwrap().len() < 3 {
-            assert!(tokio::time::Instant::now() < deadline, "no updates after re-list: {:?}", seen.lock().unwrap());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no updates after re-list: {:?}",
+                seen.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         task.abort();

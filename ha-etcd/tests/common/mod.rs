@@ -32,6 +32,7 @@ pub(crate) fn config(endpoints: Vec<String>) -> EtcdConfig {
 
 /// The harness over the shared server.
 pub(crate) fn shared_harness() -> EtcdHarness {
+    init_tracing();
     EtcdHarness::new(shared_server().endpoints())
 }
 
@@ -126,4 +127,12 @@ impl Harness for EtcdHarness {
         self.backends.lock().unwrap().retain(|(p, _)| *p != a);
         drop(services);
     }
+}
+
+/// Logs to the test's captured output; `RUST_LOG` picks the level.
+pub(crate) fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
