@@ -190,7 +190,7 @@ impl Fence {
     /// Builds a fence.
     pub fn new(epoch: Epoch, token: impl Into<String>) -> Self {
         Self {
-            epoch: epoch,
+            epoch,
             token: token.into(),
         }
     }
