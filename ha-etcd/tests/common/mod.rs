@@ -1,12 +1,16 @@
 //! The etcd harness of the conformance suite and of the backend-specific tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{Client, GetOptions};
-use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
+use ha_core::storage::StateStorage;
+use ha_core::{
+    ClusterId, ComponentId, Error, HaBackend, HaServices, LeaderElection, LeaderElectionService, LeaderGrant, Result,
+    DEFAULT_ELECTION_GROUP,
+};
 use ha_etcd::{EtcdBackend, EtcdConfig};
 use ha_testkit::{EtcdServer, Harness};
 
@@ -135,4 +139,56 @@ pub(crate) fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// One "process" of a backend-specific test: services plus the etcd handle.
+pub(crate) struct Proc {
+    pub(crate) ha: HaServices,
+    pub(crate) etcd: EtcdBackend,
+}
+
+/// Connects a process for `cluster` to `endpoints` (payloads in memory).
+pub(crate) async fn process(endpoints: Vec<String>, cluster: &ClusterId) -> Proc {
+    let etcd = EtcdBackend::connect(cluster, &config(endpoints)).await.expect("connect");
+    let storage = StateStorage::open(&format!("memory://{cluster}"), cluster, &Default::default()).expect("storage");
+    Proc {
+        ha: HaServices::new(Arc::new(etcd.clone()), storage, 1),
+        etcd,
+    }
+}
+
+/// Joins the default group as `component`.
+pub(crate) async fn contend(ha: &HaServices, component: &str) -> (LeaderElectionService, LeaderElection) {
+    let svc = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await.expect("service");
+    let e = svc.register(ComponentId::new(component).unwrap()).expect("register");
+    (svc, e)
+}
+
+/// Waits for a grant, at most `timeout`.
+pub(crate) async fn granted_within(e: &mut LeaderElection, timeout: Duration) -> LeaderGrant {
+    tokio::time::timeout(timeout, e.granted())
+        .await
+        .expect("granted in time")
+        .expect("service alive")
+}
+
+/// A fresh cluster-id for a backend-specific test.
+pub(crate) fn cluster(name: &str) -> ClusterId {
+    ClusterId::random(name)
+}
+
+/// The member index of the raft leader of `server`.
+pub(crate) async fn raft_leader(server: &EtcdServer) -> usize {
+    for _ in 0..100 {
+        for i in 0..server.len() {
+            let Ok(mut c) = Client::connect([server.endpoint(i)], None).await else { continue };
+            if let Ok(st) = c.status().await {
+                if st.leader() != 0 && st.header().map(|h| h.member_id()) == Some(st.leader()) {
+                    return i;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no raft leader found");
 }
