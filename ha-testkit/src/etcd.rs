@@ -114,7 +114,10 @@ impl Member {
             .arg("--initial-cluster-state")
             .arg("new")
             .arg("--initial-cluster-token")
-            .arg(format!("ha-test-{}", self.data_dir.display()))
+            .arg(format!(
+                "ha-test-{}",
+                self.data_dir.parent().unwrap_or(&self.data_dir).display()
+            ))
             .arg("--heartbeat-interval")
             .arg("10")
             .arg("--election-timeout")
