@@ -48,8 +48,11 @@ pub async fn retention_and_subsume_order(ctx: Ctx) {
         tokio::spawn(async move {
             let mut min_after_full = usize::MAX;
             while !stop.load(Ordering::SeqCst) {
+                // Read the flag before the list starts: a list that began before the
+                // third add completed may rightly see fewer than three.
+                let was_full = full.load(Ordering::SeqCst);
                 let n = watched.checkpoint_ids().await.unwrap().len();
-                if full.load(Ordering::SeqCst) {
+                if was_full {
                     min_after_full = min_after_full.min(n);
                 }
                 tokio::task::yield_now().await;
