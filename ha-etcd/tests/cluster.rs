@@ -118,9 +118,16 @@ async fn member_killed_while_the_leader_writes() {
         }
     }
     assert!(killed_after.is_some(), "the member was never killed");
-    assert_eq!(ids.len(), 300, "writes did not carry on after the kill ({failures} failures)");
+    assert_eq!(
+        ids.len(),
+        300,
+        "writes did not carry on after the kill ({failures} failures)"
+    );
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not strictly increasing");
-    assert!(ea.has_leadership(&ga), "a member crash must not cost the HA leader its term");
+    assert!(
+        ea.has_leadership(&ga),
+        "a member crash must not cost the HA leader its term"
+    );
     tracing::info!(failures, "writes failed around the member kill");
     a.ha.close().await.unwrap();
 }

@@ -71,8 +71,18 @@ async fn cleanup_leaves_no_key_and_no_lease() {
         job_id: job.clone(),
         data: bytes::Bytes::from_static(b"graph"),
     };
-    a.ha.job_graph_store().await.unwrap().put_job_graph(&ga.fence, &graph).await.unwrap();
-    b.ha.job_graph_store().await.unwrap().recover_job_graph(&job).await.unwrap();
+    a.ha.job_graph_store()
+        .await
+        .unwrap()
+        .put_job_graph(&ga.fence, &graph)
+        .await
+        .unwrap();
+    b.ha.job_graph_store()
+        .await
+        .unwrap()
+        .recover_job_graph(&job)
+        .await
+        .unwrap();
     a.ha.checkpoint_id_counter(&job)
         .await
         .unwrap()
@@ -82,16 +92,29 @@ async fn cleanup_leaves_no_key_and_no_lease() {
     let leases = [a.etcd.lease_id().unwrap(), b.etcd.lease_id().unwrap()];
     let mut raw = harness.client().await;
     let root = format!("{PREFIX}/{c}/");
-    let keys = raw.get(root.clone(), Some(GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
-    assert!(keys.kvs().len() >= 5, "latches, leader record, graph, lock, counter expected");
+    let keys = raw
+        .get(root.clone(), Some(GetOptions::new().with_prefix().with_keys_only()))
+        .await
+        .unwrap();
+    assert!(
+        keys.kvs().len() >= 5,
+        "latches, leader record, graph, lock, counter expected"
+    );
 
     sb.close().await.unwrap();
     b.ha.close().await.unwrap();
     sa.close().await.unwrap();
     a.ha.close_and_cleanup_all_data().await.unwrap();
 
-    let keys = raw.get(root, Some(GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
-    let left: Vec<_> = keys.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect();
+    let keys = raw
+        .get(root, Some(GetOptions::new().with_prefix().with_keys_only()))
+        .await
+        .unwrap();
+    let left: Vec<_> = keys
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
     assert!(left.is_empty(), "keys left behind: {left:?}");
     let live = raw.leases().await.unwrap();
     for lease in leases {

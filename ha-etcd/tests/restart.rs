@@ -20,7 +20,12 @@ struct Seen {
 }
 
 /// Polls both contenders every 2 ms until stopped, publishing whether `a` leads.
-fn monitor(a: LeaderElection, b: LeaderElection, a_leads: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Seen> {
+fn monitor(
+    a: LeaderElection,
+    b: LeaderElection,
+    a_leads: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Seen> {
     tokio::spawn(async move {
         let mut two_leaders = false;
         while !stop.load(Ordering::SeqCst) {
@@ -63,7 +68,11 @@ async fn restart_case(outage: Duration) {
     // Old leases run out at most a TTL after the restart; give the election time to settle.
     tokio::time::sleep(TTL * 3).await;
     stop.store(true, Ordering::SeqCst);
-    let Seen { two_leaders, a: ea, b: eb } = watcher.await.unwrap();
+    let Seen {
+        two_leaders,
+        a: ea,
+        b: eb,
+    } = watcher.await.unwrap();
     assert!(!two_leaders, "two contenders were granted at the same time");
 
     match (ea.current(), eb.current()) {

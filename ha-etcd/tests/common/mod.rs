@@ -149,7 +149,9 @@ pub(crate) struct Proc {
 
 /// Connects a process for `cluster` to `endpoints` (payloads in memory).
 pub(crate) async fn process(endpoints: Vec<String>, cluster: &ClusterId) -> Proc {
-    let etcd = EtcdBackend::connect(cluster, &config(endpoints)).await.expect("connect");
+    let etcd = EtcdBackend::connect(cluster, &config(endpoints))
+        .await
+        .expect("connect");
     let storage = StateStorage::open(&format!("memory://{cluster}"), cluster, &Default::default()).expect("storage");
     Proc {
         ha: HaServices::new(Arc::new(etcd.clone()), storage, 1),
@@ -159,7 +161,10 @@ pub(crate) async fn process(endpoints: Vec<String>, cluster: &ClusterId) -> Proc
 
 /// Joins the default group as `component`.
 pub(crate) async fn contend(ha: &HaServices, component: &str) -> (LeaderElectionService, LeaderElection) {
-    let svc = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await.expect("service");
+    let svc = ha
+        .leader_election_service(DEFAULT_ELECTION_GROUP)
+        .await
+        .expect("service");
     let e = svc.register(ComponentId::new(component).unwrap()).expect("register");
     (svc, e)
 }
@@ -181,7 +186,9 @@ pub(crate) fn cluster(name: &str) -> ClusterId {
 pub(crate) async fn raft_leader(server: &EtcdServer) -> usize {
     for _ in 0..100 {
         for i in 0..server.len() {
-            let Ok(mut c) = Client::connect([server.endpoint(i)], None).await else { continue };
+            let Ok(mut c) = Client::connect([server.endpoint(i)], None).await else {
+                continue;
+            };
             if let Ok(st) = c.status().await {
                 if st.leader() != 0 && st.header().map(|h| h.member_id()) == Some(st.leader()) {
                     return i;
