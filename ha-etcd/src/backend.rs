@@ -81,8 +81,11 @@ pub(crate) async fn connect_client(config: &EtcdConfig) -> Result<Client> {
     config.validate(|k| format!("high-availability.etcd.{k}"))?;
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(config.request_timeout)
-        .with_keep_alive(config.lease_ttl / 4, config.request_timeout)
-        .with_keep_alive_while_idle(true)
+        // HTTP/2 pings find dead connections for the watch streams. etcd refuses
+        // pings more often than every 5 s (`--grpc-keepalive-min-time`) with GOAWAY.
+        // Lease safety never depends on them: the session loop has its own deadline.
+        .with_keep_alive(Duration::from_secs(5), config.request_timeout)
+        .with_keep_alive_while_idle(false)
         .with_require_leader(true);
     if let Some((user, password)) = &config.credentials {
         opts = opts

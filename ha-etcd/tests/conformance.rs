@@ -1,4 +1,5 @@
 //! The whole conformance suite against one real etcd 3.4 (cases isolated by cluster-id).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -124,3 +124,39 @@ async fn cleanup_leaves_no_key_and_no_lease() {
         );
     }
 }
+
+/// Mode `etcd` is reachable through the registry from a Flink-style config, and an
+/// unreachable endpoint fails the connect as `Unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_etcd_from_config() {
+    ha_etcd::register();
+    let eps = shared_server().endpoints().join(",");
+    let c = cluster("config");
+    let entries = |endpoints: &str| {
+        std::collections::BTreeMap::from([
+            ("high-availability.type".to_string(), "etcd".to_string()),
+            ("high-availability.cluster-id".to_string(), c.to_string()),
+            ("high-availability.storageDir".to_string(), format!("memory://{c}")),
+            ("high-availability.etcd.endpoints".to_string(), endpoints.to_string()),
+            ("high-availability.etcd.lease-ttl".to_string(), "2 s".to_string()),
+        ])
+    };
+    let config = ha_core::HaConfig::from_entries(entries(&eps)).unwrap();
+    let ha = ha_core::HaServices::from_config(&config).await.unwrap();
+    let (svc, mut e) = contend(&ha, "dispatcher").await;
+    let g = granted_within(&mut e, Duration::from_secs(5)).await;
+    assert!(g.fence.token.starts_with(&format!("{PREFIX}/{c}/leader/latch/")));
+    svc.close().await.unwrap();
+    ha.close_and_cleanup_all_data().await.unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = ha_core::HaConfig::from_entries(entries(&format!("http://127.0.0.1:{port}"))).unwrap();
+    match ha_core::HaServices::from_config(&dead).await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
+    }
+}
