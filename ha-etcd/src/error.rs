@@ -39,6 +39,18 @@ impl RpcError {
         }
     }
 
+    /// The request never left the process: no connection to the chosen member could
+    /// be made (connection refused, unreachable). Safe to retry, nothing changed.
+    pub(crate) fn not_sent(&self) -> bool {
+        match self {
+            RpcError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                s.code() == Code::Unavailable && s.message().contains("connect error")
+            }
+            RpcError::Etcd(etcd_client::Error::TransportError(_)) => true,
+            _ => false,
+        }
+    }
+
     /// The server refused the request without applying it.
     fn definite_refusal(&self) -> Option<Error> {
         match self.code()? {
@@ -60,11 +72,15 @@ impl RpcError {
             .unwrap_or_else(|| Error::unavailable(format!("etcd read of {what}"), self))
     }
 
-    /// As the error of a write whose outcome is unknown unless refused.
+    /// As the error of a write whose outcome is unknown unless refused or not sent.
     pub(crate) fn write(self, op: &'static str, key: impl Into<String>) -> Error {
+        let key = key.into();
+        if self.not_sent() {
+            return Error::unavailable(format!("etcd {op} of {key} (not sent)"), self);
+        }
         self.definite_refusal().unwrap_or_else(|| Error::OutcomeUnknown {
             op,
-            key: key.into(),
+            key,
             source: Box::new(self),
         })
     }

@@ -179,9 +179,15 @@ impl Session {
                 h.clear();
             }
         }
-        match self.halt() {
-            Some(id) => revoke(&self.client, id, self.timeout).await,
-            None => Ok(()),
+        let Some(id) = self.halt() else { return Ok(()) };
+        // With several endpoints the first pick may be a dead member; a request that
+        // was never sent is safe to repeat.
+        let mut attempts = 0;
+        loop {
+            match revoke(&self.client, id, self.timeout).await {
+                Err(e) if e.not_sent() && attempts < 3 => attempts += 1,
+                other => return other,
+            }
         }
     }
 }
