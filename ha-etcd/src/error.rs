@@ -53,6 +53,12 @@ impl RpcError {
 
     /// The server refused the request without applying it.
     fn definite_refusal(&self) -> Option<Error> {
+        // etcd reports a bad password as InvalidArgument; it is an auth failure.
+        let auth_failed = matches!(self, RpcError::Etcd(etcd_client::Error::GRpcStatus(s))
+            if s.message().contains("authentication failed"));
+        if auth_failed {
+            return Some(Error::PermissionDenied { what: self.to_string() });
+        }
         match self.code()? {
             Code::PermissionDenied | Code::Unauthenticated => Some(Error::PermissionDenied { what: self.to_string() }),
             Code::InvalidArgument | Code::FailedPrecondition | Code::ResourceExhausted | Code::OutOfRange => {
