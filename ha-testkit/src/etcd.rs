@@ -6,6 +6,9 @@
 //! fast raft timings. Members can be killed (SIGKILL), stopped gracefully (SIGTERM),
 //! paused (SIGSTOP), resumed (SIGCONT) and restarted on their data directory.
 //!
+//! Readiness is polled on each member's plain-HTTP metrics listener (`/health`), which
+//! also works for members serving clients over TLS ([`EtcdServer::start_tls`]).
+//!
 //! Every member is killed when the `EtcdServer` is dropped, also on panic. A server
 //! kept in a `static` is never dropped, so each member also gets a tiny watchdog
 //! process that kills it as soon as the test process exits (it waits on a pipe that
@@ -31,11 +34,25 @@ pub struct EtcdServer {
     _dir: tempfile::TempDir,
 }
 
+/// Server-side TLS files (PEM) for [`EtcdServer::start_tls`]: clients must present a
+/// certificate signed by `ca`.
+#[derive(Clone, Debug)]
+pub struct EtcdServerTls {
+    /// CA that signed the server and the client certificates.
+    pub ca: PathBuf,
+    /// Server certificate (with `IP:127.0.0.1` as subject alternative name).
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+}
+
 #[derive(Debug)]
 struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    metrics_port: u16,
+    tls: Option<EtcdServerTls>,
     data_dir: PathBuf,
     process: Option<Running>,
 }
@@ -79,7 +96,8 @@ fn signal(pid: u32, sig: &str) -> std::io::Result<()> {
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -122,9 +140,20 @@ impl Member {
             .arg("10")
             .arg("--election-timeout")
             .arg("100")
+            .arg("--listen-metrics-urls")
+            .arg(format!("http://127.0.0.1:{}", self.metrics_port))
             .arg("--log-level")
-            .arg("error")
-            .stdin(Stdio::null())
+            .arg("error");
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = cmd.spawn()?;
@@ -183,11 +212,21 @@ impl EtcdServer {
     /// Starts an etcd cluster of `n` members on one machine and waits until every
     /// member is healthy (which implies the cluster has a raft leader).
     pub fn start_cluster(n: usize) -> std::io::Result<Self> {
+        Self::start_with(n, None)
+    }
+
+    /// Starts a single member serving clients over TLS only (`https://` endpoints),
+    /// requiring client certificates signed by `tls.ca`.
+    pub fn start_tls(tls: EtcdServerTls) -> std::io::Result<Self> {
+        Self::start_with(1, Some(tls))
+    }
+
+    fn start_with(n: usize, tls: Option<EtcdServerTls>) -> std::io::Result<Self> {
         let mut last_err = None;
         // Ports are picked free but may be taken by someone else before etcd binds
         // them; try a few times.
         for _ in 0..3 {
-            match Self::try_start(n) {
+            match Self::try_start(n, tls.clone()) {
                 Ok(s) => return Ok(s),
                 Err(e) => last_err = Some(e),
             }
@@ -195,7 +234,7 @@ impl EtcdServer {
         Err(last_err.unwrap_or_else(|| std::io::Error::other("etcd did not start")))
     }
 
-    fn try_start(n: usize) -> std::io::Result<Self> {
+    fn try_start(n: usize, tls: Option<EtcdServerTls>) -> std::io::Result<Self> {
         let dir = if Path::new("/dev/shm").is_dir() {
             tempfile::Builder::new().prefix("ha-etcd-").tempdir_in("/dev/shm")?
         } else {
@@ -207,6 +246,8 @@ impl EtcdServer {
                 name: format!("m{i}"),
                 client_port: free_port()?,
                 peer_port: free_port()?,
+                metrics_port: free_port()?,
+                tls: tls.clone(),
                 data_dir: dir.path().join(format!("m{i}")),
                 process: None,
             });

@@ -14,5 +14,5 @@ mod etcd;
 mod harness;
 
 pub use embedded::EmbeddedHarness;
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdServer, EtcdServerTls};
 pub use harness::{Ctx, Harness};
