@@ -8,18 +8,21 @@
 //! - [`Harness`]: what a backend provides to the suite;
 //! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
 //! - [`ZooKeeperServer`]: a real ZooKeeper server or ensemble as child processes;
+//! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
 //! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions.
 
 pub mod chaos;
 pub mod conformance;
 mod embedded;
+mod etcd;
 mod fault_proxy;
 mod harness;
 mod s3_server;
 mod zookeeper;
 
 pub use embedded::EmbeddedHarness;
+pub use etcd::{EtcdServer, EtcdServerTls};
 pub use fault_proxy::{Condition, FaultProxy};
 pub use harness::{Ctx, Harness};
 pub use s3_server::{free_port, S3Server};
