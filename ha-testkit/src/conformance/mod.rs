@@ -13,6 +13,9 @@
 //! cluster-id and payload directory, is bounded in time, and is cleaned up after, even
 //! when it fails.
 
+// Cases are tests: a failed step should panic with its location.
+#![allow(clippy::unwrap_used)]
+
 pub mod checkpoints;
 pub mod cleanup;
 pub mod counter;
@@ -75,6 +78,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("checkpoints", "acknowledged_checkpoint_survives_failover"),
     ("checkpoints", "shutdown_semantics"),
     ("checkpoints", "retry_of_landed_add_is_idempotent"),
+    ("checkpoints", "retention_holds_across_leaders"),
     ("counter", "starts_at_one_and_increments"),
     ("counter", "strictly_increasing_under_16_tasks"),
     ("counter", "set_count_and_shutdown"),
@@ -125,6 +129,7 @@ macro_rules! conformance_suite {
                 acknowledged_checkpoint_survives_failover,
                 shutdown_semantics,
                 retry_of_landed_add_is_idempotent,
+                retention_holds_across_leaders,
             }
             counter {
                 starts_at_one_and_increments,

@@ -1,0 +1,533 @@
+//! Leader election: the latch recipe on ephemeral-sequential nodes.
+//!
+//! Each candidacy owns one node under `leader/latch/<group>`; the lowest sequence
+//! leads. A candidate that does not lead watches only its predecessor (no herd effect
+//! when the leader goes). A candidate that finds itself lowest first checks that the
+//! node is owned by its own session, then is granted with
+//! `Fence { epoch: czxid of the node, token: node path }`: czxids strictly increase,
+//! and the next leader's node was created after the previous leader's.
+//!
+//! Connection states:
+//! - *suspended* (disconnected, session maybe alive): leadership is kept — writes are
+//!   fenced, so a leader whose session did expire cannot change anything — but only
+//!   as long as the session can still be alive on the server by the local clock
+//!   ([`Sessions::suspended_grace`](crate::session::Sessions)). Past that the term is
+//!   revoked, before the server can expire the session and grant anyone else;
+//! - *reconnected* (same session): nothing happens; watches are re-established;
+//! - *lost* (expired/closed): revoked, then the candidacy re-enters the election on a
+//!   new session with a new node.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ha_core::driver::{ElectionEvent, LeaderElectionDriver};
+use ha_core::{ComponentId, Epoch, Error, Fence, LeaderInformation, Result};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use crate::backend::Inner;
+use crate::error::{is_session_gone, is_transient, read_error, write_error};
+use crate::fenced::MultiFailure;
+use crate::latch::{create_latch_node, find_own, ordered, wait_connected, LatchClient, LatchNode};
+
+#[derive(Default)]
+struct CandState {
+    resigned: bool,
+    uuid: Option<String>,
+    node: Option<String>,
+    leading: Option<Fence>,
+}
+
+/// One candidacy: shared by its driver and its tasks.
+pub(crate) struct Candidacy {
+    inner: Arc<Inner>,
+    group: String,
+    dir: String,
+    events: mpsc::UnboundedSender<ElectionEvent>,
+    st: Mutex<CandState>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Why a term (one latch node) ended.
+enum TermEnd {
+    /// The session is over; a new one is needed.
+    SessionLost,
+    /// Our node is gone (deleted from outside).
+    NodeGone,
+    /// Disconnected for longer than the session can be trusted; the node (if it
+    /// survives) must be replaced so the next term has a higher epoch.
+    Suspended(String),
+    /// Something else failed; retried after a back-off.
+    Failed(Error),
+}
+
+/// What to do with a failed ZooKeeper call inside a term.
+enum Step {
+    Retry,
+    End(TermEnd),
+}
+
+impl Candidacy {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CandState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, event: ElectionEvent) {
+        let st = self.lock();
+        if !st.resigned {
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn is_leading(&self) -> bool {
+        self.lock().leading.is_some()
+    }
+
+    fn grant(&self, fence: Fence) {
+        let mut st = self.lock();
+        if st.resigned || st.leading.is_some() {
+            return;
+        }
+        tracing::info!(group = %self.group, epoch = fence.epoch.0, node = %fence.token, "ZooKeeper latch leads");
+        st.leading = Some(fence.clone());
+        let _ = self.events.send(ElectionEvent::Granted(fence));
+    }
+
+    fn revoke(&self, why: &str) {
+        let mut st = self.lock();
+        if let Some(f) = st.leading.take() {
+            tracing::warn!(group = %self.group, epoch = f.epoch.0, reason = why, "ZooKeeper leadership revoked");
+            if !st.resigned {
+                let _ = self.events.send(ElectionEvent::Revoked);
+            }
+        }
+    }
+
+    fn classify(&self, client: &zk::Client, e: zk::Error) -> Step {
+        if is_session_gone(&e) || client.state().is_terminated() {
+            Step::End(TermEnd::SessionLost)
+        } else if is_transient(&e) {
+            Step::Retry
+        } else {
+            Step::End(TermEnd::Failed(read_error(&self.dir, e)))
+        }
+    }
+
+    /// Runs candidacies until resigned: one term per latch node, the first one on the
+    /// node created when the driver started.
+    async fn run(self: Arc<Self>, mut first: Option<(crate::session::Live, LatchNode)>) {
+        let mut backoff = self.inner.sessions.config().retry_wait;
+        loop {
+            if self.lock().resigned {
+                return;
+            }
+            if let Some((live, node)) = first.take() {
+                let end = self.contend_with(&live.client, node).await;
+                self.finish_term(&live, end, &mut backoff).await;
+                continue;
+            }
+            let live = match self.inner.sessions.live().await {
+                Ok(l) => l,
+                Err(Error::Closed { .. }) => return,
+                Err(e) => {
+                    tracing::warn!(group = %self.group, error = %e, "no ZooKeeper session for the election; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let end = self.term(&live.client).await;
+            self.finish_term(&live, end, &mut backoff).await;
+        }
+    }
+
+    /// Revokes after a term ended and prepares the next one.
+    async fn finish_term(&self, live: &crate::session::Live, end: TermEnd, backoff: &mut std::time::Duration) {
+        {
+            match end {
+                TermEnd::SessionLost => self.revoke("ZooKeeper session lost"),
+                TermEnd::NodeGone => self.revoke("latch node deleted"),
+                TermEnd::Suspended(node) => {
+                    self.revoke("disconnected longer than the session can be trusted");
+                    // If the session survives, drop the old node once we are back so
+                    // that the next term gets a new node and a higher epoch.
+                    let limit = live.client.session_timeout() * 2;
+                    if wait_connected(&live.client, limit).await.is_ok() {
+                        let _ = live.client.delete(&node, None).await;
+                    }
+                }
+                TermEnd::Failed(e) => {
+                    self.revoke("election failed");
+                    tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
+                    return;
+                }
+            }
+            *backoff = self.inner.sessions.config().retry_wait;
+        }
+    }
+
+    /// Creates (or adopts after a lost reply) a latch node with a fresh uuid.
+    async fn join(&self, client: &zk::Client) -> std::result::Result<LatchNode, zk::Error> {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        self.lock().uuid = Some(uuid.clone());
+        let node = create_latch_node(LatchClient::new(&self.inner.sessions, client), &self.dir, &uuid).await?;
+        self.lock().node = Some(node.path.clone());
+        tracing::debug!(group = %self.group, node = %node.path, adopted = node.adopted, "joined ZooKeeper election");
+        Ok(node)
+    }
+
+    /// One term: create (or adopt) a latch node and contend with it until it ends.
+    async fn term(&self, client: &zk::Client) -> TermEnd {
+        let node = match self.join(client).await {
+            Ok(n) => n,
+            Err(e) => {
+                return match self.classify(client, e) {
+                    Step::Retry => TermEnd::Failed(Error::unavailable("ZooKeeper latch create", "timed out")),
+                    Step::End(end) => end,
+                }
+            }
+        };
+        self.contend_with(client, node).await
+    }
+
+    /// Contends with `node` while watching the connection state.
+    async fn contend_with(&self, client: &zk::Client, node: LatchNode) -> TermEnd {
+        let grace = self.inner.sessions.suspended_grace(client);
+        tokio::select! {
+            end = self.contend(client, &node) => end,
+            end = self.monitor(client, grace, &node) => end,
+        }
+    }
+
+    /// Watches the connection state: a lost session ends the term; a suspension that
+    /// outlasts `grace` while leading ends it too.
+    async fn monitor(&self, client: &zk::Client, grace: std::time::Duration, node: &LatchNode) -> TermEnd {
+        let mut state = client.state_watcher();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            match client.state() {
+                zk::SessionState::Disconnected => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + grace);
+                        if self.is_leading() {
+                            tracing::warn!(group = %self.group, ?grace, "ZooKeeper connection suspended; keeping leadership while the session may live");
+                        }
+                    }
+                }
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    if deadline.take().is_some() && self.is_leading() {
+                        tracing::info!(group = %self.group, "ZooKeeper connection back; leadership kept");
+                    }
+                }
+                _ => return TermEnd::SessionLost,
+            }
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = state.changed() => {}
+                _ = timer => {
+                    if self.is_leading() {
+                        return TermEnd::Suspended(node.path.clone());
+                    }
+                    // Not leading: nothing to revoke. Wait for the outcome.
+                    deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
+                }
+            }
+        }
+    }
+
+    /// The latch loop: lead if lowest, else watch the predecessor.
+    async fn contend(&self, client: &zk::Client, node: &LatchNode) -> TermEnd {
+        let limit = self.inner.sessions.request_timeout(client);
+        macro_rules! attempt {
+            ($e:expr) => {
+                match tokio::time::timeout(limit, $e)
+                    .await
+                    .unwrap_or(Err(zk::Error::Timeout))
+                {
+                    Ok(v) => v,
+                    Err(e) => match self.classify(client, e) {
+                        Step::Retry => {
+                            let _ = wait_connected(client, limit).await;
+                            continue;
+                        }
+                        Step::End(end) => return end,
+                    },
+                }
+            };
+        }
+        loop {
+            let children = attempt!(client.list_children(&self.dir));
+            let latch = ordered(children);
+            let Some(idx) = latch.iter().position(|n| *n == node.name) else {
+                return TermEnd::NodeGone;
+            };
+            if idx == 0 {
+                if !self.is_leading() {
+                    let Some(stat) = attempt!(client.check_stat(&node.path)) else {
+                        return TermEnd::NodeGone;
+                    };
+                    if stat.ephemeral_owner != client.session_id().0 {
+                        return TermEnd::Failed(Error::Other {
+                            message: format!("latch node {} is not owned by this session", node.path),
+                            source: None,
+                        });
+                    }
+                    let czxid = if stat.czxid > 0 { stat.czxid } else { node.czxid };
+                    self.grant(Fence::new(Epoch(czxid as u64), node.path.clone()));
+                }
+                let (stat, watcher) = attempt!(client.check_and_watch_stat(&node.path));
+                if stat.is_none() {
+                    return TermEnd::NodeGone;
+                }
+                let event = watcher.changed().await;
+                if event.session_state.is_terminated() {
+                    return TermEnd::SessionLost;
+                }
+                if event.event_type == zk::EventType::NodeDeleted {
+                    return TermEnd::NodeGone;
+                }
+            } else {
+                let predecessor = format!("{}/{}", self.dir, latch[idx - 1]);
+                let (stat, watcher) = attempt!(client.check_and_watch_stat(&predecessor));
+                if stat.is_some() {
+                    let event = watcher.changed().await;
+                    if event.session_state.is_terminated() {
+                        return TermEnd::SessionLost;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Emits `LeaderInformationChanged` for every change under `leader/` (one
+    /// persistent recursive watch, re-registered on a new session).
+    async fn watch_leader_information(self: Arc<Self>) {
+        let dir = self.inner.paths.leader_dir();
+        let backoff = self.inner.sessions.config().retry_wait;
+        loop {
+            let live = match self.inner.sessions.live().await {
+                Ok(l) => l,
+                Err(Error::Closed { .. }) => return,
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            let client = live.client;
+            let mut watcher = match client.watch(&dir, zk::AddWatchMode::PersistentRecursive).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not watch leader information; retrying");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            loop {
+                let event = watcher.changed().await;
+                if event.event_type == zk::EventType::Session {
+                    if event.session_state.is_terminated() {
+                        break;
+                    }
+                    continue;
+                }
+                let Some(component) = self.inner.paths.component_of(&event.path) else {
+                    continue;
+                };
+                let info = match self.inner.read_leader_information(&event.path).await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::debug!(%component, error = %e, "could not read changed leader information");
+                        continue;
+                    }
+                };
+                self.emit(ElectionEvent::LeaderInformationChanged { component, info });
+            }
+        }
+    }
+
+    /// Leaves the election: no further events; our node (and any node of our current
+    /// uuid) is deleted so the next candidate is granted at once.
+    async fn resign(&self) -> Result<()> {
+        let (uuid, node) = {
+            let mut st = self.lock();
+            st.resigned = true;
+            st.leading = None;
+            (st.uuid.take(), st.node.take())
+        };
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+        if self.inner.sessions.is_closed() {
+            return Ok(());
+        }
+        let Some(live) = self.inner.sessions.peek().await else {
+            return Ok(());
+        };
+        let client = live.client;
+        if client.state().is_terminated() {
+            return Ok(());
+        }
+        if let Some(node) = node {
+            match client.delete(&node, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => tracing::debug!(%node, error = %e, "could not delete latch node on resign"),
+            }
+        }
+        // A create that was in flight when the task was stopped may still land.
+        if let Some(uuid) = uuid {
+            if let Ok(Some(orphan)) = find_own(&client, &self.dir, &uuid).await {
+                let _ = client.delete(&orphan.path, None).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The election driver of one group.
+pub(crate) struct ZkElectionDriver {
+    candidacy: Arc<Candidacy>,
+}
+
+impl ZkElectionDriver {
+    /// Joins the election: the latch node exists when this returns, so candidates
+    /// that join earlier are ahead in line.
+    pub(crate) async fn start(
+        inner: Arc<Inner>,
+        group: &str,
+        events: mpsc::UnboundedSender<ElectionEvent>,
+    ) -> Result<(Self, std::sync::Weak<Candidacy>)> {
+        crate::paths::check_segment("election group", group)?;
+        let candidacy = Arc::new(Candidacy {
+            dir: inner.paths.latch_dir(group),
+            inner,
+            group: group.to_string(),
+            events,
+            st: Mutex::new(CandState::default()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let live = candidacy.inner.sessions.live().await?;
+        let node = candidacy
+            .join(&live.client)
+            .await
+            .map_err(|e| read_error(&candidacy.dir, e))?;
+        let election = tokio::spawn(candidacy.clone().run(Some((live, node))));
+        let info = tokio::spawn(candidacy.clone().watch_leader_information());
+        candidacy
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([election, info]);
+        let weak = Arc::downgrade(&candidacy);
+        Ok((Self { candidacy }, weak))
+    }
+}
+
+impl Drop for ZkElectionDriver {
+    fn drop(&mut self) {
+        // Dropping without resign is a crash: the tasks stop, the node stays until the
+        // session ends.
+        for task in self.candidacy.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Resigns a candidacy (used by the backend's `close`).
+pub(crate) async fn resign(candidacy: &Candidacy) -> Result<()> {
+    candidacy.resign().await
+}
+
+#[async_trait]
+impl LeaderElectionDriver for ZkElectionDriver {
+    async fn publish_leader_information(
+        &self,
+        fence: &Fence,
+        component: &ComponentId,
+        info: &LeaderInformation,
+    ) -> Result<()> {
+        let inner = &self.candidacy.inner;
+        let path = inner.paths.leader_info(component);
+        let data = info.to_json();
+        let persistent = inner.sessions.create_options(zk::CreateMode::Persistent);
+        let op = "publish leader information";
+        for _ in 0..6 {
+            let r = inner
+                .sessions
+                .fenced_multi(fence, op, &path, |w| w.add_set_data(&path, &data, None))
+                .await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(MultiFailure::Op {
+                    error: zk::Error::NoNode,
+                    ..
+                }) => {}
+                Err(f) => return Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
+            }
+            let r = inner
+                .sessions
+                .fenced_multi(fence, op, &path, |w| w.add_create(&path, &data, &persistent))
+                .await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(MultiFailure::Op {
+                    error: zk::Error::NoNode,
+                    ..
+                }) => inner.sessions.ensure_parents(&path).await?,
+                Err(MultiFailure::Op {
+                    error: zk::Error::NodeExists,
+                    ..
+                }) => {}
+                Err(f) => return Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
+            }
+        }
+        Err(Error::unavailable(
+            format!("ZooKeeper for {op} on {path}"),
+            "node kept changing",
+        ))
+    }
+
+    async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
+        let inner = &self.candidacy.inner;
+        let path = inner.paths.leader_info(component);
+        let dir = crate::paths::parent(&path).to_string();
+        let op = "delete leader information";
+        // Delete the component's node with it when nothing else is in there.
+        let r = inner
+            .sessions
+            .fenced_multi(fence, op, &path, |w| {
+                w.add_delete(&path, None)?;
+                w.add_delete(&dir, None)
+            })
+            .await;
+        let r = match r {
+            Err(MultiFailure::Op { .. }) => {
+                inner
+                    .sessions
+                    .fenced_multi(fence, op, &path, |w| w.add_delete(&path, None))
+                    .await
+            }
+            other => other,
+        };
+        match r {
+            Ok(_)
+            | Err(MultiFailure::Op {
+                error: zk::Error::NoNode,
+                ..
+            }) => Ok(()),
+            Err(f) => Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
+        }
+    }
+
+    async fn resign(&self) -> Result<()> {
+        self.candidacy.resign().await
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod config;
+mod counter;
+mod election;
+mod error;
+mod fenced;
+mod latch;
+mod paths;
+mod provider;
+mod retrieval;
+mod session;
+mod store;
+
+pub use backend::{ConnectionState, ZooKeeperBackend};
+pub use config::{AclMode, ZooKeeperConfig};
+pub use provider::{register, ZooKeeperProvider};

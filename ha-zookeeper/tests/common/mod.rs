@@ -1,0 +1,132 @@
+//! The ZooKeeper harness of the conformance suite and the backend-specific tests.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ha_core::{ClusterId, ComponentId, Error, HaBackend, Result};
+use ha_testkit::{Harness, ZooKeeperServer};
+use ha_zookeeper::{ZooKeeperBackend, ZooKeeperConfig};
+use zookeeper_client as zk;
+
+/// Session timeout the suite asks for (the test server grants it).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// One ZooKeeper server for the whole test binary (each case uses its own
+/// cluster-id). Its JVM dies with the test process (see `ZooKeeperServer`).
+pub fn shared_server() -> Arc<ZooKeeperServer> {
+    static SERVER: OnceLock<Arc<ZooKeeperServer>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Arc::new(ZooKeeperServer::start().expect("start ZooKeeper")))
+        .clone()
+}
+
+/// The backend config for `quorum` with the suite's timeouts.
+pub fn config(quorum: &str, session_timeout: Duration) -> ZooKeeperConfig {
+    let mut c = ZooKeeperConfig::new(quorum);
+    c.session_timeout = session_timeout;
+    c.retry_wait = Duration::from_millis(50);
+    c
+}
+
+/// Runs the suite on a ZooKeeper server.
+#[derive(Clone, Debug)]
+pub struct ZkHarness {
+    quorum: String,
+    session_timeout: Duration,
+}
+
+impl ZkHarness {
+    pub fn new(quorum: impl Into<String>, session_timeout: Duration) -> Self {
+        Self {
+            quorum: quorum.into(),
+            session_timeout,
+        }
+    }
+
+    pub fn config(&self) -> ZooKeeperConfig {
+        config(&self.quorum, self.session_timeout)
+    }
+
+    /// A fresh, non-detached admin client (closes its session on drop).
+    pub async fn admin(&self) -> Result<zk::Client> {
+        zk::Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .connect(&self.quorum)
+            .await
+            .map_err(|e| Error::unavailable("ZooKeeper admin client", e))
+    }
+
+    pub fn cluster_path(&self, cluster_id: &ClusterId) -> String {
+        format!("{}/{cluster_id}", self.config().root)
+    }
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// The harness on the shared server.
+pub fn harness() -> ZkHarness {
+    init_tracing();
+    ZkHarness::new(shared_server().connect_string(), SESSION_TIMEOUT)
+}
+
+/// Every znode at or below `path` (empty if `path` does not exist).
+pub async fn list_tree(client: &zk::Client, path: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    match client.check_stat(path).await {
+        Ok(Some(_)) => out.push(path.to_string()),
+        Ok(None) => return Ok(out),
+        Err(e) => return Err(Error::unavailable("list", e)),
+    }
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        match client.list_children(&p).await {
+            Ok(children) => out.extend(children.into_iter().map(|c| format!("{p}/{c}"))),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(Error::unavailable("list", e)),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Harness for ZkHarness {
+    fn name(&self) -> &str {
+        "zookeeper"
+    }
+
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
+        Ok(Arc::new(
+            ZooKeeperBackend::connect(cluster_id.clone(), self.config()).await?,
+        ))
+    }
+
+    fn crash_timeout(&self) -> Duration {
+        // Expiry happens within one tick after the timeout; then one watch round trip.
+        self.session_timeout + Duration::from_secs(1)
+    }
+
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
+        list_tree(&self.admin().await?, &self.cluster_path(cluster_id)).await
+    }
+
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+        let path = format!("{}/leader/{component}/connection_info", self.cluster_path(cluster_id));
+        match self.admin().await?.delete(&path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(e) => Err(Error::unavailable("delete leader record", e)),
+        }
+    }
+}
