@@ -269,6 +269,7 @@ impl Elector {
                         };
                         match outcome {
                             Some(Ok(Some(e))) if e == epoch => {
+                                ha_core::metrics::record_keepalive("kubernetes", started.elapsed());
                                 self.term = Some((epoch, started));
                                 self.core.set_term(&self.holder, Term { epoch, valid_until: started + timings.renew_deadline });
                                 next_attempt = started + timings.retry_period;

@@ -8,6 +8,7 @@
 //! - [`Harness`]: what a backend provides to the suite;
 //! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
 //! - [`ZooKeeperServer`]: a real ZooKeeper server or ensemble as child processes;
+//! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
 //! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions;
 //! - [`KubeApiEmulator`]: an in-process Kubernetes API server (ConfigMaps, Leases)
@@ -16,6 +17,7 @@
 pub mod chaos;
 pub mod conformance;
 mod embedded;
+mod etcd;
 mod fault_proxy;
 mod harness;
 mod kube_api;
@@ -23,6 +25,7 @@ mod s3_server;
 mod zookeeper;
 
 pub use embedded::EmbeddedHarness;
+pub use etcd::{EtcdServer, EtcdServerTls};
 pub use fault_proxy::{Condition, FaultProxy};
 pub use harness::{Ctx, Harness};
 pub use kube_api::{KubeApiEmulator, KubeFaults};
