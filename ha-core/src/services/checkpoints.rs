@@ -87,6 +87,19 @@ struct Retained {
 struct RetainedView {
     epoch: Epoch,
     list: Vec<Retained>,
+    /// Subsumed entries another process still had locked; removal is retried on every
+    /// add until that process lets go (releases, or its session ends).
+    still_locked: Vec<Retained>,
+}
+
+impl RetainedView {
+    fn new(epoch: Epoch, list: Vec<Retained>) -> Self {
+        Self {
+            epoch,
+            list,
+            still_locked: Vec::new(),
+        }
+    }
 }
 
 /// The completed checkpoints of one job.
@@ -166,10 +179,7 @@ impl CompletedCheckpointStore {
         let mut view = self.retained.lock().await;
         // A view from another term may miss checkpoints a different leader added.
         if view.as_ref().is_none_or(|v| v.epoch != fence.epoch) {
-            *view = Some(RetainedView {
-                epoch: fence.epoch,
-                list: self.load_pointers().await?,
-            });
+            *view = Some(RetainedView::new(fence.epoch, self.load_pointers().await?));
         }
         let key = checkpoint_key(checkpoint.checkpoint_id);
         let handle = self
@@ -194,42 +204,34 @@ impl CompletedCheckpointStore {
                 return Err(e);
             }
         };
-        let list = &mut view
-            .get_or_insert_with(|| RetainedView {
-                epoch: fence.epoch,
-                list: Vec::new(),
-            })
-            .list;
-        if !list.iter().any(|r| r.id == checkpoint.checkpoint_id) {
-            list.push(Retained {
+        let view = view.get_or_insert_with(|| RetainedView::new(fence.epoch, Vec::new()));
+        if !view.list.iter().any(|r| r.id == checkpoint.checkpoint_id) {
+            view.list.push(Retained {
                 id: checkpoint.checkpoint_id,
                 handle,
             });
-            list.sort_by_key(|r| r.id);
+            view.list.sort_by_key(|r| r.id);
         }
         let mut subsumed = Vec::new();
-        while list.len() > self.num_retained {
-            let oldest = list[0].clone();
-            match self
-                .store
-                .release_and_try_remove(fence, &checkpoint_key(oldest.id))
-                .await
-            {
-                Ok(removed) => {
-                    if removed {
-                        self.cleaner.discard(oldest.handle.clone());
-                    }
-                    list.remove(0);
-                    subsumed.push(oldest.id);
-                }
+        while view.list.len() > self.num_retained {
+            let oldest = view.list.remove(0);
+            subsumed.push(oldest.id);
+            view.still_locked.push(oldest);
+        }
+        let mut kept = Vec::new();
+        for old in std::mem::take(&mut view.still_locked) {
+            match self.store.release_and_try_remove(fence, &checkpoint_key(old.id)).await {
+                Ok(true) => self.cleaner.discard(old.handle),
+                Ok(false) => kept.push(old),
                 Err(e) => {
-                    // The new checkpoint is durable; the old one stays until the next
+                    // The new checkpoint is durable; the old one stays until a later
                     // add or the next leader's recovery subsumes it.
-                    tracing::warn!(job = %self.job_id, id = oldest.id, error = %e, "could not subsume checkpoint");
-                    break;
+                    tracing::warn!(job = %self.job_id, id = old.id, error = %e, "could not subsume checkpoint");
+                    kept.push(old);
                 }
             }
         }
+        view.still_locked = kept;
         Ok(subsumed)
     }
 
@@ -292,10 +294,7 @@ impl CompletedCheckpointStore {
                 Err(e) => return Err(e),
             }
         }
-        *retained = Some(RetainedView {
-            epoch: fence.epoch,
-            list,
-        });
+        *retained = Some(RetainedView::new(fence.epoch, list));
         Ok(result)
     }
 
@@ -330,10 +329,7 @@ impl CompletedCheckpointStore {
                 }
             }
         }
-        *retained = Some(RetainedView {
-            epoch: fence.epoch,
-            list: Vec::new(),
-        });
+        *retained = Some(RetainedView::new(fence.epoch, Vec::new()));
         Ok(())
     }
 }

@@ -315,3 +315,44 @@ pub async fn retention_holds_across_leaders(ctx: Ctx) {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// A subsumed checkpoint that a crashed process still had locked is removed once that
+/// process's session is over: retention recovers by itself, no entry leaks.
+pub async fn subsumed_entry_locked_by_crashed_process_is_removed_later(ctx: Ctx) {
+    let a = ctx.process_retaining(1).await;
+    let (_sa, mut ea) = contend(&a, "dispatcher").await;
+    let f = ea.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    store.add_checkpoint(&f, cp(&job, 1)).await.unwrap();
+    let b = ctx.process().await;
+    let raw_b = b
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    raw_b.get_and_lock(&checkpoint_key(1)).await.unwrap();
+    drop(raw_b);
+    ctx.crash(b).await;
+    assert_eq!(store.add_checkpoint(&f, cp(&job, 2)).await.unwrap(), vec![1]);
+    // Still locked by the crashed process for now, so it may remain for a while …
+    let mut next = 3;
+    let deadline = tokio::time::Instant::now() + ctx.crash_timeout() * 4 + std::time::Duration::from_secs(5);
+    loop {
+        if store.checkpoint_ids().await.unwrap() == vec![next - 1] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "checkpoint 1 still present long after its locker crashed: {:?}",
+            store.checkpoint_ids().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        store.add_checkpoint(&f, cp(&job, next)).await.unwrap();
+        next += 1;
+    }
+    // … and its payload is discarded once it is gone.
+    a.cleaner().flush().await;
+    assert_eq!(checkpoint_payloads(&ctx, &job).await, 1);
+    a.close().await.unwrap();
+}

@@ -79,6 +79,10 @@ pub const CASES: &[(&str, &str)] = &[
     ("checkpoints", "shutdown_semantics"),
     ("checkpoints", "retry_of_landed_add_is_idempotent"),
     ("checkpoints", "retention_holds_across_leaders"),
+    (
+        "checkpoints",
+        "subsumed_entry_locked_by_crashed_process_is_removed_later",
+    ),
     ("counter", "starts_at_one_and_increments"),
     ("counter", "strictly_increasing_under_16_tasks"),
     ("counter", "set_count_and_shutdown"),
@@ -130,6 +134,7 @@ macro_rules! conformance_suite {
                 shutdown_semantics,
                 retry_of_landed_add_is_idempotent,
                 retention_holds_across_leaders,
+                subsumed_entry_locked_by_crashed_process_is_removed_later,
             }
             counter {
                 starts_at_one_and_increments,
