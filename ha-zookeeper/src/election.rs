@@ -146,16 +146,21 @@ impl Candidacy {
     /// session survives), and backs off after a failure.
     async fn finish_term(&self, live: &crate::session::Live, end: TermEnd, backoff: &mut std::time::Duration) {
         let failed = matches!(end, TermEnd::Failed(_));
-        match &end {
+        let session_lost = matches!(end, TermEnd::SessionLost);
+        match end {
             TermEnd::SessionLost => self.revoke("ZooKeeper session lost"),
             TermEnd::NodeGone => self.revoke("latch node deleted"),
             TermEnd::Suspended => self.revoke("disconnected longer than the session can be trusted"),
             TermEnd::Failed(e) => {
                 self.revoke("election failed");
                 tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
+                if !e.is_retryable() {
+                    // E.g. permission denied: the service reports it; we keep trying.
+                    self.emit(ElectionEvent::Error(e));
+                }
             }
         }
-        if !matches!(end, TermEnd::SessionLost) {
+        if !session_lost {
             // The next term gets a new node (and a higher epoch); no node of this one
             // may stay in line. After a suspension, wait until we are back.
             let uuid = self.lock().uuid.clone();
