@@ -172,7 +172,8 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn LeaderElectionDriver>>;
 
     /// Watches the published leader information of `component`, sending every change
-    /// (and the current value first) into `tx`.
+    /// into `tx`. The value current at the call is in `tx` when this returns, so a
+    /// caller can read it at once.
     async fn retrieval_driver(
         &self,
         component: &ComponentId,

@@ -217,13 +217,20 @@ pub struct Versioned<T> {
     pub version: Version,
 }
 
-/// What a confirmed leader publishes for a component: its session and address.
+/// What a confirmed leader publishes for a component: its session and address, plus
+/// the term's epoch and the confirmation time for operators.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct LeaderInformation {
     /// Session the leader confirmed.
     pub session_id: LeaderSessionId,
     /// Address at which the leader can be reached.
     pub address: String,
+    /// Epoch of the term that published this record.
+    #[serde(default)]
+    pub epoch: u64,
+    /// When the leader confirmed, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub confirmed_at_ms: u64,
 }
 
 impl LeaderInformation {
@@ -260,7 +267,12 @@ mod tests {
         let info = LeaderInformation {
             session_id: LeaderSessionId::random(),
             address: "http://a:1".into(),
+            epoch: 7,
+            confirmed_at_ms: 1_700_000_000_000,
         };
+        // Records without the operator fields still decode.
+        let old = br#"{"session_id":"6f0c1a0e-8d6f-4d5e-9d55-0f1f7e3c2a11","address":"a"}"#;
+        assert_eq!(LeaderInformation::from_json("k", old).unwrap().epoch, 0);
         assert_eq!(LeaderInformation::from_json("k", &info.to_json()).unwrap(), info);
         let err = LeaderInformation::from_json("leader/dispatcher", b"{")
             .unwrap_err()

@@ -10,6 +10,8 @@
 //! - [`storage`]: payloads in an object store, addressed by checksummed pointers.
 //! - [`config`]: Flink-style configuration and the mode → backend registry.
 //! - [`embedded`]: the in-process backend (mode `embedded`, the default).
+//! - [`inspect`]: read-only views of a cluster's HA state for operators.
+//! - [`metrics`]: metric names, recorded through the `metrics` facade.
 //!
 //! ```no_run
 //! # async fn demo() -> ha_core::Result<()> {
@@ -28,6 +30,8 @@ pub mod driver;
 pub mod embedded;
 mod error;
 mod ids;
+pub mod inspect;
+pub mod metrics;
 pub mod services;
 pub mod storage;
 

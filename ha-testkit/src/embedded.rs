@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_core::embedded::EmbeddedCluster;
+use ha_core::embedded::{EmbeddedBackend, EmbeddedCluster};
 use ha_core::{ClusterId, ComponentId, HaBackend, Result};
 
+use crate::chaos::{ChaosTarget, Freeze};
 use crate::Harness;
 
 /// Runs the suite on the embedded backend with a short lease.
@@ -53,5 +54,29 @@ impl Harness for EmbeddedHarness {
     async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
         self.cluster(cluster_id).delete_leader_record(component);
         Ok(())
+    }
+}
+
+struct PauseFreeze(EmbeddedBackend);
+
+impl Freeze for PauseFreeze {
+    fn freeze(&self) {
+        self.0.pause();
+    }
+
+    fn thaw(&self) {
+        self.0.resume();
+    }
+}
+
+#[async_trait]
+impl ChaosTarget for EmbeddedHarness {
+    async fn connect_freezable(&self, cluster_id: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)> {
+        let backend = self.cluster(cluster_id).connect();
+        Ok((Arc::new(backend.clone()), Box::new(PauseFreeze(backend))))
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
     }
 }

@@ -4,18 +4,26 @@
 //! - [`conformance`]: the shared conformance suite, one case per semantic rule, and
 //!   the [`conformance_suite!`] macro that turns it into one named `#[tokio::test]`
 //!   per case in a backend crate;
+//! - [`chaos`]: contenders under a seeded fault schedule, and an invariant checker;
 //! - [`Harness`]: what a backend provides to the suite;
 //! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
 //! - [`ZooKeeperServer`]: a real ZooKeeper server or ensemble as child processes;
-//! - [`FaultProxy`]: a TCP proxy that cuts clients off from their server.
+//! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
+//! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
+//! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions.
 
+pub mod chaos;
 pub mod conformance;
 mod embedded;
+mod etcd;
 mod fault_proxy;
 mod harness;
+mod s3_server;
 mod zookeeper;
 
 pub use embedded::EmbeddedHarness;
-pub use fault_proxy::FaultProxy;
+pub use etcd::{EtcdServer, EtcdServerTls};
+pub use fault_proxy::{Condition, FaultProxy};
 pub use harness::{Ctx, Harness};
+pub use s3_server::{free_port, S3Server};
 pub use zookeeper::{four_letter_word, ZooKeeperOptions, ZooKeeperServer, ZOOKEEPER_JAR};

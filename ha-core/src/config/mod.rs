@@ -128,14 +128,7 @@ impl HaConfig {
         let storage_dir = match entries.get(KEY_STORAGE_DIR) {
             Some(s) if !s.trim().is_empty() => s.trim().to_string(),
             _ if mode == DEFAULT_MODE => DEFAULT_EMBEDDED_STORAGE.to_string(),
-            _ => {
-                return Err(Error::config(
-                    KEY_STORAGE_DIR,
-                    format!(
-                    "is required for mode `{mode}`: a URL such as file:///var/lib/ha, s3://bucket/ha or memory://name"
-                ),
-                ))
-            }
+            _ => String::new(),
         };
         let num_retained = match entries.get(KEY_NUM_RETAINED) {
             None => 1,
@@ -209,9 +202,25 @@ impl HaConfig {
         &self.cluster_id
     }
 
-    /// Payload storage URL (`high-availability.storageDir`).
+    /// Payload storage URL (`high-availability.storageDir`); empty only in a config
+    /// that failed [`BackendRegistry::validate`].
     pub fn storage_dir(&self) -> &str {
         &self.storage_dir
+    }
+
+    /// Checks what depends on the mode being known; called by the registry after the
+    /// mode check so that a wrong mode is reported first.
+    pub(crate) fn validate_core(&self) -> Result<()> {
+        if self.storage_dir.is_empty() {
+            return Err(Error::config(
+                KEY_STORAGE_DIR,
+                format!(
+                    "is required for mode `{}`: a URL such as file:///var/lib/ha, s3://bucket/ha or memory://name",
+                    self.mode
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// object_store options for S3 (`high-availability.storage.*`).

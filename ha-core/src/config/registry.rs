@@ -115,6 +115,7 @@ impl BackendRegistry {
     /// backend validate its section.
     pub fn validate(&self, config: &HaConfig) -> Result<()> {
         let provider = self.provider(config.mode())?;
+        config.validate_core()?;
         let known = self.known_keys();
         for key in config.entries().keys() {
             if !key.starts_with("high-availability.") || key.starts_with(STORAGE_OPTIONS_PREFIX) {

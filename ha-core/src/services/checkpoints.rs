@@ -21,7 +21,7 @@ use super::cleaner::PayloadCleaner;
 use super::JobStatus;
 use crate::driver::StateHandleStore;
 use crate::error::{Error, Result};
-use crate::ids::{Fence, JobId};
+use crate::ids::{Epoch, Fence, JobId};
 use crate::storage::{StateHandle, StateStorage};
 
 /// Entry-name prefix of completed checkpoints.
@@ -83,6 +83,12 @@ struct Retained {
     handle: StateHandle,
 }
 
+/// The retained checkpoints as loaded or written in one leadership term, ascending.
+struct RetainedView {
+    epoch: Epoch,
+    list: Vec<Retained>,
+}
+
 /// The completed checkpoints of one job.
 #[derive(Clone)]
 pub struct CompletedCheckpointStore {
@@ -91,8 +97,8 @@ pub struct CompletedCheckpointStore {
     storage: StateStorage,
     cleaner: PayloadCleaner,
     num_retained: usize,
-    /// Retained checkpoints known to this process, ascending; `None` until loaded.
-    retained: Arc<Mutex<Option<Vec<Retained>>>>,
+    /// Retained checkpoints known to this process; `None` until loaded.
+    retained: Arc<Mutex<Option<RetainedView>>>,
 }
 
 impl std::fmt::Debug for CompletedCheckpointStore {
@@ -157,22 +163,29 @@ impl CompletedCheckpointStore {
     /// checkpoint is safe.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job_id, id = checkpoint.checkpoint_id, epoch = fence.epoch.0))]
     pub async fn add_checkpoint(&self, fence: &Fence, checkpoint: CompletedCheckpoint) -> Result<Vec<u64>> {
-        let mut retained = self.retained.lock().await;
-        if retained.is_none() {
-            *retained = Some(self.load_pointers().await?);
+        let mut view = self.retained.lock().await;
+        // A view from another term may miss checkpoints a different leader added.
+        if view.as_ref().is_none_or(|v| v.epoch != fence.epoch) {
+            *view = Some(RetainedView {
+                epoch: fence.epoch,
+                list: self.load_pointers().await?,
+            });
         }
         let key = checkpoint_key(checkpoint.checkpoint_id);
         let handle = self
             .storage
             .store(&format!("checkpoints/{}", self.job_id), &key, checkpoint.data.clone())
             .await?;
-        match self.store.add_and_lock(fence, &key, handle.to_bytes()).await {
-            Ok(_) => {}
+        let handle = match self.store.add_and_lock(fence, &key, handle.to_bytes()).await {
+            Ok(_) => handle,
             Err(Error::AlreadyExists { .. }) => {
-                let same = self.existing_matches(&key, &handle).await?;
+                // Our copy is redundant either way; an identical entry means an earlier
+                // attempt of this add landed.
+                let existing = self.existing(&key).await?;
                 self.cleaner.discard(handle.clone());
-                if !same {
-                    return Err(Error::AlreadyExists { key });
+                match existing {
+                    Some(theirs) if theirs.sha256 == handle.sha256 && theirs.size == handle.size => theirs,
+                    _ => return Err(Error::AlreadyExists { key }),
                 }
             }
             Err(e @ Error::OutcomeUnknown { .. }) => return Err(e),
@@ -180,8 +193,13 @@ impl CompletedCheckpointStore {
                 self.cleaner.discard(handle);
                 return Err(e);
             }
-        }
-        let list = retained.get_or_insert_with(Vec::new);
+        };
+        let list = &mut view
+            .get_or_insert_with(|| RetainedView {
+                epoch: fence.epoch,
+                list: Vec::new(),
+            })
+            .list;
         if !list.iter().any(|r| r.id == checkpoint.checkpoint_id) {
             list.push(Retained {
                 id: checkpoint.checkpoint_id,
@@ -215,12 +233,11 @@ impl CompletedCheckpointStore {
         Ok(subsumed)
     }
 
-    async fn existing_matches(&self, key: &str, ours: &StateHandle) -> Result<bool> {
-        let Some(existing) = self.store.get(key).await? else {
-            return Ok(false);
-        };
-        let theirs = StateHandle::from_bytes(key, &existing.value)?;
-        Ok(theirs.sha256 == ours.sha256 && theirs.size == ours.size)
+    async fn existing(&self, key: &str) -> Result<Option<StateHandle>> {
+        match self.store.get(key).await? {
+            Some(v) => StateHandle::from_bytes(key, &v.value).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn load_pointers(&self) -> Result<Vec<Retained>> {
@@ -275,7 +292,10 @@ impl CompletedCheckpointStore {
                 Err(e) => return Err(e),
             }
         }
-        *retained = Some(list);
+        *retained = Some(RetainedView {
+            epoch: fence.epoch,
+            list,
+        });
         Ok(result)
     }
 
@@ -310,7 +330,10 @@ impl CompletedCheckpointStore {
                 }
             }
         }
-        *retained = Some(Vec::new());
+        *retained = Some(RetainedView {
+            epoch: fence.epoch,
+            list: Vec::new(),
+        });
         Ok(())
     }
 }

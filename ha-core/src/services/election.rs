@@ -172,9 +172,14 @@ impl LeaderElectionService {
     }
 
     async fn confirm(&self, component: &ComponentId, grant: &LeaderGrant, address: &str) -> Result<()> {
+        let confirmed_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let info = LeaderInformation {
             session_id: grant.session_id,
             address: address.to_string(),
+            epoch: grant.epoch.0,
+            confirmed_at_ms,
         };
         {
             let mut s = self.inner.lock();
@@ -186,10 +191,11 @@ impl LeaderElectionService {
             })?;
             st.confirmed = Some(info.clone());
         }
-        self.inner
+        let publish = self
+            .inner
             .driver
-            .publish_leader_information(&grant.fence, component, &info)
-            .await
+            .publish_leader_information(&grant.fence, component, &info);
+        crate::metrics::fenced_write("publish_leader", publish).await
     }
 
     async fn unregister(&self, component: &ComponentId) -> Result<()> {
@@ -221,6 +227,7 @@ async fn run_events(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiv
                 let mut s = inner.lock();
                 tracing::info!(group = %s.group, epoch = grant.epoch.0, session = %grant.session_id, "leadership granted");
                 s.current = Some(grant.clone());
+                crate::metrics::leadership(&s.group, true);
                 for st in s.components.values_mut() {
                     st.confirmed = None;
                     st.tx.send_replace(Some(grant.clone()));
@@ -263,6 +270,7 @@ fn revoke(inner: &Inner) {
     let mut s = inner.lock();
     if s.current.take().is_some() {
         tracing::info!(group = %s.group, "leadership revoked");
+        crate::metrics::leadership(&s.group, false);
     }
     for st in s.components.values_mut() {
         st.confirmed = None;

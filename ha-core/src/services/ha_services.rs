@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::metered::{MeteredCounter, MeteredStore};
 use super::{
     BlobStore, CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore, JobResultStore, LeaderElectionService,
     LeaderRetrievalService, PayloadCleaner,
@@ -34,6 +35,7 @@ impl HaServices {
 
     /// Like [`HaServices::from_config`] with an explicit registry.
     pub async fn from_config_with(config: &HaConfig, registry: &BackendRegistry) -> Result<Self> {
+        registry.validate(config)?;
         let storage = StateStorage::open(config.storage_dir(), config.cluster_id(), config.storage_options())?;
         let backend = registry.connect(config).await?;
         Ok(Self::new(backend, storage, config.num_retained()))
@@ -83,16 +85,13 @@ impl HaServices {
 
     /// The job-graph store.
     pub async fn job_graph_store(&self) -> Result<JobGraphStore> {
-        let store = self.backend.state_handle_store(&StoreNamespace::JobGraphs).await?;
+        let store = self.store(&StoreNamespace::JobGraphs).await?;
         Ok(JobGraphStore::new(store, self.storage.clone(), self.cleaner.clone()))
     }
 
     /// The completed-checkpoint store of `job`.
     pub async fn completed_checkpoint_store(&self, job: &JobId) -> Result<CompletedCheckpointStore> {
-        let store = self
-            .backend
-            .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
-            .await?;
+        let store = self.store(&StoreNamespace::Checkpoints(job.clone())).await?;
         Ok(CompletedCheckpointStore::new(
             job.clone(),
             store,
@@ -104,13 +103,21 @@ impl HaServices {
 
     /// The checkpoint-id counter of `job`.
     pub async fn checkpoint_id_counter(&self, job: &JobId) -> Result<CheckpointIdCounter> {
-        Ok(CheckpointIdCounter::new(self.backend.checkpoint_id_counter(job).await?))
+        Ok(CheckpointIdCounter::new(Arc::new(MeteredCounter(
+            self.backend.checkpoint_id_counter(job).await?,
+        ))))
     }
 
     /// The job-result store.
     pub async fn job_result_store(&self) -> Result<JobResultStore> {
-        let store = self.backend.state_handle_store(&StoreNamespace::JobResults).await?;
+        let store = self.store(&StoreNamespace::JobResults).await?;
         Ok(JobResultStore::new(store, self.storage.clone()))
+    }
+
+    async fn store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn crate::driver::StateHandleStore>> {
+        Ok(Arc::new(MeteredStore(
+            self.backend.state_handle_store(namespace).await?,
+        )))
     }
 
     /// The blob store.

@@ -8,6 +8,7 @@ mod election;
 mod ha_services;
 mod job_graphs;
 mod job_results;
+mod metered;
 mod retrieval;
 
 use serde::{Deserialize, Serialize};

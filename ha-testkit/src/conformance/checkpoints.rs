@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ha_core::storage::StateHandle;
 use ha_core::{checkpoint_key, CompletedCheckpoint, Error, JobId, JobStatus, StoreNamespace};
 
-use super::util::{contend, payload};
+use super::util::{contend, payload, quick};
 use crate::Ctx;
 
 fn cp(job: &JobId, id: u64) -> CompletedCheckpoint {
@@ -48,8 +48,7 @@ pub async fn retention_and_subsume_order(ctx: Ctx) {
         tokio::spawn(async move {
             let mut min_after_full = usize::MAX;
             while !stop.load(Ordering::SeqCst) {
-                // Read the flag before listing: a list sent before the third add
-                // landed may complete after the flag is set.
+                // Read the flag first: a count read before the third add landed must not count.
                 let was_full = full.load(Ordering::SeqCst);
                 let n = watched.checkpoint_ids().await.unwrap().len();
                 if was_full {
@@ -277,5 +276,42 @@ pub async fn retry_of_landed_add_is_idempotent(ctx: Ctx) {
         1,
         "payloads of refused adds are discarded"
     );
+    // Subsuming the retried checkpoint later discards the payload that is really stored.
+    for id in 2..=4u64 {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    ha.cleaner().flush().await;
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![2, 3, 4]);
+    assert_eq!(checkpoint_payloads(&ctx, &job).await, 3, "no payload orphaned");
     ha.close().await.unwrap();
+}
+
+/// A new leader that adds without an explicit recovery still subsumes the checkpoints
+/// its predecessor added: retention holds across terms.
+pub async fn retention_holds_across_leaders(ctx: Ctx) {
+    let a = ctx.process_retaining(2).await;
+    let (sa, mut ea) = contend(&a, "dispatcher").await;
+    let fa = ea.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let b = ctx.process_retaining(2).await;
+    let store_b = b.completed_checkpoint_store(&job).await.unwrap();
+    let (_sb, mut eb) = contend(&b, "dispatcher").await;
+    let store_a = a.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=2u64 {
+        store_a.add_checkpoint(&fa, cp(&job, id)).await.unwrap();
+    }
+    // A steps down as a job master does: suspend (release its locks), then resign.
+    store_a.shutdown(&fa, JobStatus::Suspended).await.unwrap();
+    sa.close().await.unwrap();
+    let fb = tokio::time::timeout(quick(&ctx), eb.granted())
+        .await
+        .expect("b granted")
+        .unwrap()
+        .fence;
+    assert_eq!(store_b.add_checkpoint(&fb, cp(&job, 3)).await.unwrap(), vec![1]);
+    assert_eq!(store_b.checkpoint_ids().await.unwrap(), vec![2, 3]);
+    b.cleaner().flush().await;
+    assert_eq!(checkpoint_payloads(&ctx, &job).await, 2);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }

@@ -13,7 +13,7 @@
 //! cluster-id and payload directory, is bounded in time, and is cleaned up after, even
 //! when it fails.
 
-// The suite is test code: a failed step panics with the error, which is the report.
+// Cases are tests: a failed step should panic with its location.
 #![allow(clippy::unwrap_used)]
 
 pub mod checkpoints;
@@ -78,6 +78,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("checkpoints", "acknowledged_checkpoint_survives_failover"),
     ("checkpoints", "shutdown_semantics"),
     ("checkpoints", "retry_of_landed_add_is_idempotent"),
+    ("checkpoints", "retention_holds_across_leaders"),
     ("counter", "starts_at_one_and_increments"),
     ("counter", "strictly_increasing_under_16_tasks"),
     ("counter", "set_count_and_shutdown"),
@@ -128,6 +129,7 @@ macro_rules! conformance_suite {
                 acknowledged_checkpoint_survives_failover,
                 shutdown_semantics,
                 retry_of_landed_add_is_idempotent,
+                retention_holds_across_leaders,
             }
             counter {
                 starts_at_one_and_increments,

@@ -1,0 +1,203 @@
+//! `hactl`: inspect and clean up the HA state of an ha-rs cluster on any backend.
+//!
+//! ```text
+//! hactl --config ha.yaml status            leaders, jobs, checkpoints, counters
+//! hactl --config ha.yaml leaders --watch   live leader changes
+//! hactl --config ha.yaml checkpoints JOB   ids, pointers, payload state
+//! hactl --config ha.yaml inspect KEY       decode one entry (e.g. leader/dispatcher)
+//! hactl --config ha.yaml cleanup --cluster-id C [--yes]
+//! ```
+//! `--json` prints machine-readable output.
+
+mod render;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ha_core::config::KEY_CLUSTER_ID;
+use ha_core::{inspect, ComponentId, HaConfig, HaServices, JobId};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "hactl", about = "Inspect and clean up ha-rs HA state")]
+struct Args {
+    /// HA config file (.yaml/.yml/.toml); HA_* environment overrides apply.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Cluster-id to act on (overrides the config).
+    #[arg(long, global = true)]
+    cluster_id: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Leader per component, jobs, latest checkpoints, counters.
+    Status,
+    /// Confirmed leaders; with --watch, every change as it happens.
+    Leaders {
+        /// Keep running and print changes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Checkpoints of a job with their pointers and payload state.
+    Checkpoints {
+        /// The job id.
+        job: String,
+    },
+    /// Decode one entry: leader/<component>, jobgraphs/<name>, job-results/<name>,
+    /// jobs/<job>/checkpoints/<name>.
+    Inspect {
+        /// The key.
+        key: String,
+    },
+    /// Delete every HA record and payload of a cluster.
+    Cleanup {
+        /// Skip the confirmation prompt.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn fail(message: impl std::fmt::Display) -> ha_core::Error {
+    ha_core::Error::Other {
+        message: message.to_string(),
+        source: None,
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> ha_core::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(fail)?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn run(args: Args) -> ha_core::Result<()> {
+    examples::register_backends();
+    let mut config = HaConfig::load(args.config.as_deref())?;
+    if let Some(id) = &args.cluster_id {
+        config = config.with(KEY_CLUSTER_ID, id.clone())?;
+    }
+    let ha = HaServices::from_config(&config).await?;
+    let result = command(&args, &config, &ha).await;
+    let _ = ha.close().await;
+    result
+}
+
+async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Result<()> {
+    match &args.command {
+        Command::Status => {
+            let status = inspect::status(ha).await?;
+            if args.json {
+                print_json(&status)
+            } else {
+                print!("{}", render::status(&status, config.mode()));
+                Ok(())
+            }
+        }
+        Command::Leaders { watch } => {
+            let status = inspect::status(ha).await?;
+            if args.json && !watch {
+                return print_json(&status.leaders);
+            }
+            print!("{}", render::leaders(&status.leaders));
+            if *watch {
+                watch_leaders(ha, &status.leaders, args.json).await?;
+            }
+            Ok(())
+        }
+        Command::Checkpoints { job } => {
+            let views = inspect::checkpoints(ha, &JobId::new(job.clone())?).await?;
+            if args.json {
+                print_json(&views)
+            } else {
+                print!("{}", render::checkpoints(&views));
+                Ok(())
+            }
+        }
+        Command::Inspect { key } => {
+            let view = inspect::entry(ha, key).await?;
+            if args.json {
+                print_json(&view)
+            } else {
+                print!("{}", render::entry(&view));
+                Ok(())
+            }
+        }
+        Command::Cleanup { yes } => {
+            let cluster = config.cluster_id().to_string();
+            if args.cluster_id.is_none() {
+                return Err(ha_core::Error::config(
+                    "--cluster-id",
+                    "cleanup needs the cluster-id given explicitly",
+                ));
+            }
+            if !yes && !confirm(&cluster)? {
+                println!("aborted: nothing deleted");
+                return Ok(());
+            }
+            let records = ha.storage().list_all().await?.len();
+            ha.close_and_cleanup_all_data().await?;
+            println!("deleted all HA data of cluster {cluster} ({records} payloads)");
+            Ok(())
+        }
+    }
+}
+
+fn confirm(cluster: &str) -> ha_core::Result<bool> {
+    print!("This deletes every HA record and payload of cluster `{cluster}`. Type the cluster-id to confirm: ");
+    std::io::stdout().flush().map_err(fail)?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(fail)?;
+    Ok(line.trim() == cluster)
+}
+
+async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], json: bool) -> ha_core::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut services = Vec::new();
+    for l in leaders {
+        let component = ComponentId::new(l.component.clone())?;
+        let retrieval = ha.leader_retrieval_service(&component).await?;
+        let mut changes = retrieval.subscribe();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let current = changes.borrow_and_update().clone();
+                if tx.send((component.to_string(), current)).is_err() {
+                    return;
+                }
+            }
+        });
+        services.push(retrieval);
+    }
+    loop {
+        tokio::select! {
+            Some((component, leader)) = rx.recv() => {
+                if json {
+                    print_json(&inspect::ComponentLeader { component, leader })?;
+                } else {
+                    println!("{}", render::leader_change(&component, leader.as_ref()));
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hactl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

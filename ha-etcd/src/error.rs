@@ -1,0 +1,105 @@
+//! Mapping etcd failures into ha-core's semantic errors, in one place.
+//!
+//! A failed *read* is `Unavailable`. A failed *write* is `OutcomeUnknown` unless the
+//! server definitely refused it (bad credentials, permission, invalid or too large
+//! request): once a request may have left the process, only the server knows whether
+//! it was applied, and a timeout or broken connection does not tell us.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ha_core::Error;
+use tonic::Code;
+
+/// Why one request failed.
+#[derive(Debug)]
+pub(crate) enum RpcError {
+    /// No reply within the request timeout.
+    Timeout(Duration),
+    /// The client or server reported an error.
+    Etcd(etcd_client::Error),
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RpcError::Timeout(d) => write!(f, "no reply from etcd within {d:?}"),
+            RpcError::Etcd(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+impl RpcError {
+    fn code(&self) -> Option<Code> {
+        match self {
+            RpcError::Etcd(etcd_client::Error::GRpcStatus(s)) => Some(s.code()),
+            _ => None,
+        }
+    }
+
+    /// The request never left the process: no connection to the chosen member could
+    /// be made (connection refused, unreachable). Safe to retry, nothing changed.
+    pub(crate) fn not_sent(&self) -> bool {
+        match self {
+            RpcError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                s.code() == Code::Unavailable && s.message().contains("connect error")
+            }
+            RpcError::Etcd(etcd_client::Error::TransportError(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The server refused the request without applying it.
+    fn definite_refusal(&self) -> Option<Error> {
+        // etcd reports a bad password as InvalidArgument; it is an auth failure.
+        let auth_failed = matches!(self, RpcError::Etcd(etcd_client::Error::GRpcStatus(s))
+            if s.message().contains("authentication failed"));
+        if auth_failed {
+            return Some(Error::PermissionDenied { what: self.to_string() });
+        }
+        match self.code()? {
+            Code::PermissionDenied | Code::Unauthenticated => Some(Error::PermissionDenied { what: self.to_string() }),
+            Code::InvalidArgument | Code::FailedPrecondition | Code::ResourceExhausted | Code::OutOfRange => {
+                Some(Error::Other {
+                    message: format!("etcd refused the request: {self}"),
+                    source: None,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// As the error of a read (nothing changed).
+    pub(crate) fn read(self, what: impl Into<String>) -> Error {
+        let what = what.into();
+        self.definite_refusal()
+            .unwrap_or_else(|| Error::unavailable(format!("etcd read of {what}"), self))
+    }
+
+    /// As the error of a write whose outcome is unknown unless refused or not sent.
+    pub(crate) fn write(self, op: &'static str, key: impl Into<String>) -> Error {
+        let key = key.into();
+        if self.not_sent() {
+            return Error::unavailable(format!("etcd {op} of {key} (not sent)"), self);
+        }
+        self.definite_refusal().unwrap_or_else(|| Error::OutcomeUnknown {
+            op,
+            key,
+            source: Box::new(self),
+        })
+    }
+}
+
+/// Runs one request with a deadline.
+pub(crate) async fn rpc<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, RpcError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RpcError::Etcd(e)),
+        Err(_) => Err(RpcError::Timeout(timeout)),
+    }
+}

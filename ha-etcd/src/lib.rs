@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod config;
+mod counter;
+mod election;
+mod error;
+mod fence;
+mod keys;
+mod provider;
+mod retrieval;
+mod session;
+mod store;
+mod tls;
+mod watch;
+
+pub use backend::EtcdBackend;
+pub use config::{EtcdConfig, EtcdTlsConfig, DEFAULT_LEASE_TTL};
+pub use provider::{register, EtcdProvider};

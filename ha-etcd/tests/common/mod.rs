@@ -1,0 +1,201 @@
+//! The etcd harness of the conformance suite and of the backend-specific tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Client, GetOptions};
+use ha_core::storage::StateStorage;
+use ha_core::{
+    ClusterId, ComponentId, Error, HaBackend, HaServices, LeaderElection, LeaderElectionService, LeaderGrant, Result,
+    DEFAULT_ELECTION_GROUP,
+};
+use ha_etcd::{EtcdBackend, EtcdConfig};
+use ha_testkit::{EtcdServer, Harness};
+
+/// Lease TTL used by the tests (etcd's minimum with the test server's raft timings).
+pub(crate) const TTL: Duration = Duration::from_secs(1);
+
+/// Key prefix used by the tests.
+pub(crate) const PREFIX: &str = "/ha";
+
+/// One etcd per test binary, killed when the binary exits (the server's watchdog).
+pub(crate) fn shared_server() -> &'static EtcdServer {
+    static SERVER: OnceLock<EtcdServer> = OnceLock::new();
+    SERVER.get_or_init(|| EtcdServer::start().expect("start etcd (is the etcd-server package installed?)"))
+}
+
+/// The config of test instances against `endpoints`.
+pub(crate) fn config(endpoints: Vec<String>) -> EtcdConfig {
+    let mut c = EtcdConfig::new(endpoints).with_lease_ttl(TTL).with_key_prefix(PREFIX);
+    // Generous for a loaded 2-core machine, still below the TTL.
+    c.request_timeout = Duration::from_millis(800);
+    c
+}
+
+/// The harness over the shared server.
+pub(crate) fn shared_harness() -> EtcdHarness {
+    init_tracing();
+    EtcdHarness::new(shared_server().endpoints())
+}
+
+/// Runs the conformance suite (and helps the other tests) on real etcd.
+pub(crate) struct EtcdHarness {
+    endpoints: Vec<String>,
+    backends: Mutex<Vec<(usize, EtcdBackend)>>,
+}
+
+fn addr(b: &Arc<dyn HaBackend>) -> usize {
+    Arc::as_ptr(b) as *const () as usize
+}
+
+impl EtcdHarness {
+    pub(crate) fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            backends: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A plain etcd client to look behind the backend's back.
+    pub(crate) async fn client(&self) -> Client {
+        Client::connect(&self.endpoints, None).await.expect("etcd client")
+    }
+
+    /// Connects an instance and keeps a handle for crash simulation.
+    pub(crate) async fn backend(&self, cluster_id: &ClusterId) -> Result<EtcdBackend> {
+        EtcdBackend::connect(cluster_id, &config(self.endpoints.clone())).await
+    }
+
+    /// The etcd handle behind `services`, if this harness made it.
+    pub(crate) fn etcd_of(&self, services: &HaServices) -> Option<EtcdBackend> {
+        let a = addr(services.backend());
+        let list = self.backends.lock().unwrap();
+        list.iter().find(|(p, _)| *p == a).map(|(_, b)| b.clone())
+    }
+}
+
+fn unavailable(e: etcd_client::Error) -> Error {
+    Error::unavailable("etcd (test harness)", e)
+}
+
+#[async_trait]
+impl Harness for EtcdHarness {
+    fn name(&self) -> &str {
+        "etcd"
+    }
+
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
+        let backend = self.backend(cluster_id).await?;
+        let arc: Arc<dyn HaBackend> = Arc::new(backend.clone());
+        self.backends.lock().unwrap().push((addr(&arc), backend));
+        Ok(arc)
+    }
+
+    fn crash_timeout(&self) -> Duration {
+        // TTL, plus etcd's expiry sweep (every 500 ms), plus slack.
+        TTL + Duration::from_millis(1000)
+    }
+
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
+        let mut c = Client::connect(&self.endpoints, None).await.map_err(unavailable)?;
+        let resp = c
+            .get(
+                format!("{PREFIX}/{cluster_id}/"),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect())
+    }
+
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+        let mut c = Client::connect(&self.endpoints, None).await.map_err(unavailable)?;
+        c.delete(format!("{PREFIX}/{cluster_id}/leader/{component}"), None)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Stops the instance's keep-alive loop without revoking its lease, then drops
+    /// everything: the lease ends only by TTL on the server.
+    async fn crash(&self, services: HaServices) {
+        let etcd = self.etcd_of(&services).expect("services made by this harness");
+        etcd.halt();
+        let a = addr(services.backend());
+        self.backends.lock().unwrap().retain(|(p, _)| *p != a);
+        drop(services);
+    }
+}
+
+/// Logs to the test's captured output; `RUST_LOG` picks the level.
+pub(crate) fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// One "process" of a backend-specific test: services plus the etcd handle.
+pub(crate) struct Proc {
+    pub(crate) ha: HaServices,
+    pub(crate) etcd: EtcdBackend,
+}
+
+/// Connects a process for `cluster` to `endpoints` (payloads in memory).
+pub(crate) async fn process(endpoints: Vec<String>, cluster: &ClusterId) -> Proc {
+    let etcd = EtcdBackend::connect(cluster, &config(endpoints))
+        .await
+        .expect("connect");
+    let storage = StateStorage::open(&format!("memory://{cluster}"), cluster, &Default::default()).expect("storage");
+    Proc {
+        ha: HaServices::new(Arc::new(etcd.clone()), storage, 1),
+        etcd,
+    }
+}
+
+/// Joins the default group as `component`.
+pub(crate) async fn contend(ha: &HaServices, component: &str) -> (LeaderElectionService, LeaderElection) {
+    let svc = ha
+        .leader_election_service(DEFAULT_ELECTION_GROUP)
+        .await
+        .expect("service");
+    let e = svc.register(ComponentId::new(component).unwrap()).expect("register");
+    (svc, e)
+}
+
+/// Waits for a grant, at most `timeout`.
+pub(crate) async fn granted_within(e: &mut LeaderElection, timeout: Duration) -> LeaderGrant {
+    tokio::time::timeout(timeout, e.granted())
+        .await
+        .expect("granted in time")
+        .expect("service alive")
+}
+
+/// A fresh cluster-id for a backend-specific test.
+pub(crate) fn cluster(name: &str) -> ClusterId {
+    ClusterId::random(name)
+}
+
+/// The member index of the raft leader of `server`.
+pub(crate) async fn raft_leader(server: &EtcdServer) -> usize {
+    for _ in 0..100 {
+        for i in 0..server.len() {
+            let Ok(mut c) = Client::connect([server.endpoint(i)], None).await else {
+                continue;
+            };
+            if let Ok(st) = c.status().await {
+                if st.leader() != 0 && st.header().map(|h| h.member_id()) == Some(st.leader()) {
+                    return i;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no raft leader found");
+}

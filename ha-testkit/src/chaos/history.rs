@@ -1,0 +1,147 @@
+//! The operation history a chaos run records: every grant, revoke, crash, write and
+//! recovery, with its leadership epoch, start/end time and outcome.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ha_core::Error;
+
+/// One contender process incarnation: slot number and restart count.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Incarnation {
+    /// Contender slot.
+    pub slot: usize,
+    /// How many times this slot was (re)started before this one.
+    pub restart: u32,
+}
+
+/// What an operation did.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// Acknowledged by the backend.
+    Ok,
+    /// Fenced off: the writer was not leader.
+    NotLeader,
+    /// The reply was lost; it may or may not have been applied.
+    Unknown,
+    /// Failed cleanly for another reason.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Classifies a result.
+    pub fn of<T>(r: &Result<T, Error>) -> Self {
+        match r {
+            Ok(_) => Outcome::Ok,
+            Err(Error::NotLeader { .. }) => Outcome::NotLeader,
+            Err(Error::OutcomeUnknown { .. }) => Outcome::Unknown,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+}
+
+/// The operation performed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum OpKind {
+    /// `get_and_increment`, with the value returned if acknowledged.
+    Counter(Option<u64>),
+    /// `add_checkpoint` of this id.
+    Checkpoint(u64),
+}
+
+/// A recorded event.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A contender was granted a term.
+    Granted {
+        /// Who.
+        who: Incarnation,
+        /// The term's epoch.
+        epoch: u64,
+        /// When.
+        at: Instant,
+    },
+    /// A contender confirmed its term.
+    Confirmed {
+        /// Who.
+        who: Incarnation,
+        /// The term's epoch.
+        epoch: u64,
+    },
+    /// A contender learned it lost its term.
+    Revoked {
+        /// Who.
+        who: Incarnation,
+        /// When.
+        at: Instant,
+    },
+    /// A contender process crashed (was killed).
+    Crashed {
+        /// Who.
+        who: Incarnation,
+        /// When.
+        at: Instant,
+    },
+    /// A fenced HA write.
+    Op {
+        /// Who.
+        who: Incarnation,
+        /// Epoch of the fence presented.
+        epoch: u64,
+        /// What.
+        kind: OpKind,
+        /// Invocation time.
+        start: Instant,
+        /// Completion time.
+        end: Instant,
+        /// Result.
+        outcome: Outcome,
+    },
+    /// A checkpoint recovery by a new leader.
+    Recovered {
+        /// Who.
+        who: Incarnation,
+        /// Epoch of the recovering term.
+        epoch: u64,
+        /// Newest readable checkpoint id found.
+        latest: Option<u64>,
+        /// Whether every recovered payload matched what was written for its id.
+        data_intact: bool,
+        /// Invocation time.
+        start: Instant,
+        /// Completion time.
+        end: Instant,
+    },
+    /// A fault, from injection to heal.
+    Fault {
+        /// Description.
+        what: String,
+        /// Injected at.
+        start: Instant,
+        /// Healed at.
+        healed: Instant,
+    },
+}
+
+/// A shared, append-only history.
+#[derive(Clone, Default, Debug)]
+pub struct History {
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl History {
+    /// Appends `event`.
+    pub fn record(&self, event: Event) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+
+    /// A copy of every event so far.
+    pub fn snapshot(&self) -> Vec<Event> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Payload written for checkpoint `id`, so recovery can verify it.
+pub fn checkpoint_payload(id: u64) -> bytes::Bytes {
+    bytes::Bytes::from(format!("chaos checkpoint {id}"))
+}

@@ -1,0 +1,209 @@
+//! The chaos suite: contenders that lead, checkpoint and count under a seeded, bounded
+//! schedule of faults, and a checker of invariants over the recorded history.
+//!
+//! A backend opts in by implementing [`ChaosTarget`] on top of its [`Harness`]: a way
+//! to freeze one contender's link to the backend (as SIGSTOP would), and optionally
+//! backend-side faults (kill or restart a server, expire a session, fail requests).
+//! [`run`] drives 3–5 contenders; each leader recovers the latest checkpoint, then
+//! repeatedly takes a checkpoint id from the counter and adds a checkpoint, all fenced.
+//! Faults: kill a contender (restarted later), freeze a contender past its lease then
+//! thaw it, and the target's backend faults. The [`CheckReport`] lists violations
+//! (must be none), operations checked and the worst leaderless gap after a heal.
+
+mod checker;
+mod contender;
+mod history;
+mod rng;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ha_core::{ClusterId, HaBackend, Result};
+
+pub use checker::{check, CheckReport};
+pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
+pub use rng::SplitMix64;
+
+use crate::Harness;
+
+/// Stops and restarts one contender's link to the backend (its whole session), as a
+/// process freeze would.
+pub trait Freeze: Send + Sync {
+    /// Stops all traffic of the contender's backend instance.
+    fn freeze(&self);
+    /// Resumes it.
+    fn thaw(&self);
+}
+
+/// A backend that can be put under chaos.
+#[async_trait]
+pub trait ChaosTarget: Harness {
+    /// Connects an instance whose link can be frozen.
+    async fn connect_freezable(&self, cluster_id: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)>;
+
+    /// How long a frozen leader keeps its term (session timeout / lease / TTL).
+    fn lease(&self) -> Duration;
+
+    /// Names of backend-side faults this target can inject.
+    fn backend_faults(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Injects backend fault `name`, keeps it for a while, heals it. Bounded in time.
+    async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
+        let _ = rng;
+        Err(ha_core::Error::Other {
+            message: format!("backend fault `{name}` not supported"),
+            source: None,
+        })
+    }
+}
+
+/// Parameters of a chaos run.
+#[derive(Clone, Debug)]
+pub struct ChaosConfig {
+    /// Seed of the fault schedule.
+    pub seed: u64,
+    /// Number of contenders (3–5 is typical).
+    pub contenders: usize,
+    /// Number of faults to inject.
+    pub faults: usize,
+    /// Pause between faults (after the previous one healed).
+    pub settle: Duration,
+    /// Pause between a leader's writes.
+    pub write_interval: Duration,
+}
+
+impl ChaosConfig {
+    /// A short run for the normal test suite.
+    pub fn short(seed: u64) -> Self {
+        Self {
+            seed,
+            contenders: 3,
+            faults: 6,
+            settle: Duration::from_millis(300),
+            write_interval: Duration::from_millis(10),
+        }
+    }
+
+    /// Reads `HA_CHAOS_SEED` and `HA_CHAOS_FAULTS` over `self`, for long runs.
+    pub fn from_env(mut self) -> Self {
+        if let Some(seed) = std::env::var("HA_CHAOS_SEED").ok().and_then(|s| s.parse().ok()) {
+            self.seed = seed;
+        }
+        if let Some(n) = std::env::var("HA_CHAOS_FAULTS").ok().and_then(|s| s.parse().ok()) {
+            self.faults = n;
+        }
+        self
+    }
+}
+
+/// The outcome of a chaos run.
+#[derive(Clone, Debug)]
+pub struct ChaosReport {
+    /// The seed used.
+    pub seed: u64,
+    /// Faults injected, by description.
+    pub faults: Vec<String>,
+    /// What the checker found.
+    pub check: CheckReport,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for ChaosReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {}: {} faults, {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
+            self.seed,
+            self.faults.len(),
+            self.check.operations,
+            self.check.acknowledged,
+            self.check.fenced,
+            self.check.violations.len(),
+            self.check.worst_leaderless_gap.as_millis(),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs a chaos experiment against `target` and checks the history.
+pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosReport {
+    let started = Instant::now();
+    let ctx = crate::Ctx::new(target.clone(), "chaos");
+    let history = History::default();
+    let mut rng = SplitMix64::new(config.seed);
+    let mut slots = Vec::new();
+    for slot in 0..config.contenders {
+        slots.push(contender::Slot::start(
+            slot,
+            target.clone(),
+            ctx.clone(),
+            history.clone(),
+            config.write_interval,
+        ));
+    }
+    tokio::time::sleep(config.settle).await;
+    let lease = target.lease();
+    let mut faults = Vec::new();
+    let backend_faults = target.backend_faults();
+    for _ in 0..config.faults {
+        let kinds = 2 + backend_faults.len();
+        let choice = rng.below(kinds as u64) as usize;
+        // Half of the faults hit the acting leader, where they matter most.
+        let leader = slots.iter().position(|s| s.is_leading());
+        let slot = match leader {
+            Some(l) if rng.below(2) == 0 => l,
+            _ => rng.below(slots.len() as u64) as usize,
+        };
+        let start = Instant::now();
+        let what = match choice {
+            0 => {
+                slots[slot].kill().await;
+                tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
+                slots[slot].restart();
+                format!("kill contender {slot}")
+            }
+            1 => {
+                let hold = lease + lease / 2 + Duration::from_millis(rng.below(200));
+                slots[slot].freeze();
+                tokio::time::sleep(hold).await;
+                slots[slot].thaw();
+                format!("freeze contender {slot} for {} ms", hold.as_millis())
+            }
+            n => {
+                let name = backend_faults[n - 2];
+                if let Err(e) = target.inject_backend_fault(name, &mut rng).await {
+                    tracing::warn!(fault = name, error = %e, "backend fault failed");
+                }
+                name.to_string()
+            }
+        };
+        history.record(Event::Fault {
+            what: what.clone(),
+            start,
+            healed: Instant::now(),
+        });
+        faults.push(what);
+        tokio::time::sleep(config.settle).await;
+    }
+    // Let the last fault play out, then a final leader must recover everything.
+    tokio::time::sleep(ctx.crash_timeout()).await;
+    for s in &slots {
+        s.stop();
+    }
+    for s in slots {
+        s.join().await;
+    }
+    contender::final_recovery(&target, &ctx, &history).await;
+    ctx.cleanup().await;
+    let check = check(&history.snapshot(), ctx.crash_timeout() + Duration::from_secs(1));
+    ChaosReport {
+        seed: config.seed,
+        faults,
+        check,
+        elapsed: started.elapsed(),
+    }
+}
