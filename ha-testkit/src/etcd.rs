@@ -153,9 +153,7 @@ impl Member {
                 .arg(&tls.ca)
                 .arg("--client-cert-auth");
         }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let child = cmd.spawn()?;
         let mut watchdog = Command::new("sh")
             .arg("-c")
