@@ -160,16 +160,22 @@ impl Candidacy {
                 }
             }
         }
-        if !session_lost {
-            // The next term gets a new node (and a higher epoch); no node of this one
-            // may stay in line. After a suspension, wait until we are back.
-            let uuid = self.lock().uuid.clone();
+        // The next term gets a new node (and a higher epoch); no node of this one may
+        // stay in line. After a suspension, wait until we are back; after a lost
+        // session, use the new one: the server may not have expired the old session
+        // yet (the client gives up on its own clock), and its node would block the
+        // election until it does.
+        let uuid = self.lock().uuid.clone();
+        if let Some(uuid) = uuid {
             let limit = live.client.session_timeout() * 2;
-            if let Some(uuid) = uuid {
-                if wait_connected(&live.client, limit).await.is_ok() {
-                    if let Err(e) = retire(&live.client, &self.dir, &uuid).await {
-                        tracing::debug!(error = %e, "could not remove the old latch node");
-                    }
+            let client = if !session_lost && wait_connected(&live.client, limit).await.is_ok() {
+                Some(live.client.clone())
+            } else {
+                self.inner.sessions.live().await.ok().map(|l| l.client)
+            };
+            if let Some(client) = client {
+                if let Err(e) = retire(&client, &self.dir, &uuid).await {
+                    tracing::debug!(error = %e, "could not remove the old latch node");
                 }
             }
         }

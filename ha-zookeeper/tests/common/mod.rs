@@ -191,6 +191,7 @@ impl ChaosTarget for ZkHarness {
         };
         let down = Duration::from_millis(rng.below(self.session_timeout.as_millis() as u64 / 2));
         let io = |e: std::io::Error| Error::unavailable("ZooKeeper server control", e);
+        tracing::info!(fault = name, ?down, "injecting ZooKeeper fault");
         match name {
             // Killed and started again on the same data: sessions survive if the
             // outage is shorter than their timeout.
@@ -204,7 +205,9 @@ impl ChaosTarget for ZkHarness {
                 tokio::task::spawn_blocking(move || server.restart(0))
                     .await
                     .map_err(|e| Error::unavailable("join", e))?
-                    .map_err(io)
+                    .map_err(io)?;
+                tracing::info!(fault = name, "ZooKeeper serves again");
+                Ok(())
             }
             // Frozen for less than half a session timeout: every client is suspended.
             "pause-zookeeper" => {
