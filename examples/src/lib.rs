@@ -3,5 +3,8 @@
 /// Registers every backend linked into the examples with the process-wide registry,
 /// so that `high-availability.type` can name any of them.
 pub fn register_backends() {
-    // The embedded backend is built in; backend crates add themselves here.
+    // `embedded` is built into ha-core.
+    ha_zookeeper::register();
+    ha_etcd::register();
+    ha_kubernetes::register();
 }

@@ -11,7 +11,8 @@
 //! | `ha_store_write_seconds` | histogram | `op` | latency of fenced HA writes |
 //! | `ha_fenced_writes_rejected_total` | counter | `op` | writes refused with `NotLeader` |
 //! | `ha_backend_keepalive_seconds` | histogram | `backend` | session/lease renewal latency (backends) |
-//! | `ha_backend_suspended_seconds_total` | counter | `backend` | time spent disconnected but not yet expired (backends) |
+//! | `ha_backend_suspended_seconds_total` | counter | `backend` | whole seconds spent disconnected but not yet expired (backends) |
+//! | `ha_backend_suspension_seconds` | histogram | `backend` | length of each suspension (backends) |
 
 use std::future::Future;
 use std::time::Instant;
@@ -47,4 +48,15 @@ pub(crate) fn leadership(group: &str, leading: bool) {
     metrics::gauge!(LEADER, "group" => group.to_string()).set(if leading { 1.0 } else { 0.0 });
     let event = if leading { "granted" } else { "revoked" };
     metrics::counter!(TRANSITIONS, "group" => group.to_string(), "event" => event).increment(1);
+}
+
+/// Records one session keep-alive or lease renewal round trip of `backend`.
+pub fn record_keepalive(backend: &'static str, latency: std::time::Duration) {
+    metrics::histogram!(KEEPALIVE_SECONDS, "backend" => backend).record(latency.as_secs_f64());
+}
+
+/// Records time `backend` spent disconnected while its session could still be valid.
+pub fn record_suspended(backend: &'static str, duration: std::time::Duration) {
+    metrics::counter!(SUSPENDED_SECONDS, "backend" => backend).increment(duration.as_millis() as u64 / 1000);
+    metrics::histogram!("ha_backend_suspension_seconds", "backend" => backend).record(duration.as_secs_f64());
 }

@@ -9,7 +9,9 @@
 //!   granted; the lease TTL is subtracted (what is left is etcd's expiry sweep plus
 //!   our detection);
 //! - write latency: raw `put` vs fenced `txn` put (leader information) vs fenced
-//!   compare-and-set (`StateHandleStore::replace`), OPS sequential 100-byte writes each.
+//!   compare-and-set (`StateHandleStore::replace`), OPS sequential 100-byte writes each;
+//! - throughput with 16 concurrent tasks: raw `put` vs fenced compare-and-set, each
+//!   task on its own key, for OPS writes in total.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,13 +123,87 @@ async fn latencies(endpoints: &[String], ops: usize) -> Result<serde_json::Value
             .await?;
         fenced_cas.push(t.elapsed());
     }
+    let raw_tput = throughput(ops, |task| {
+        let mut raw = raw.clone();
+        let (key, value) = (format!("{raw_key}-{task}"), value.clone());
+        async move {
+            raw.put(key, value.to_vec(), None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await?;
+    for task in 0..TASKS {
+        store
+            .add_and_lock(&g.fence, &format!("jobGraph-t{task}"), value.clone())
+            .await?;
+    }
+    let versions: Vec<_> = entry_versions(&*store, TASKS).await?;
+    let versions = Arc::new(std::sync::Mutex::new(versions));
+    let cas_tput = throughput(ops, |task| {
+        let (store, fence, value, versions) = (store.clone(), g.fence.clone(), value.clone(), versions.clone());
+        async move {
+            let name = format!("jobGraph-t{task}");
+            let expected = versions.lock().map_err(|e| e.to_string())?[task];
+            let v = store
+                .replace(&fence, &name, expected, value)
+                .await
+                .map_err(|e| e.to_string())?;
+            versions.lock().map_err(|e| e.to_string())?[task] = v;
+            Ok(())
+        }
+    })
+    .await?;
     svc.close().await?;
     p.ha.close_and_cleanup_all_data().await?;
     Ok(json!({
         "raw_put": stats_us(raw_put),
         "fenced_txn_put": stats_us(fenced_put),
         "fenced_txn_cas_put": stats_us(fenced_cas),
+        "raw_put_16_tasks_ops_per_s": raw_tput,
+        "fenced_txn_cas_put_16_tasks_ops_per_s": cas_tput,
     }))
+}
+
+const TASKS: usize = 16;
+
+/// Current versions of the per-task entries `jobGraph-t<i>`.
+async fn entry_versions(
+    store: &dyn ha_core::driver::StateHandleStore,
+    n: usize,
+) -> Result<Vec<ha_core::Version>, Box<dyn std::error::Error>> {
+    let mut out = Vec::with_capacity(n);
+    for task in 0..n {
+        let v = store.get(&format!("jobGraph-t{task}")).await?.ok_or("entry missing")?;
+        out.push(v.version);
+    }
+    Ok(out)
+}
+
+/// Runs `total` operations spread over [`TASKS`] concurrent tasks (each task's
+/// operations in sequence); returns operations per second.
+async fn throughput<F, Fut>(total: usize, op: F) -> Result<f64, Box<dyn std::error::Error>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let per_task = total / TASKS;
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(TASKS);
+    for task in 0..TASKS {
+        let ops: Vec<Fut> = (0..per_task).map(|_| op(task)).collect();
+        handles.push(tokio::spawn(async move {
+            for f in ops {
+                f.await?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    Ok(((per_task * TASKS) as f64 / started.elapsed().as_secs_f64()).round())
 }
 
 #[tokio::main]

@@ -103,3 +103,51 @@ pub(crate) async fn rpc<T>(
         Err(_) => Err(RpcError::Timeout(timeout)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Code, msg: &str) -> RpcError {
+        RpcError::Etcd(etcd_client::Error::GRpcStatus(tonic::Status::new(code, msg)))
+    }
+
+    #[test]
+    fn lost_replies_are_outcome_unknown() {
+        let timeout = RpcError::Timeout(Duration::from_millis(5)).write("put", "k");
+        assert!(
+            matches!(timeout, Error::OutcomeUnknown { op: "put", .. }),
+            "{timeout:?}"
+        );
+        let broken = status(Code::Unavailable, "transport error").write("put", "k");
+        assert!(matches!(broken, Error::OutcomeUnknown { .. }), "{broken:?}");
+        let unknown = status(Code::Unknown, "h2 protocol error").write("put", "k");
+        assert!(matches!(unknown, Error::OutcomeUnknown { .. }), "{unknown:?}");
+    }
+
+    #[test]
+    fn requests_never_sent_are_unavailable() {
+        let refused = status(Code::Unavailable, "tcp connect error").write("put", "k");
+        assert!(matches!(refused, Error::Unavailable { .. }), "{refused:?}");
+        assert!(refused.is_retryable());
+    }
+
+    #[test]
+    fn refusals_are_definite() {
+        let bad_password = status(
+            Code::InvalidArgument,
+            "etcdserver: authentication failed, invalid user ID or password",
+        )
+        .read("connect");
+        assert!(
+            matches!(bad_password, Error::PermissionDenied { .. }),
+            "{bad_password:?}"
+        );
+        let denied = status(Code::PermissionDenied, "etcdserver: permission denied").write("put", "k");
+        assert!(matches!(denied, Error::PermissionDenied { .. }), "{denied:?}");
+        let too_large = status(Code::InvalidArgument, "etcdserver: request is too large").write("put", "k");
+        assert!(matches!(too_large, Error::Other { .. }), "{too_large:?}");
+        let down = status(Code::Unavailable, "etcdserver: no leader").read("k");
+        assert!(matches!(down, Error::Unavailable { .. }), "{down:?}");
+    }
+}

@@ -291,6 +291,7 @@ impl Keeper {
         let period = lease.ttl / 3;
         let margin = margin(lease.ttl);
         let mut valid_until = sent + lease.ttl;
+        let mut suspended_at: Option<Instant> = None;
         loop {
             let deadline = valid_until - margin;
             if Instant::now() >= deadline {
@@ -311,6 +312,9 @@ impl Keeper {
                     continue;
                 }
             };
+            if let Some(at) = suspended_at.take() {
+                ha_core::metrics::record_suspended("etcd", at.elapsed());
+            }
             // Opening the stream exchanged one keep-alive that the server answered
             // with a positive TTL.
             valid_until = valid_until.max(opened_at + lease.ttl);
@@ -330,6 +334,7 @@ impl Keeper {
                     msg = stream.message() => match msg {
                         Ok(Some(resp)) => {
                             let Some(at) = pending.pop_front() else { continue };
+                            ha_core::metrics::record_keepalive("etcd", at.elapsed());
                             if resp.ttl() <= 0 {
                                 return Loss::Gone;
                             }
@@ -339,6 +344,7 @@ impl Keeper {
                     },
                 }
             }
+            suspended_at.get_or_insert_with(Instant::now);
             tracing::debug!(lease = lease.id, "keep-alive stream ended; reopening");
         }
     }

@@ -11,8 +11,8 @@
 //!
 //! Every member is killed when the `EtcdServer` is dropped, also on panic. A server
 //! kept in a `static` is never dropped, so each member also gets a tiny watchdog
-//! process that kills it as soon as the test process exits (it waits on a pipe that
-//! only the test process holds open).
+//! process that kills it and removes its data directory as soon as the test process
+//! exits (it waits on a pipe that only the test process holds open).
 //!
 //! etcd reads every `ETCD_*` environment variable as a flag; they are removed from
 //! the members' environment.
@@ -157,7 +157,11 @@ impl Member {
         let child = cmd.spawn()?;
         let mut watchdog = Command::new("sh")
             .arg("-c")
-            .arg(format!("read _ignored; kill -9 {} 2>/dev/null", child.id()))
+            .arg(format!(
+                "read _ignored; kill -9 {} 2>/dev/null; sleep 0.2; rm -rf '{}'",
+                child.id(),
+                self.data_dir.parent().unwrap_or(&self.data_dir).display()
+            ))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -180,7 +184,7 @@ impl Member {
 
     fn healthy(&self) -> bool {
         let Ok(mut s) =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], self.client_port).into(), Duration::from_millis(200))
+            TcpStream::connect_timeout(&([127, 0, 0, 1], self.metrics_port).into(), Duration::from_millis(200))
         else {
             return false;
         };

@@ -10,7 +10,9 @@
 //! - [`ZooKeeperServer`]: a real ZooKeeper server or ensemble as child processes;
 //! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
-//! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions.
+//! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions;
+//! - [`KubeApiEmulator`]: an in-process Kubernetes API server (ConfigMaps, Leases)
+//!   with fault injection, for the Kubernetes backend.
 
 pub mod chaos;
 pub mod conformance;
@@ -18,6 +20,7 @@ mod embedded;
 mod etcd;
 mod fault_proxy;
 mod harness;
+mod kube_api;
 mod s3_server;
 mod zookeeper;
 
@@ -25,5 +28,6 @@ pub use embedded::EmbeddedHarness;
 pub use etcd::{EtcdServer, EtcdServerTls};
 pub use fault_proxy::{Condition, FaultProxy};
 pub use harness::{Ctx, Harness};
+pub use kube_api::{KubeApiEmulator, KubeFaults};
 pub use s3_server::{free_port, S3Server};
 pub use zookeeper::{four_letter_word, ZooKeeperOptions, ZooKeeperServer, ZOOKEEPER_JAR};

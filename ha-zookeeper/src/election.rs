@@ -225,9 +225,11 @@ impl Candidacy {
     async fn monitor(&self, client: &zk::Client, grace: std::time::Duration) -> TermEnd {
         let mut state = client.state_watcher();
         let mut deadline: Option<Instant> = None;
+        let mut suspended_at: Option<Instant> = None;
         loop {
             match client.state() {
                 zk::SessionState::Disconnected => {
+                    suspended_at.get_or_insert_with(Instant::now);
                     if deadline.is_none() {
                         deadline = Some(Instant::now() + grace);
                         if self.is_leading() {
@@ -236,6 +238,9 @@ impl Candidacy {
                     }
                 }
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    if let Some(at) = suspended_at.take() {
+                        ha_core::metrics::record_suspended("zookeeper", at.elapsed());
+                    }
                     if deadline.take().is_some() && self.is_leading() {
                         tracing::info!(group = %self.group, "ZooKeeper connection back; leadership kept");
                     }

@@ -26,6 +26,18 @@ pub(crate) fn shared_server() -> &'static EtcdServer {
     SERVER.get_or_init(|| EtcdServer::start().expect("start etcd (is the etcd-server package installed?)"))
 }
 
+/// One 3-member etcd cluster per test binary (watchdogs clean up at exit).
+pub(crate) fn shared_cluster() -> &'static EtcdServer {
+    static CLUSTER: OnceLock<EtcdServer> = OnceLock::new();
+    CLUSTER.get_or_init(|| EtcdServer::start_cluster(3).expect("start a 3-member etcd cluster"))
+}
+
+/// The harness over the shared 3-member cluster (clients know every member).
+pub(crate) fn cluster_harness() -> EtcdHarness {
+    init_tracing();
+    EtcdHarness::new(shared_cluster().endpoints())
+}
+
 /// The config of test instances against `endpoints`.
 pub(crate) fn config(endpoints: Vec<String>) -> EtcdConfig {
     let mut c = EtcdConfig::new(endpoints).with_lease_ttl(TTL).with_key_prefix(PREFIX);

@@ -51,8 +51,8 @@ enum Command {
         /// The job id.
         job: String,
     },
-    /// Decode one entry: leader/<component>, jobgraphs/<name>, job-results/<name>,
-    /// jobs/<job>/checkpoints/<name>.
+    /// Decode one entry: `leader/<component>`, `jobgraphs/<name>`, `job-results/<name>`,
+    /// `jobs/<job>/checkpoints/<name>`.
     Inspect {
         /// The key.
         key: String,

@@ -1,0 +1,170 @@
+//! The ConfigMap client: every request bounded by the request timeout, and every
+//! failure classified once (the backend's private error type) before it becomes an
+//! `ha_core::Error` naming the key.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ha_core::{BoxError, Error};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::Api;
+
+/// Kubernetes' limit on the data of one ConfigMap.
+pub(crate) const MAX_CONFIG_MAP_BYTES: usize = 1024 * 1024;
+
+/// Why a request failed, as far as HA code must know.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// 409: the resourceVersion precondition failed, or the object already exists.
+    Conflict,
+    /// 404.
+    NotFound,
+    /// 413, or 422 "Too long".
+    TooLarge,
+    /// 401/403.
+    Denied(String),
+    /// 422 and other 4xx refusals.
+    Rejected(String),
+    /// Nothing was applied: the server refused (503, 429) or a read failed.
+    Unavailable(BoxError),
+    /// A write was sent but its reply was lost (timeout, closed connection, 5xx).
+    Unknown(BoxError),
+}
+
+impl ApiError {
+    fn classify(e: kube::Error, mutating: bool) -> Self {
+        match e {
+            kube::Error::Api(status) => match status.code {
+                409 => ApiError::Conflict,
+                404 => ApiError::NotFound,
+                413 => ApiError::TooLarge,
+                422 if status.message.contains("Too long") || status.message.contains("too long") => ApiError::TooLarge,
+                401 | 403 => ApiError::Denied(status.message.clone()),
+                429 | 503 => ApiError::Unavailable(Box::new(kube::Error::Api(status))),
+                code if code >= 500 && mutating => ApiError::Unknown(Box::new(kube::Error::Api(status))),
+                code if code >= 500 => ApiError::Unavailable(Box::new(kube::Error::Api(status))),
+                _ => ApiError::Rejected(status.message.clone()),
+            },
+            other if mutating => ApiError::Unknown(Box::new(other)),
+            other => ApiError::Unavailable(Box::new(other)),
+        }
+    }
+
+    /// The `ha_core::Error` for an operation `op` on `key`.
+    pub(crate) fn into_error(self, op: &'static str, key: &str) -> Error {
+        match self {
+            ApiError::Conflict => Error::VersionConflict { key: key.to_string() },
+            ApiError::NotFound => Error::NotFound { key: key.to_string() },
+            ApiError::TooLarge => Error::TooLarge {
+                key: key.to_string(),
+                size: MAX_CONFIG_MAP_BYTES + 1,
+                limit: MAX_CONFIG_MAP_BYTES,
+            },
+            ApiError::Denied(m) => Error::PermissionDenied {
+                what: format!("{op} {key}: {m}"),
+            },
+            ApiError::Rejected(m) => Error::Other {
+                message: format!("Kubernetes API rejected {op} of {key}: {m}"),
+                source: None,
+            },
+            ApiError::Unavailable(source) => Error::Unavailable {
+                what: format!("Kubernetes API ({op} {key})"),
+                source: Some(source),
+            },
+            ApiError::Unknown(source) => Error::OutcomeUnknown {
+                op,
+                key: key.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Timeout(Duration);
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no reply within the request timeout of {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+/// Runs one request within `timeout`, classifying its failure.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    mutating: bool,
+    fut: impl Future<Output = kube::Result<T>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::classify(e, mutating)),
+        Err(_) if mutating => Err(ApiError::Unknown(Box::new(Timeout(timeout)))),
+        Err(_) => Err(ApiError::Unavailable(Box::new(Timeout(timeout)))),
+    }
+}
+
+/// ConfigMaps of one namespace, with bounded requests.
+#[derive(Clone)]
+pub(crate) struct ConfigMaps {
+    api: Api<ConfigMap>,
+    timeout: Duration,
+}
+
+impl ConfigMaps {
+    pub(crate) fn new(api: Api<ConfigMap>, timeout: Duration) -> Self {
+        Self { api, timeout }
+    }
+
+    async fn bounded<T>(&self, mutating: bool, fut: impl Future<Output = kube::Result<T>>) -> Result<T, ApiError> {
+        bounded(self.timeout, mutating, fut).await
+    }
+
+    /// The ConfigMap, `None` if absent.
+    pub(crate) async fn get(&self, name: &str) -> Result<Option<ConfigMap>, ApiError> {
+        self.bounded(false, self.api.get_opt(name)).await
+    }
+
+    /// Creates `cm`; `Conflict` if it exists.
+    pub(crate) async fn create(&self, cm: &ConfigMap) -> Result<ConfigMap, ApiError> {
+        self.bounded(true, self.api.create(&PostParams::default(), cm)).await
+    }
+
+    /// Replaces `cm` iff its `metadata.resourceVersion` is current; `Conflict` if not.
+    pub(crate) async fn replace(&self, name: &str, cm: &ConfigMap) -> Result<ConfigMap, ApiError> {
+        self.bounded(true, self.api.replace(name, &PostParams::default(), cm))
+            .await
+    }
+
+    /// Deletes `name` iff its resourceVersion is `rv`; `Ok(false)` if it was absent.
+    pub(crate) async fn delete(&self, name: &str, rv: Option<String>) -> Result<bool, ApiError> {
+        let params = DeleteParams {
+            preconditions: rv.map(|rv| Preconditions {
+                resource_version: Some(rv),
+                uid: None,
+            }),
+            ..Default::default()
+        };
+        match self.bounded(true, self.api.delete(name, &params)).await {
+            Ok(_) => Ok(true),
+            Err(ApiError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ConfigMaps matching a label selector.
+    pub(crate) async fn list(&self, selector: &str) -> Result<Vec<ConfigMap>, ApiError> {
+        let params = ListParams::default().labels(selector);
+        Ok(self.bounded(false, self.api.list(&params)).await?.items)
+    }
+
+    /// Deletes every ConfigMap matching a label selector.
+    pub(crate) async fn delete_all(&self, selector: &str) -> Result<(), ApiError> {
+        let list = ListParams::default().labels(selector);
+        self.bounded(true, self.api.delete_collection(&DeleteParams::default(), &list))
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,102 @@
+//! The checkpoint-id counter: the `counter` key of the job's ConfigMap, as a decimal
+//! (Flink's layout), fenced by the job's `epoch`.
+//!
+//! The value itself serves as the compare-and-set version: a counter only moves
+//! forward except through `set_count`, and a CAS that matches an equal value hands out
+//! the same next id that any other writer would, so no id is handed out twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ha_core::driver::CheckpointIdCounterDriver;
+use ha_core::{Error, Fence, JobId, Result, Version, Versioned};
+
+use crate::core::{Apply, Core, Fencing};
+use crate::names::COUNTER_KEY;
+use crate::store::only_epoch_left;
+
+pub(crate) struct KubeCounter {
+    core: Arc<Core>,
+    config_map: String,
+    key: String,
+}
+
+impl KubeCounter {
+    pub(crate) fn new(core: Arc<Core>, job: &JobId) -> Self {
+        let config_map = core.names.job_config_map(job);
+        let key = format!("{config_map}/{COUNTER_KEY}");
+        Self { core, config_map, key }
+    }
+}
+
+fn parse(key: &str, raw: &str) -> Result<u64> {
+    raw.trim()
+        .parse()
+        .map_err(|_| Error::corrupt(key, None, format!("counter `{raw}` is not an unsigned integer")))
+}
+
+#[async_trait]
+impl CheckpointIdCounterDriver for KubeCounter {
+    async fn read(&self) -> Result<Option<Versioned<u64>>> {
+        self.core.check_open()?;
+        let cm = self
+            .core
+            .cms
+            .get(&self.config_map)
+            .await
+            .map_err(|e| e.into_error("get", &self.key))?;
+        cm.and_then(|c| c.data)
+            .and_then(|d| d.get(COUNTER_KEY).cloned())
+            .map(|raw| {
+                let value = parse(&self.key, &raw)?;
+                Ok(Versioned {
+                    value,
+                    version: Version(value),
+                })
+            })
+            .transpose()
+    }
+
+    async fn compare_and_set(&self, fence: &Fence, expected: Option<Version>, value: u64) -> Result<Version> {
+        let key = self.key.clone();
+        self.core
+            .update(
+                &self.config_map,
+                &key,
+                "compare-and-set",
+                Fencing::Epoch(fence),
+                true,
+                |data| {
+                    let current = data.get(COUNTER_KEY).map(|raw| parse(&key, raw)).transpose()?;
+                    if current.map(Version) != expected {
+                        return Err(Error::VersionConflict { key: key.clone() });
+                    }
+                    data.insert(COUNTER_KEY.to_string(), value.to_string());
+                    Ok(Apply::Write(Version(value)))
+                },
+            )
+            .await
+    }
+
+    async fn remove(&self, fence: &Fence) -> Result<()> {
+        self.core
+            .update(
+                &self.config_map,
+                &self.key,
+                "remove",
+                Fencing::Epoch(fence),
+                false,
+                |data| {
+                    if data.remove(COUNTER_KEY).is_none() {
+                        return Ok(Apply::Keep(()));
+                    }
+                    Ok(if only_epoch_left(data) {
+                        Apply::Delete(())
+                    } else {
+                        Apply::Write(())
+                    })
+                },
+            )
+            .await
+    }
+}

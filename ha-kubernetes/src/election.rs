@@ -1,0 +1,589 @@
+//! Leader election on the cluster ConfigMap's lock annotation, with client-go's
+//! algorithm.
+//!
+//! - A contender judges the holder's record expired only by its *local monotonic*
+//!   clock: `lease-duration` after it last saw the record change (from a read or from
+//!   the shared watch). Remote `renewTime` is never compared with the local wall clock.
+//! - Acquire, renew and release are each one resourceVersion-guarded update of the
+//!   ConfigMap; an acquisition raises `leaderTransitions`, which is the term's epoch.
+//! - The leader renews every `retry-period`. If it has not renewed successfully within
+//!   `renew-deadline` of the start of its last successful renewal, it stops acting
+//!   (Revoked, and its own writes are refused locally) — before any contender can
+//!   judge the record expired, since `renew-deadline < lease-duration` and that
+//!   renewal landed after it started.
+//! - Before it reports `Granted`, a new leader raises the `epoch` of every per-job
+//!   ConfigMap of its group, so a stale leader's per-job writes fail from then on.
+//! - Resigning releases the lock (empty `holderIdentity`, as client-go's
+//!   `ReleaseOnCancel`); the others learn it from the shared watch and acquire at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ha_core::driver::{ElectionEvent, LeaderElectionDriver};
+use ha_core::{ComponentId, Epoch, Error, Fence, LeaderInformation, Result};
+use k8s_openapi::api::core::v1::ConfigMap;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use crate::client::ApiError;
+use crate::core::{Apply, Core, Fencing, Snapshot, Term};
+use crate::epoch::{self, EpochRecord};
+use crate::names::{leader_key, lock_annotation, EPOCH_KEY, LEADER_PREFIX};
+use crate::record::{now_rfc3339, LeaderRecord};
+
+/// How many times one attempt re-reads after a resourceVersion conflict.
+const CONFLICT_RETRIES: usize = 5;
+
+/// The election driver of one candidacy: a task running the elector, stopped on
+/// drop (a crash: the lock is left to expire) or by `resign` (the lock is released).
+pub(crate) struct KubeElectionDriver {
+    core: Arc<Core>,
+    candidacy: Arc<Candidacy>,
+}
+
+/// What the backend needs to resign a candidacy on `close`.
+pub(crate) struct Candidacy {
+    annotation: String,
+    holder: String,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Candidacy {
+    fn stop(&self) -> bool {
+        match self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(t) => {
+                t.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the elector and releases the lock if this candidacy holds it.
+    pub(crate) async fn resign(&self, core: &Core) -> Result<()> {
+        if !self.stop() {
+            return Ok(());
+        }
+        let held = core.end_term(&self.holder).is_some();
+        release(core, &self.annotation, &self.holder).await.inspect_err(|e| {
+            if held {
+                tracing::warn!(error = %e, holder = %self.holder, "could not release the leader lock; others take over when it expires");
+            }
+        })
+    }
+}
+
+impl Drop for KubeElectionDriver {
+    fn drop(&mut self) {
+        self.candidacy.stop();
+        self.core.end_term(&self.candidacy.holder);
+    }
+}
+
+impl KubeElectionDriver {
+    /// Starts contending in `group`. The first acquisition attempt completes before
+    /// this returns, so a contender that joins a free election first wins it.
+    pub(crate) async fn start(
+        core: Arc<Core>,
+        group: &str,
+        events: mpsc::UnboundedSender<ElectionEvent>,
+    ) -> Result<(Self, Arc<Candidacy>)> {
+        let annotation = lock_annotation(group)?;
+        let holder = core.holder_identity(group);
+        let mut elector = Elector {
+            core: core.clone(),
+            group: group.to_string(),
+            annotation: annotation.clone(),
+            holder: holder.clone(),
+            events,
+            snapshots: core.snapshots.clone(),
+            observed: None,
+            term: None,
+            leader_info: BTreeMap::new(),
+            latest: None,
+        };
+        elector.on_snapshot();
+        let started = elector.attempt().await;
+        let candidacy = Arc::new(Candidacy {
+            annotation,
+            holder,
+            task: Mutex::new(Some(tokio::spawn(elector.run(started)))),
+        });
+        Ok((
+            Self {
+                core,
+                candidacy: candidacy.clone(),
+            },
+            candidacy,
+        ))
+    }
+
+    async fn write_info(&self, fence: &Fence, component: &ComponentId, info: Option<&LeaderInformation>) -> Result<()> {
+        let key = leader_key(component);
+        let value = info.map(|i| String::from_utf8_lossy(&i.to_json()).into_owned());
+        let name = self.core.names.cluster_config_map();
+        self.core
+            .update(
+                &name,
+                &key,
+                "publish leader information",
+                Fencing::Lock(fence),
+                false,
+                |data| {
+                    Ok(match &value {
+                        Some(v) if data.get(&key) == Some(v) => Apply::Keep(()),
+                        Some(v) => {
+                            data.insert(key.clone(), v.clone());
+                            Apply::Write(())
+                        }
+                        None if data.remove(&key).is_some() => Apply::Write(()),
+                        None => Apply::Keep(()),
+                    })
+                },
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl LeaderElectionDriver for KubeElectionDriver {
+    async fn publish_leader_information(
+        &self,
+        fence: &Fence,
+        component: &ComponentId,
+        info: &LeaderInformation,
+    ) -> Result<()> {
+        self.write_info(fence, component, Some(info)).await
+    }
+
+    async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
+        self.write_info(fence, component, None).await
+    }
+
+    async fn resign(&self) -> Result<()> {
+        self.candidacy.resign(&self.core).await
+    }
+}
+
+/// Gives up the lock if `holder` holds it: empty holder, 1 s lease, as client-go.
+async fn release(core: &Core, annotation: &str, holder: &str) -> Result<()> {
+    let name = core.names.cluster_config_map();
+    for _ in 0..CONFLICT_RETRIES {
+        let Some(mut cm) = core.cms.get(&name).await.map_err(|e| e.into_error("release", &name))? else {
+            return Ok(());
+        };
+        let annotations = cm.metadata.annotations.get_or_insert_with(Default::default);
+        let Some(record) = annotations.get(annotation).and_then(|r| LeaderRecord::parse(r)) else {
+            return Ok(());
+        };
+        if record.holder_identity != holder {
+            return Ok(());
+        }
+        let now = now_rfc3339();
+        let released = LeaderRecord {
+            holder_identity: String::new(),
+            lease_duration_seconds: 1,
+            acquire_time: now.clone(),
+            renew_time: now,
+            leader_transitions: record.leader_transitions,
+        };
+        annotations.insert(annotation.to_string(), released.to_json());
+        match core.cms.replace(&name, &cm).await {
+            Ok(_) => {
+                tracing::info!(%holder, "leader lock released");
+                return Ok(());
+            }
+            Err(ApiError::Conflict) => continue,
+            Err(e) => return Err(e.into_error("release", &name)),
+        }
+    }
+    Err(Error::VersionConflict { key: name })
+}
+
+struct Elector {
+    core: Arc<Core>,
+    group: String,
+    annotation: String,
+    holder: String,
+    events: mpsc::UnboundedSender<ElectionEvent>,
+    snapshots: watch::Receiver<Snapshot>,
+    /// The raw record last seen and the local instant it was first seen.
+    observed: Option<(String, Instant)>,
+    /// `(epoch, start of the last successful renewal)` while leading.
+    term: Option<(u64, Instant)>,
+    /// Published leader information last seen, to report changes.
+    leader_info: BTreeMap<String, String>,
+    /// The newest copy of the cluster ConfigMap known (own writes, watch): a leader
+    /// renews with one guarded update of it, without reading first.
+    latest: Option<ConfigMap>,
+}
+
+fn rv_number(cm: &ConfigMap) -> Option<u64> {
+    cm.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+impl Elector {
+    /// One acquisition attempt as a follower; returns when it started and whether
+    /// the API answered.
+    async fn attempt(&mut self) -> (Instant, bool) {
+        let started = Instant::now();
+        match self.try_acquire_or_renew().await {
+            Ok(Some(epoch)) => {
+                if !self.on_acquired(epoch, started).await {
+                    return (started, false);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, holder = %self.holder, "acquisition attempt failed");
+                return (started, false);
+            }
+        }
+        (started, true)
+    }
+
+    /// The elector loop, after a first attempt (`first`: as [`attempt`](Self::attempt)
+    /// returns).
+    async fn run(mut self, first: (Instant, bool)) {
+        let timings = self.core.timings;
+        let mut next_attempt = first.0 + timings.retry_period;
+        let (mut last_attempt, mut answered) = first;
+        loop {
+            if self.events.is_closed() {
+                return;
+            }
+            if let Some((epoch, renewed_at)) = self.term {
+                let deadline = renewed_at + timings.renew_deadline;
+                tokio::select! {
+                    _ = sleep_until(deadline) => {
+                        self.step_down("no successful renewal within the renew deadline");
+                        next_attempt = Instant::now() + timings.retry_period;
+                    }
+                    _ = sleep_until(next_attempt) => {
+                        let started = Instant::now();
+                        let outcome = tokio::select! {
+                            r = self.try_acquire_or_renew() => Some(r),
+                            _ = sleep_until(deadline) => None,
+                        };
+                        match outcome {
+                            Some(Ok(Some(e))) if e == epoch => {
+                                ha_core::metrics::record_keepalive("kubernetes", started.elapsed());
+                                self.term = Some((epoch, started));
+                                self.core.set_term(&self.holder, Term { epoch, valid_until: started + timings.renew_deadline });
+                                next_attempt = started + timings.retry_period;
+                            }
+                            Some(Ok(_)) => {
+                                self.step_down("the lock is held by another contender");
+                                next_attempt = Instant::now() + timings.retry_period;
+                            }
+                            Some(Err(e)) => {
+                                tracing::debug!(error = %e, holder = %self.holder, "renewal failed; retrying");
+                                next_attempt = Instant::now() + timings.retry_period / 4;
+                            }
+                            None => {
+                                self.step_down("renewal did not complete within the renew deadline");
+                                next_attempt = Instant::now() + timings.retry_period;
+                            }
+                        }
+                    }
+                    r = self.snapshots.changed() => {
+                        if r.is_err() { return; }
+                        self.on_snapshot();
+                    }
+                }
+            } else {
+                let wake = self
+                    .follower_wake(next_attempt)
+                    .max(last_attempt + Self::min_gap(answered, timings.retry_period));
+                tokio::select! {
+                    _ = sleep_until(wake) => {
+                        (last_attempt, answered) = self.attempt().await;
+                        next_attempt = last_attempt + timings.retry_period;
+                    }
+                    r = self.snapshots.changed() => {
+                        if r.is_err() { return; }
+                        self.on_snapshot();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The least pause between two attempts: short while the API answers (a released
+    /// lock is taken at once), longer after a failure so a failing API is not hammered.
+    fn min_gap(answered: bool, retry_period: std::time::Duration) -> std::time::Duration {
+        if answered {
+            std::time::Duration::from_millis(5)
+        } else {
+            retry_period / 4
+        }
+    }
+
+    /// When a follower should try next: at once if the lock is free, else when the
+    /// observed record expires, and at the latest at `next_attempt`.
+    fn follower_wake(&self, next_attempt: Instant) -> Instant {
+        match &self.observed {
+            Some((raw, seen)) => {
+                let holder = LeaderRecord::parse(raw).map(|r| r.holder_identity);
+                match holder {
+                    Some(h) if h.is_empty() || h == self.holder => Instant::now(),
+                    _ => next_attempt.min(*seen + self.core.timings.lease_duration),
+                }
+            }
+            None => next_attempt,
+        }
+    }
+
+    fn observe(&mut self, raw: Option<&str>) {
+        let raw = raw.unwrap_or("");
+        if self.observed.as_ref().is_none_or(|(r, _)| r != raw) {
+            self.observed = Some((raw.to_string(), Instant::now()));
+        }
+    }
+
+    fn step_down(&mut self, reason: &str) {
+        if self.term.take().is_some() {
+            self.core.end_term(&self.holder);
+            tracing::info!(holder = %self.holder, group = %self.group, reason, "leadership given up");
+            let _ = self.events.send(ElectionEvent::Revoked);
+        }
+    }
+
+    /// Takes in the latest snapshot of the shared watch: the lock record (a newer
+    /// term means we lost it) and changes of published leader information.
+    fn on_snapshot(&mut self) {
+        let snapshot = self.snapshots.borrow_and_update().clone();
+        if !snapshot.synced {
+            return;
+        }
+        let cm = snapshot.cm.as_deref();
+        match (cm, &self.latest) {
+            (Some(new), Some(old)) if rv_number(new) > rv_number(old) => self.latest = Some(new.clone()),
+            (Some(new), None) => self.latest = Some(new.clone()),
+            (None, _) => self.latest = None,
+            _ => {}
+        }
+        let raw = cm
+            .and_then(|c| c.metadata.annotations.as_ref())
+            .and_then(|a| a.get(&self.annotation))
+            .cloned();
+        if let Some((epoch, _)) = self.term {
+            // Snapshots may lag behind our own reads: only a later term counts.
+            if let Some(r) = raw.as_deref().and_then(LeaderRecord::parse) {
+                if r.leader_transitions > epoch || (r.leader_transitions == epoch && r.holder_identity != self.holder) {
+                    self.step_down("a later term holds the lock");
+                }
+            }
+        }
+        self.observe(raw.as_deref());
+        let info: BTreeMap<String, String> = cm
+            .and_then(|c| c.data.as_ref())
+            .map(|d| {
+                d.iter()
+                    .filter(|(k, _)| k.starts_with(LEADER_PREFIX))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if info != self.leader_info {
+            let keys: std::collections::BTreeSet<&String> = info.keys().chain(self.leader_info.keys()).collect();
+            for key in keys {
+                let (now, before) = (info.get(key), self.leader_info.get(key));
+                if now == before {
+                    continue;
+                }
+                let Ok(component) = ComponentId::new(&key[LEADER_PREFIX.len()..]) else {
+                    continue;
+                };
+                let info = match now {
+                    Some(v) => match LeaderInformation::from_json(key, v.as_bytes()) {
+                        Ok(i) => Some(i),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable leader information");
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let _ = self
+                    .events
+                    .send(ElectionEvent::LeaderInformationChanged { component, info });
+            }
+            self.leader_info = info;
+        }
+    }
+
+    /// The epoch of a first term: above any epoch of this group found in per-job
+    /// ConfigMaps (they outlive a deleted cluster ConfigMap).
+    async fn first_epoch(&self) -> Result<u64> {
+        let cms = self
+            .core
+            .cms
+            .list(&self.core.names.selector())
+            .await
+            .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
+        let max = cms
+            .iter()
+            .filter_map(|c| c.data.as_ref()?.get(EPOCH_KEY))
+            .filter_map(|r| EpochRecord::parse(r))
+            .filter(|r| r.group == self.group)
+            .map(|r| r.epoch)
+            .max()
+            .unwrap_or(0);
+        Ok(max + 1)
+    }
+
+    fn record(&self, acquire_time: String, transitions: u64) -> LeaderRecord {
+        LeaderRecord {
+            holder_identity: self.holder.clone(),
+            lease_duration_seconds: self.core.timings.lease_duration.as_secs_f64().ceil() as u64,
+            acquire_time,
+            renew_time: now_rfc3339(),
+            leader_transitions: transitions,
+        }
+    }
+
+    /// client-go's `tryAcquireOrRenew`: `Some(epoch)` if this candidacy holds the
+    /// lock after the call.
+    async fn try_acquire_or_renew(&mut self) -> Result<Option<u64>> {
+        let name = self.core.names.cluster_config_map();
+        let err = |e: ApiError| e.into_error("acquire or renew leader lock", &name);
+        // A leader first tries its newest copy: one request per renewal instead of two.
+        let mut cached = match self.term {
+            Some(_) => self.latest.clone(),
+            None => None,
+        };
+        for _ in 0..CONFLICT_RETRIES {
+            let current = match cached.take() {
+                Some(cm) => Some(cm),
+                None => self.core.cms.get(&name).await.map_err(err)?,
+            };
+            let Some(mut cm) = current else {
+                let record = self.record(now_rfc3339(), self.first_epoch().await?);
+                let mut cm = self.core.new_config_map(&name, BTreeMap::new());
+                cm.metadata.annotations = Some(BTreeMap::from([(self.annotation.clone(), record.to_json())]));
+                match self.core.cms.create(&cm).await {
+                    Ok(written) => {
+                        self.latest = Some(written);
+                        self.observe(Some(&record.to_json()));
+                        return Ok(Some(record.leader_transitions));
+                    }
+                    Err(ApiError::Conflict) => continue,
+                    Err(e) => return Err(err(e)),
+                }
+            };
+            let raw = cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(&self.annotation))
+                .cloned();
+            self.observe(raw.as_deref());
+            let current = raw.as_deref().map(|r| {
+                LeaderRecord::parse(r).unwrap_or_else(|| LeaderRecord {
+                    holder_identity: "<unreadable record>".into(),
+                    ..Default::default()
+                })
+            });
+            let leading = matches!((self.term, &current), (Some((e, _)), Some(r)) if r.holder_identity == self.holder && r.leader_transitions == e);
+            let record = if leading {
+                let r = current.as_ref().map(|r| (r.acquire_time.clone(), r.leader_transitions));
+                let (acquired, transitions) = r.unwrap_or_default();
+                self.record(acquired, transitions)
+            } else {
+                if let Some(r) = &current {
+                    let foreign = !r.holder_identity.is_empty() && r.holder_identity != self.holder;
+                    let seen = self.observed.as_ref().map_or_else(Instant::now, |(_, t)| *t);
+                    if foreign && Instant::now() < seen + self.core.timings.lease_duration {
+                        return Ok(None);
+                    }
+                }
+                let transitions = match &current {
+                    Some(r) => r.leader_transitions + 1,
+                    None => self.first_epoch().await?,
+                };
+                self.record(now_rfc3339(), transitions)
+            };
+            let json = record.to_json();
+            cm.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(self.annotation.clone(), json.clone());
+            match self.core.cms.replace(&name, &cm).await {
+                Ok(written) => {
+                    self.latest = Some(written);
+                    self.observe(Some(&json));
+                    return Ok(Some(record.leader_transitions));
+                }
+                Err(ApiError::Conflict) => continue,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        // Only conflicts: the ConfigMap is busy, which says nothing about the lock.
+        Err(Error::VersionConflict { key: name })
+    }
+
+    /// Registers the new term, raises the per-job epochs, then reports `Granted`. If
+    /// raising cannot finish within the renew deadline, the term is given up
+    /// (`false`).
+    async fn on_acquired(&mut self, epoch: u64, started: Instant) -> bool {
+        let valid_until = started + self.core.timings.renew_deadline;
+        self.term = Some((epoch, started));
+        self.core.set_term(&self.holder, Term { epoch, valid_until });
+        let fence = Fence::new(Epoch(epoch), epoch::token(&self.group, &self.holder));
+        match tokio::time::timeout_at(valid_until, self.raise_job_epochs(&fence)).await {
+            Ok(Ok(())) => {
+                tracing::info!(holder = %self.holder, group = %self.group, epoch, "leader lock acquired");
+                let _ = self.events.send(ElectionEvent::Granted(fence));
+                true
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                tracing::warn!(holder = %self.holder, %reason, "could not raise per-job epochs; giving the lock back");
+                self.term = None;
+                self.core.end_term(&self.holder);
+                let _ = release(&self.core, &self.annotation, &self.holder).await;
+                false
+            }
+        }
+    }
+
+    async fn raise_job_epochs(&self, fence: &Fence) -> Result<()> {
+        let cluster = self.core.names.cluster_config_map();
+        let cms = self
+            .core
+            .cms
+            .list(&self.core.names.selector())
+            .await
+            .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
+        for cm in cms {
+            let Some(name) = cm.metadata.name.as_deref() else {
+                continue;
+            };
+            let stored = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(EPOCH_KEY))
+                .and_then(|r| EpochRecord::parse(r));
+            let behind = stored.is_some_and(|s| s.group == self.group && s.epoch < fence.epoch.0);
+            if name == cluster || !behind {
+                continue;
+            }
+            self.core
+                .update(name, EPOCH_KEY, "raise epoch", Fencing::Epoch(fence), false, |_| {
+                    Ok(Apply::Write(()))
+                })
+                .await
+                .or_else(|e| match e {
+                    Error::NotFound { .. } => Ok(()),
+                    e => Err(e),
+                })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod client;
+mod config;
+mod core;
+mod counter;
+mod election;
+mod entry;
+mod epoch;
+mod names;
+mod provider;
+mod record;
+mod retrieval;
+mod session;
+mod store;
+mod watch;
+
+use std::sync::Arc;
+
+pub use backend::KubernetesBackend;
+pub use config::{
+    KubernetesConfig, LeaseTimings, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, MODE,
+};
+pub use provider::KubernetesProvider;
+
+/// Adds mode `kubernetes` to the process-wide backend registry.
+pub fn register() {
+    ha_core::BackendRegistry::register_global(Arc::new(KubernetesProvider));
+}

@@ -1,0 +1,183 @@
+//! The test harness: the Kubernetes backend on a fresh `KubeApiEmulator` per test, or
+//! on a real cluster when `HA_KUBE_TEST_KUBECONFIG` is set (see the README).
+
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ha_core::{ClusterId, ComponentId, HaBackend, Result};
+use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LeaseTimings};
+use ha_testkit::{Harness, KubeApiEmulator};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+
+/// Short timings so crash cases stay fast: lease 2 s, renew deadline 1.4 s, retry 0.3 s.
+pub fn test_timings() -> LeaseTimings {
+    LeaseTimings::new(
+        Duration::from_secs(2),
+        Duration::from_millis(1400),
+        Duration::from_millis(300),
+    )
+    .expect("valid timings")
+}
+
+/// Where the backend under test talks to.
+pub enum Target {
+    /// A private emulator.
+    Emulator(Arc<KubeApiEmulator>),
+    /// A real cluster from a kubeconfig.
+    Real(Box<KubernetesConfig>),
+}
+
+pub struct KubeHarness {
+    pub target: Target,
+    pub timings: LeaseTimings,
+}
+
+/// A client for `url` (an emulator).
+pub fn emulator_client(emulator: &KubeApiEmulator) -> kube::Client {
+    let mut config = kube::Config::new(emulator.url().parse().expect("emulator url"));
+    // As the backend's own clients: retries are the backend's business.
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// Logs to the test output, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+pub const TEST_NAMESPACE: &str = "ha-test";
+
+impl KubeHarness {
+    /// The emulator harness. Must be called inside a Tokio runtime.
+    pub fn emulator() -> Self {
+        init_tracing();
+        Self {
+            target: Target::Emulator(Arc::new(KubeApiEmulator::start().expect("start emulator"))),
+            timings: test_timings(),
+        }
+    }
+
+    /// A real cluster if `HA_KUBE_TEST_KUBECONFIG` is set, else the emulator.
+    pub fn from_env() -> Self {
+        let Ok(path) = std::env::var("HA_KUBE_TEST_KUBECONFIG") else {
+            return Self::emulator();
+        };
+        init_tracing();
+        let config = KubernetesConfig {
+            namespace: Some(std::env::var("HA_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into())),
+            kubeconfig: Some(path.into()),
+            context: std::env::var("HA_KUBE_TEST_CONTEXT").ok(),
+            timings: test_timings(),
+        };
+        Self {
+            target: Target::Real(Box::new(config)),
+            timings: test_timings(),
+        }
+    }
+
+    pub fn emulator_ref(&self) -> Option<&KubeApiEmulator> {
+        match &self.target {
+            Target::Emulator(e) => Some(e),
+            Target::Real(_) => None,
+        }
+    }
+
+    /// A fresh client (its own connections, as a separate process has).
+    pub async fn client(&self) -> kube::Client {
+        match &self.target {
+            Target::Emulator(e) => emulator_client(e),
+            Target::Real(config) => {
+                let mut c = config.client_config().await.expect("load kubeconfig");
+                c.default_retry = false;
+                kube::Client::try_from(c).expect("kube client")
+            }
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        match &self.target {
+            Target::Emulator(_) => TEST_NAMESPACE,
+            Target::Real(config) => config.namespace.as_deref().unwrap_or("default"),
+        }
+    }
+
+    pub async fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client().await, self.namespace())
+    }
+
+    /// A backend instance: on a real cluster through the backend's own config loading.
+    pub async fn backend(&self, cluster_id: &ClusterId) -> Result<KubernetesBackend> {
+        match &self.target {
+            Target::Emulator(_) => {
+                KubernetesBackend::with_client(self.client().await, self.namespace(), cluster_id, self.timings)
+            }
+            Target::Real(config) => KubernetesBackend::connect(cluster_id, config).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for KubeHarness {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
+        Ok(Arc::new(self.backend(cluster_id).await?))
+    }
+
+    fn crash_timeout(&self) -> Duration {
+        self.timings.lease_duration * 2 + Duration::from_millis(500)
+    }
+
+    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
+        let selector = format!("app={cluster_id},configmap-type=high-availability");
+        let list = self
+            .config_maps()
+            .await
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ha_core::Error::unavailable("list ConfigMaps", e))?;
+        let leases: Api<Lease> = Api::namespaced(self.client().await, self.namespace());
+        let sessions = leases
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ha_core::Error::unavailable("list Leases", e))?;
+        let mut out: Vec<String> = sessions
+            .items
+            .into_iter()
+            .map(|l| format!("lease/{}", l.metadata.name.unwrap_or_default()))
+            .collect();
+        for cm in list.items {
+            let name = cm.metadata.name.unwrap_or_default();
+            out.push(format!("configmap/{name}"));
+            for key in cm.data.unwrap_or_default().into_keys() {
+                out.push(format!("{name}/{key}"));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+        let patch = serde_json::json!({"data": {format!("leader.{component}"): null}});
+        self.config_maps()
+            .await
+            .patch(
+                &format!("{cluster_id}-cluster-config-map"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| ha_core::Error::unavailable("patch ConfigMap", e))?;
+        Ok(())
+    }
+}

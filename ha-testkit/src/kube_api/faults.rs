@@ -1,0 +1,107 @@
+//! Fault injection for the Kubernetes API emulator: latency, injected errors, lost
+//! replies, dropped watches and a fully unavailable server.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Default, Debug)]
+struct State {
+    latency: Duration,
+    fail_next: u32,
+    fail_status: u16,
+    lose_next: u32,
+    /// Only requests whose path or body contain this lose their replies.
+    lose_matching: Option<String>,
+    unavailable: bool,
+}
+
+/// What the emulator does to the next request, decided by [`KubeFaults`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Serve normally.
+    Serve,
+    /// Answer with this status code without touching state.
+    Fail(u16),
+    /// Apply the request, then close the connection without a reply.
+    LoseReply,
+}
+
+/// Switches for the faults of one emulator, shared by all its connections. Every
+/// switch takes effect on the next request.
+#[derive(Default, Debug)]
+pub struct KubeFaults {
+    state: Mutex<State>,
+}
+
+impl KubeFaults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delays every request (and the start of every watch) by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// The current added latency.
+    pub fn latency(&self) -> Duration {
+        self.lock().latency
+    }
+
+    /// The next `n` non-watch requests fail with `status` (e.g. 500, 503, 429) and a
+    /// Status body, changing nothing.
+    pub fn fail_next(&self, n: u32, status: u16) {
+        let mut s = self.lock();
+        s.fail_next = n;
+        s.fail_status = status;
+    }
+
+    /// The next `n` mutating requests are applied but their replies are lost (the
+    /// connection is closed), as when a network fails after sending.
+    pub fn lose_next_replies(&self, n: u32) {
+        let mut s = self.lock();
+        s.lose_next = n;
+        s.lose_matching = None;
+    }
+
+    /// Like [`lose_next_replies`](Self::lose_next_replies), for the next `n` mutating
+    /// requests whose path or body contains `fragment` (e.g. an object name), so that
+    /// background traffic does not consume the fault.
+    pub fn lose_next_replies_to(&self, n: u32, fragment: &str) {
+        let mut s = self.lock();
+        s.lose_next = n;
+        s.lose_matching = Some(fragment.to_string());
+    }
+
+    /// While `true`, every request gets 503 and new watches are refused; setting it
+    /// also ends the open watches.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.lock().unavailable = unavailable;
+    }
+
+    /// Whether the server is marked unavailable.
+    pub fn is_unavailable(&self) -> bool {
+        self.lock().unavailable
+    }
+
+    /// Clears every fault.
+    pub fn reset(&self) {
+        *self.lock() = State::default();
+    }
+
+    pub(crate) fn verdict(&self, mutating: bool, watch: bool, matches: &dyn Fn(&str) -> bool) -> Verdict {
+        let mut s = self.lock();
+        if s.unavailable {
+            return Verdict::Fail(503);
+        }
+        if !watch && s.fail_next > 0 {
+            s.fail_next -= 1;
+            return Verdict::Fail(s.fail_status);
+        }
+        if mutating && s.lose_next > 0 && s.lose_matching.as_deref().is_none_or(matches) {
+            s.lose_next -= 1;
+            return Verdict::LoseReply;
+        }
+        Verdict::Serve
+    }
+}

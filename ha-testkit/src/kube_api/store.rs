@@ -1,0 +1,197 @@
+//! The emulator's object store: objects by (resource, namespace, name), one global
+//! resourceVersion counter as etcd has, a bounded event history for watches, and the
+//! live watchers.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::selector::Selector;
+
+/// The resource kinds the emulator serves.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub(crate) enum Resource {
+    /// core/v1 ConfigMaps.
+    ConfigMaps,
+    /// coordination.k8s.io/v1 Leases.
+    Leases,
+}
+
+impl Resource {
+    pub(crate) fn plural(self) -> &'static str {
+        match self {
+            Resource::ConfigMaps => "configmaps",
+            Resource::Leases => "leases",
+        }
+    }
+
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Resource::ConfigMaps => "ConfigMap",
+            Resource::Leases => "Lease",
+        }
+    }
+
+    pub(crate) fn api_version(self) -> &'static str {
+        match self {
+            Resource::ConfigMaps => "v1",
+            Resource::Leases => "coordination.k8s.io/v1",
+        }
+    }
+
+    pub(crate) fn group(self) -> &'static str {
+        match self {
+            Resource::ConfigMaps => "",
+            Resource::Leases => "coordination.k8s.io",
+        }
+    }
+}
+
+type Key = (Resource, String, String);
+
+/// A change as watchers see it.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub(crate) rv: u64,
+    pub(crate) resource: Resource,
+    pub(crate) namespace: String,
+    pub(crate) kind: &'static str,
+    pub(crate) object: Value,
+}
+
+impl Event {
+    /// The watch wire form: one JSON object per line.
+    pub(crate) fn line(kind: &str, object: &Value) -> Bytes {
+        let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    }
+}
+
+/// One open watch stream.
+pub(crate) struct Watcher {
+    pub(crate) resource: Resource,
+    /// `None`: all namespaces.
+    pub(crate) namespace: Option<String>,
+    pub(crate) labels: Selector,
+    pub(crate) fields: Selector,
+    pub(crate) tx: mpsc::UnboundedSender<Bytes>,
+}
+
+impl Watcher {
+    pub(crate) fn wants(&self, resource: Resource, namespace: &str, object: &Value) -> bool {
+        self.resource == resource
+            && self.namespace.as_deref().is_none_or(|n| n == namespace)
+            && self.labels.matches_labels(object)
+            && self.fields.matches_fields(object)
+    }
+}
+
+pub(crate) struct Store {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Event>,
+    history_cap: usize,
+    /// Highest resourceVersion whose event was evicted from the history: watches from
+    /// an older version get 410 Gone.
+    compacted: u64,
+    pub(crate) watchers: Vec<Watcher>,
+}
+
+impl Store {
+    pub(crate) fn new(history_cap: usize) -> Self {
+        Self {
+            rv: 1,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            history_cap: history_cap.max(1),
+            compacted: 1,
+            watchers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn current_rv(&self) -> u64 {
+        self.rv
+    }
+
+    pub(crate) fn compacted_rv(&self) -> u64 {
+        self.compacted
+    }
+
+    pub(crate) fn get(&self, resource: Resource, ns: &str, name: &str) -> Option<&Value> {
+        self.objects.get(&(resource, ns.to_string(), name.to_string()))
+    }
+
+    /// Objects of `resource` in `ns` (all namespaces if `None`), in name order.
+    pub(crate) fn list<'a>(
+        &'a self,
+        resource: Resource,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+        self.objects
+            .iter()
+            .filter(move |((r, n, _), _)| *r == resource && ns.is_none_or(|x| x == n))
+            .map(|((_, n, _), v)| (n.as_str(), v))
+    }
+
+    /// Stores `object` under a fresh resourceVersion and notifies watchers; returns
+    /// the stored object.
+    pub(crate) fn put(
+        &mut self,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+        kind: &'static str,
+    ) -> Value {
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
+        self.objects
+            .insert((resource, ns.to_string(), name.to_string()), object.clone());
+        self.record(resource, ns, kind, object.clone());
+        object
+    }
+
+    /// Removes an object and notifies watchers with its final state.
+    pub(crate) fn remove(&mut self, resource: Resource, ns: &str, name: &str) -> Option<Value> {
+        let mut object = self.objects.remove(&(resource, ns.to_string(), name.to_string()))?;
+        self.rv += 1;
+        // As in the API server, the DELETED event carries the deletion's revision.
+        object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
+        self.record(resource, ns, "DELETED", object.clone());
+        Some(object)
+    }
+
+    fn record(&mut self, resource: Resource, ns: &str, kind: &'static str, object: Value) {
+        let event = Event {
+            rv: self.rv,
+            resource,
+            namespace: ns.to_string(),
+            kind,
+            object,
+        };
+        let line = Event::line(kind, &event.object);
+        self.watchers
+            .retain(|w| !w.wants(resource, ns, &event.object) || w.tx.send(line.clone()).is_ok());
+        self.history.push_back(event);
+        while self.history.len() > self.history_cap {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted = old.rv;
+            }
+        }
+    }
+
+    /// Events after `rv`, oldest first.
+    pub(crate) fn events_since(&self, rv: u64) -> impl Iterator<Item = &Event> {
+        self.history.iter().filter(move |e| e.rv > rv)
+    }
+
+    /// Ends every open watch (their streams close after what was already sent).
+    pub(crate) fn drop_watches(&mut self) -> usize {
+        let n = self.watchers.len();
+        self.watchers.clear();
+        n
+    }
+}
