@@ -62,30 +62,6 @@ impl std::fmt::Debug for ZooKeeperBackend {
     }
 }
 
-impl Inner {
-    /// Reads and decodes a `connection_info` node; `None` if absent or undecodable
-    /// (a corrupt record is treated as no leader, and the leader repairs it).
-    pub(crate) async fn read_leader_information(&self, path: &str) -> Result<Option<LeaderInformation>> {
-        let raw = self
-            .sessions
-            .read(path, |c| async move {
-                match c.get_data(path).await {
-                    Ok((data, _)) => Ok(Some(data)),
-                    Err(zk::Error::NoNode) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
-        Ok(raw.and_then(|data| match LeaderInformation::from_json(path, &data) {
-            Ok(info) => Some(info),
-            Err(e) => {
-                tracing::warn!(%path, error = %e, "ignoring corrupt leader information");
-                None
-            }
-        }))
-    }
-}
-
 impl ZooKeeperBackend {
     /// Connects a new instance (opens a session) for `cluster_id`.
     pub async fn connect(cluster_id: ClusterId, config: ZooKeeperConfig) -> Result<Self> {

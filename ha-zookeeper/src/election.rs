@@ -28,9 +28,8 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::backend::Inner;
-use crate::error::{is_session_gone, is_transient, read_error, write_error};
-use crate::fenced::MultiFailure;
-use crate::latch::{create_latch_node, find_own, ordered, wait_connected, LatchClient, LatchNode};
+use crate::error::{is_session_gone, is_transient, read_error};
+use crate::latch::{create_latch_node, find_own, ordered, retire, uuid_prefix, wait_connected, LatchClient, LatchNode};
 
 #[derive(Default)]
 struct CandState {
@@ -42,7 +41,7 @@ struct CandState {
 
 /// One candidacy: shared by its driver and its tasks.
 pub(crate) struct Candidacy {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     group: String,
     dir: String,
     events: mpsc::UnboundedSender<ElectionEvent>,
@@ -58,7 +57,7 @@ enum TermEnd {
     NodeGone,
     /// Disconnected for longer than the session can be trusted; the node (if it
     /// survives) must be replaced so the next term has a higher epoch.
-    Suspended(String),
+    Suspended,
     /// Something else failed; retried after a back-off.
     Failed(Error),
 }
@@ -74,7 +73,7 @@ impl Candidacy {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn emit(&self, event: ElectionEvent) {
+    pub(crate) fn emit(&self, event: ElectionEvent) {
         let st = self.lock();
         if !st.resigned {
             let _ = self.events.send(event);
@@ -143,29 +142,47 @@ impl Candidacy {
         }
     }
 
-    /// Revokes after a term ended and prepares the next one.
+    /// Revokes after a term ended, removes what is left of the term's nodes (if the
+    /// session survives), and backs off after a failure.
     async fn finish_term(&self, live: &crate::session::Live, end: TermEnd, backoff: &mut std::time::Duration) {
-        {
-            match end {
-                TermEnd::SessionLost => self.revoke("ZooKeeper session lost"),
-                TermEnd::NodeGone => self.revoke("latch node deleted"),
-                TermEnd::Suspended(node) => {
-                    self.revoke("disconnected longer than the session can be trusted");
-                    // If the session survives, drop the old node once we are back so
-                    // that the next term gets a new node and a higher epoch.
-                    let limit = live.client.session_timeout() * 2;
-                    if wait_connected(&live.client, limit).await.is_ok() {
-                        let _ = live.client.delete(&node, None).await;
-                    }
-                }
-                TermEnd::Failed(e) => {
-                    self.revoke("election failed");
-                    tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
-                    tokio::time::sleep(*backoff).await;
-                    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
-                    return;
+        let failed = matches!(end, TermEnd::Failed(_));
+        let session_lost = matches!(end, TermEnd::SessionLost);
+        match end {
+            TermEnd::SessionLost => self.revoke("ZooKeeper session lost"),
+            TermEnd::NodeGone => self.revoke("latch node deleted"),
+            TermEnd::Suspended => self.revoke("disconnected longer than the session can be trusted"),
+            TermEnd::Failed(e) => {
+                self.revoke("election failed");
+                tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
+                if !e.is_retryable() {
+                    // E.g. permission denied: the service reports it; we keep trying.
+                    self.emit(ElectionEvent::Error(e));
                 }
             }
+        }
+        // The next term gets a new node (and a higher epoch); no node of this one may
+        // stay in line. After a suspension, wait until we are back; after a lost
+        // session, use the new one: the server may not have expired the old session
+        // yet (the client gives up on its own clock), and its node would block the
+        // election until it does.
+        let uuid = self.lock().uuid.clone();
+        if let Some(uuid) = uuid {
+            let limit = live.client.session_timeout() * 2;
+            let client = if !session_lost && wait_connected(&live.client, limit).await.is_ok() {
+                Some(live.client.clone())
+            } else {
+                self.inner.sessions.live().await.ok().map(|l| l.client)
+            };
+            if let Some(client) = client {
+                if let Err(e) = retire(&client, &self.dir, &uuid).await {
+                    tracing::debug!(error = %e, "could not remove the old latch node");
+                }
+            }
+        }
+        if failed {
+            tokio::time::sleep(*backoff).await;
+            *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
+        } else {
             *backoff = self.inner.sessions.config().retry_wait;
         }
     }
@@ -198,14 +215,14 @@ impl Candidacy {
     async fn contend_with(&self, client: &zk::Client, node: LatchNode) -> TermEnd {
         let grace = self.inner.sessions.suspended_grace(client);
         tokio::select! {
-            end = self.contend(client, &node) => end,
-            end = self.monitor(client, grace, &node) => end,
+            end = self.contend(client, node) => end,
+            end = self.monitor(client, grace) => end,
         }
     }
 
     /// Watches the connection state: a lost session ends the term; a suspension that
     /// outlasts `grace` while leading ends it too.
-    async fn monitor(&self, client: &zk::Client, grace: std::time::Duration, node: &LatchNode) -> TermEnd {
+    async fn monitor(&self, client: &zk::Client, grace: std::time::Duration) -> TermEnd {
         let mut state = client.state_watcher();
         let mut deadline: Option<Instant> = None;
         let mut suspended_at: Option<Instant> = None;
@@ -240,7 +257,7 @@ impl Candidacy {
                 _ = state.changed() => {}
                 _ = timer => {
                     if self.is_leading() {
-                        return TermEnd::Suspended(node.path.clone());
+                        return TermEnd::Suspended;
                     }
                     // Not leading: nothing to revoke. Wait for the outcome.
                     deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
@@ -250,7 +267,9 @@ impl Candidacy {
     }
 
     /// The latch loop: lead if lowest, else watch the predecessor.
-    async fn contend(&self, client: &zk::Client, node: &LatchNode) -> TermEnd {
+    async fn contend(&self, client: &zk::Client, mut node: LatchNode) -> TermEnd {
+        let uuid = self.lock().uuid.clone().unwrap_or_default();
+        let prefix = uuid_prefix(&uuid);
         let limit = self.inner.sessions.request_timeout(client);
         macro_rules! attempt {
             ($e:expr) => {
@@ -272,6 +291,19 @@ impl Candidacy {
         loop {
             let children = attempt!(client.list_children(&self.dir));
             let latch = ordered(children);
+            let mine = latch.iter().filter(|n| n.starts_with(&prefix)).count();
+            if mine > 1 && !self.is_leading() {
+                // A create whose reply was lost landed after all: keep the lowest node
+                // of this candidacy, delete the others.
+                match attempt!(find_own(client, &self.dir, &uuid)) {
+                    Some(own) => {
+                        self.lock().node = Some(own.path.clone());
+                        node = own;
+                        continue;
+                    }
+                    None => return TermEnd::NodeGone,
+                }
+            }
             let Some(idx) = latch.iter().position(|n| *n == node.name) else {
                 return TermEnd::NodeGone;
             };
@@ -289,16 +321,19 @@ impl Candidacy {
                     let czxid = if stat.czxid > 0 { stat.czxid } else { node.czxid };
                     self.grant(Fence::new(Epoch(czxid as u64), node.path.clone()));
                 }
-                let (stat, watcher) = attempt!(client.check_and_watch_stat(&node.path));
-                if stat.is_none() {
+                // The leader watches the children (not only its node): it notices its
+                // node going, and a late duplicate of its own create queued behind it.
+                let (children, watcher) = attempt!(client.list_and_watch_children(&self.dir));
+                if !children.contains(&node.name) {
                     return TermEnd::NodeGone;
+                }
+                for dup in children.iter().filter(|c| c.starts_with(&prefix) && **c != node.name) {
+                    tracing::info!(node = %dup, "deleting duplicate latch node of a retried create");
+                    let _ = client.delete(&format!("{}/{dup}", self.dir), None).await;
                 }
                 let event = watcher.changed().await;
                 if event.session_state.is_terminated() {
                     return TermEnd::SessionLost;
-                }
-                if event.event_type == zk::EventType::NodeDeleted {
-                    return TermEnd::NodeGone;
                 }
             } else {
                 let predecessor = format!("{}/{}", self.dir, latch[idx - 1]);
@@ -309,52 +344,6 @@ impl Candidacy {
                         return TermEnd::SessionLost;
                     }
                 }
-            }
-        }
-    }
-
-    /// Emits `LeaderInformationChanged` for every change under `leader/` (one
-    /// persistent recursive watch, re-registered on a new session).
-    async fn watch_leader_information(self: Arc<Self>) {
-        let dir = self.inner.paths.leader_dir();
-        let backoff = self.inner.sessions.config().retry_wait;
-        loop {
-            let live = match self.inner.sessions.live().await {
-                Ok(l) => l,
-                Err(Error::Closed { .. }) => return,
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            };
-            let client = live.client;
-            let mut watcher = match client.watch(&dir, zk::AddWatchMode::PersistentRecursive).await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not watch leader information; retrying");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            };
-            loop {
-                let event = watcher.changed().await;
-                if event.event_type == zk::EventType::Session {
-                    if event.session_state.is_terminated() {
-                        break;
-                    }
-                    continue;
-                }
-                let Some(component) = self.inner.paths.component_of(&event.path) else {
-                    continue;
-                };
-                let info = match self.inner.read_leader_information(&event.path).await {
-                    Ok(info) => info,
-                    Err(e) => {
-                        tracing::debug!(%component, error = %e, "could not read changed leader information");
-                        continue;
-                    }
-                };
-                self.emit(ElectionEvent::LeaderInformationChanged { component, info });
             }
         }
     }
@@ -387,10 +376,10 @@ impl Candidacy {
                 Err(e) => tracing::debug!(%node, error = %e, "could not delete latch node on resign"),
             }
         }
-        // A create that was in flight when the task was stopped may still land.
+        // Duplicates of a retried create, or a create in flight when the task stopped.
         if let Some(uuid) = uuid {
-            if let Ok(Some(orphan)) = find_own(&client, &self.dir, &uuid).await {
-                let _ = client.delete(&orphan.path, None).await;
+            if let Err(e) = retire(&client, &self.dir, &uuid).await {
+                tracing::debug!(error = %e, "could not remove every latch node on resign");
             }
         }
         Ok(())
@@ -425,7 +414,7 @@ impl ZkElectionDriver {
             .await
             .map_err(|e| read_error(&candidacy.dir, e))?;
         let election = tokio::spawn(candidacy.clone().run(Some((live, node))));
-        let info = tokio::spawn(candidacy.clone().watch_leader_information());
+        let info = tokio::spawn(crate::leader_info::watch_changes(candidacy.clone()));
         candidacy
             .tasks
             .lock()
@@ -459,77 +448,14 @@ impl LeaderElectionDriver for ZkElectionDriver {
         component: &ComponentId,
         info: &LeaderInformation,
     ) -> Result<()> {
-        let inner = &self.candidacy.inner;
-        let path = inner.paths.leader_info(component);
-        let data = info.to_json();
-        let persistent = inner.sessions.create_options(zk::CreateMode::Persistent);
-        let op = "publish leader information";
-        for _ in 0..6 {
-            let r = inner
-                .sessions
-                .fenced_multi(fence, op, &path, |w| w.add_set_data(&path, &data, None))
-                .await;
-            match r {
-                Ok(_) => return Ok(()),
-                Err(MultiFailure::Op {
-                    error: zk::Error::NoNode,
-                    ..
-                }) => {}
-                Err(f) => return Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
-            }
-            let r = inner
-                .sessions
-                .fenced_multi(fence, op, &path, |w| w.add_create(&path, &data, &persistent))
-                .await;
-            match r {
-                Ok(_) => return Ok(()),
-                Err(MultiFailure::Op {
-                    error: zk::Error::NoNode,
-                    ..
-                }) => inner.sessions.ensure_parents(&path).await?,
-                Err(MultiFailure::Op {
-                    error: zk::Error::NodeExists,
-                    ..
-                }) => {}
-                Err(f) => return Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
-            }
-        }
-        Err(Error::unavailable(
-            format!("ZooKeeper for {op} on {path}"),
-            "node kept changing",
-        ))
+        self.candidacy
+            .inner
+            .publish_leader_information(fence, component, info)
+            .await
     }
 
     async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
-        let inner = &self.candidacy.inner;
-        let path = inner.paths.leader_info(component);
-        let dir = crate::paths::parent(&path).to_string();
-        let op = "delete leader information";
-        // Delete the component's node with it when nothing else is in there.
-        let r = inner
-            .sessions
-            .fenced_multi(fence, op, &path, |w| {
-                w.add_delete(&path, None)?;
-                w.add_delete(&dir, None)
-            })
-            .await;
-        let r = match r {
-            Err(MultiFailure::Op { .. }) => {
-                inner
-                    .sessions
-                    .fenced_multi(fence, op, &path, |w| w.add_delete(&path, None))
-                    .await
-            }
-            other => other,
-        };
-        match r {
-            Ok(_)
-            | Err(MultiFailure::Op {
-                error: zk::Error::NoNode,
-                ..
-            }) => Ok(()),
-            Err(f) => Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
-        }
+        self.candidacy.inner.delete_leader_information(fence, component).await
     }
 
     async fn resign(&self) -> Result<()> {

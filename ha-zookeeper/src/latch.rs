@@ -72,37 +72,72 @@ pub(crate) async fn wait_connected(client: &zk::Client, limit: Duration) -> Resu
         .unwrap_or(Err(zk::Error::Timeout))
 }
 
-/// Finds the node of `uuid` under `dir` owned by this client's session.
-pub(crate) async fn find_own(client: &zk::Client, dir: &str, uuid: &str) -> Result<Option<LatchNode>, zk::Error> {
-    let prefix = format!("{LATCH_PREFIX}{uuid}-latch-");
+/// The name prefix of every node created for `uuid`.
+pub(crate) fn uuid_prefix(uuid: &str) -> String {
+    format!("{LATCH_PREFIX}{uuid}-latch-")
+}
+
+/// Every node of `uuid` under `dir` owned by this client's session, lowest first.
+pub(crate) async fn own_nodes(client: &zk::Client, dir: &str, uuid: &str) -> Result<Vec<LatchNode>, zk::Error> {
+    let prefix = uuid_prefix(uuid);
     let children = match client.list_children(dir).await {
         Ok(c) => c,
-        Err(zk::Error::NoNode) => return Ok(None),
+        Err(zk::Error::NoNode) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut found: Option<LatchNode> = None;
+    let mut out = Vec::new();
     for name in ordered(children).into_iter().filter(|n| n.starts_with(&prefix)) {
         let path = format!("{dir}/{name}");
         let Some(stat) = client.check_stat(&path).await? else {
             continue;
         };
-        if stat.ephemeral_owner != client.session_id().0 {
-            continue;
+        if stat.ephemeral_owner == client.session_id().0 {
+            out.push(LatchNode {
+                path,
+                name,
+                czxid: stat.czxid,
+                adopted: true,
+            });
         }
-        if found.is_some() {
-            // Never expected (one create per uuid succeeds at most once per try), but
-            // an extra node of ours must not linger in the election.
-            let _ = client.delete(&path, None).await;
-            continue;
-        }
-        found = Some(LatchNode {
-            path,
-            name,
-            czxid: stat.czxid,
-            adopted: true,
-        });
     }
-    Ok(found)
+    Ok(out)
+}
+
+/// Finds the node of `uuid` under `dir` owned by this client's session. A create
+/// whose reply was lost can land late, after a retry created another node of the same
+/// uuid: the lowest is kept and the others are deleted, so one candidacy never holds
+/// two places in line.
+pub(crate) async fn find_own(client: &zk::Client, dir: &str, uuid: &str) -> Result<Option<LatchNode>, zk::Error> {
+    let mut nodes = own_nodes(client, dir, uuid).await?.into_iter();
+    let first = nodes.next();
+    for extra in nodes {
+        tracing::info!(path = %extra.path, "deleting duplicate latch node of a retried create");
+        match client.delete(&extra.path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(first)
+}
+
+/// Deletes every node of `uuid` (leaving the election with that term). The uuid is
+/// unique to one term of one candidacy, so every such node is ours — also one left by
+/// a previous session of ours that the server has not expired yet: deleting it lets
+/// the next candidate lead at once instead of after the old session's timeout.
+pub(crate) async fn retire(client: &zk::Client, dir: &str, uuid: &str) -> Result<(), zk::Error> {
+    let prefix = uuid_prefix(uuid);
+    let children = match client.list_children(dir).await {
+        Ok(c) => c,
+        Err(zk::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for name in children.into_iter().filter(|n| n.starts_with(&prefix)) {
+        match client.delete(&format!("{dir}/{name}"), None).await {
+            Ok(()) | Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Creates the latch node of `uuid` under `dir` (creating `dir` if needed). After a
@@ -114,7 +149,7 @@ pub(crate) async fn create_latch_node(
     uuid: &str,
 ) -> Result<LatchNode, zk::Error> {
     let (client, ephemeral, persistent, limit) = sessions_or_client.parts();
-    let prefix = format!("{dir}/{LATCH_PREFIX}{uuid}-latch-");
+    let prefix = format!("{dir}/{}", uuid_prefix(uuid));
     for _ in 0..16 {
         let err = match tokio::time::timeout(limit, client.create(&prefix, &[], &ephemeral)).await {
             Ok(Ok((stat, seq))) => {
@@ -211,17 +246,11 @@ mod tests {
             .expect("connect")
     }
 
-    async fn own_nodes(client: &zk::Client, dir: &str, uuid: &str) -> Vec<String> {
-        let children = client.list_children(dir).await.expect("list latch dir");
-        children
-            .into_iter()
-            .filter(|c| c.starts_with(&format!("{LATCH_PREFIX}{uuid}-")))
-            .collect()
-    }
-
     /// The create request reaches the frozen server, the client gives up on the
     /// connection, the server thaws and applies the create: the reply is lost. The
-    /// retry must adopt that node, not leave it as an orphan next to a second one.
+    /// retry either adopts that node or, if it lands only after the retry looked,
+    /// the duplicate is removed by `find_own` (which the candidacy runs on every
+    /// listing): one node per candidacy, never an orphan.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn create_retried_after_connection_loss_leaves_no_orphan() {
         let zk = ha_testkit::ZooKeeperServer::start().expect("start ZooKeeper");
@@ -232,6 +261,9 @@ mod tests {
             .await
             .unwrap();
         let uuid = uuid::Uuid::new_v4().simple().to_string();
+        let mut states = client.state_watcher();
+        let disconnected =
+            tokio::spawn(async move { while states.changed().await != zk::SessionState::Disconnected {} });
         zk.pause(0).unwrap();
         let create = {
             let (client, uuid) = (client.clone(), uuid.clone());
@@ -244,14 +276,45 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         zk.resume(0).unwrap();
         let node = create.await.unwrap().expect("create succeeds after reconnecting");
-        assert!(node.adopted, "the lost create landed and must be adopted: {node:?}");
-        let own = own_nodes(&client, dir, &uuid).await;
-        assert_eq!(own, vec![node.name.clone()], "exactly one latch node of this candidacy");
+        tokio::time::timeout(Duration::from_secs(1), disconnected)
+            .await
+            .expect("the create's connection was lost")
+            .unwrap();
+        // Let a late landing of the lost create happen, then look as the candidacy does.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kept = find_own(&client, dir, &uuid).await.unwrap().expect("own node");
+        let own = own_nodes(&client, dir, &uuid).await.unwrap();
+        assert_eq!(own.len(), 1, "exactly one latch node of this candidacy: {own:?}");
         let all = client.list_children(dir).await.unwrap();
-        assert_eq!(all.len(), 1, "no orphan latch node: {all:?}");
-        let stat = client.check_stat(&node.path).await.unwrap().expect("node exists");
+        assert_eq!(all, vec![kept.name.clone()], "no orphan latch node");
+        assert!(kept.czxid <= node.czxid, "the lowest node is kept");
+        let stat = client.check_stat(&kept.path).await.unwrap().expect("node exists");
         assert_eq!(stat.ephemeral_owner, client.session_id().0);
-        assert_eq!(stat.czxid, node.czxid);
+    }
+
+    /// Two nodes of one uuid (a late-landing lost create next to its retry): the lowest
+    /// is kept, the other deleted; `retire` removes them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duplicates_of_one_candidacy_are_collapsed() {
+        let zk = ha_testkit::ZooKeeperServer::start().expect("start ZooKeeper");
+        let client = client(&zk).await;
+        let dir = "/dups/leader/latch/cluster";
+        let open = || LatchClient::open(&client, Duration::from_secs(5));
+        let first = create_latch_node(open(), dir, "same").await.unwrap();
+        let other = create_latch_node(open(), dir, "other").await.unwrap();
+        let second = create_latch_node(open(), dir, "same").await.unwrap();
+        assert_eq!(own_nodes(&client, dir, "same").await.unwrap().len(), 2);
+        let kept = find_own(&client, dir, "same").await.unwrap().unwrap();
+        assert_eq!(kept.path, first.path);
+        let left = ordered(own_nodes_names(&client, dir).await);
+        assert_eq!(left, vec![first.name.clone(), other.name.clone()]);
+        assert!(client.check_stat(&second.path).await.unwrap().is_none());
+        retire(&client, dir, "same").await.unwrap();
+        assert_eq!(own_nodes_names(&client, dir).await, vec![other.name]);
+    }
+
+    async fn own_nodes_names(client: &zk::Client, dir: &str) -> Vec<String> {
+        client.list_children(dir).await.unwrap()
     }
 
     /// Without a fault the node is simply created, and a second candidacy queues

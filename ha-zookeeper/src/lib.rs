@@ -7,6 +7,7 @@ mod election;
 mod error;
 mod fenced;
 mod latch;
+mod leader_info;
 mod paths;
 mod provider;
 mod retrieval;

@@ -357,3 +357,57 @@ async fn lost_write_reply_is_outcome_unknown_and_retry_is_idempotent() {
     sa.close().await.unwrap();
     a.close_and_cleanup_all_data().await.unwrap();
 }
+
+/// A contender joins while the server is frozen: its latch create is sent, the client
+/// loses the connection, the server thaws. However the lost create and its retry are
+/// ordered on the server, the contender ends up with exactly one latch node, leads on
+/// it (epoch = that node's czxid), and leaves nothing behind when it resigns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_with_lost_create_reply_leaves_one_latch_node() {
+    common::init_tracing();
+    let zk = ZooKeeperServer::start().expect("start ZooKeeper");
+    let mut config = common::config(&zk.connect_string(), Duration::from_secs(10));
+    config.connection_timeout = Duration::from_secs(1);
+    let cluster = Cluster::new("lostcreate");
+    let (backend, a) = cluster.process(config).await;
+    let latch_dir = format!("{}/leader/latch/{DEFAULT_ELECTION_GROUP}", backend.cluster_path());
+    // The latch directory exists already, so the create is the request that is lost.
+    let admin = zookeeper_client::Client::connect(&zk.connect_string()).await.unwrap();
+    admin
+        .mkdir(
+            &latch_dir,
+            &zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+
+    zk.pause(0).unwrap();
+    let join = {
+        let a = a.clone();
+        tokio::spawn(async move { a.leader_election_service(DEFAULT_ELECTION_GROUP).await })
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    zk.resume(0).unwrap();
+    let sa = join.await.unwrap().expect("joins after reconnecting");
+    let mut ea = sa.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let ga = tokio::time::timeout(Duration::from_secs(15), ea.granted())
+        .await
+        .expect("granted")
+        .unwrap();
+    // Give a late landing of the lost create time to show up and be collapsed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(Duration::from_secs(5), "exactly one latch node", || {
+        let (admin, dir) = (admin.clone(), latch_dir.clone());
+        async move { admin.list_children(&dir).await.unwrap().len() == 1 }
+    })
+    .await;
+    let nodes = admin.list_children(&latch_dir).await.unwrap();
+    let path = format!("{latch_dir}/{}", nodes[0]);
+    assert_eq!(ga.fence.token, path, "leads on its single node");
+    let stat = admin.check_stat(&path).await.unwrap().unwrap();
+    assert_eq!(ga.epoch.0, stat.czxid as u64);
+    assert_eq!(Some(stat.ephemeral_owner), backend.session_id().await);
+    sa.close().await.unwrap();
+    assert!(admin.list_children(&latch_dir).await.unwrap().is_empty());
+    a.close_and_cleanup_all_data().await.unwrap();
+}

@@ -174,11 +174,22 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
         }
     }
 
-    // 5. Leaderless gaps after heals.
+    // 5. Leaderless gaps after heals. A gap is counted only until the next fault
+    // starts: no backend can be asked to elect a leader while it is down again.
     report.worst_leaderless_gap = Duration::ZERO;
     for e in events {
         if let Event::Fault { what, healed, .. } = e {
-            let gap = leaderless_after(events, *healed);
+            let next_fault = events
+                .iter()
+                .filter_map(|f| match f {
+                    Event::Fault { start, .. } if *start > *healed => Some(*start),
+                    _ => None,
+                })
+                .min();
+            let mut gap = leaderless_after(events, *healed);
+            if let Some(next) = next_fault {
+                gap = gap.min(next.saturating_duration_since(*healed));
+            }
             report.worst_leaderless_gap = report.worst_leaderless_gap.max(gap);
             if gap > gap_bound {
                 report.violations.push(format!(
@@ -333,5 +344,45 @@ mod tests {
         let r = check(&events, Duration::from_secs(1));
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!(r.operations, 4);
+    }
+
+    #[test]
+    fn a_gap_is_counted_only_until_the_next_fault() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let fault = |start: u64, healed: u64| Event::Fault {
+            what: format!("fault at {start}"),
+            start: ms(start),
+            healed: ms(healed),
+        };
+        let revoked = Event::Revoked {
+            who: who(0),
+            at: ms(10),
+        };
+        let granted = |at: u64| Event::Granted {
+            who: who(1),
+            epoch: 2,
+            at: ms(at),
+        };
+        let lead = Event::Granted {
+            who: who(0),
+            epoch: 1,
+            at: ms(0),
+        };
+        // The server is down again 300 ms after the first heal: only that fault's own
+        // recovery counts, and it is within the bound.
+        let back_to_back = vec![
+            lead.clone(),
+            revoked.clone(),
+            fault(5, 100),
+            fault(400, 2_000),
+            granted(2_500),
+        ];
+        let r = check(&back_to_back, Duration::from_secs(1));
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        // Without a later fault, the same slow recovery is a violation.
+        let alone = vec![lead, revoked, fault(5, 100), granted(2_500)];
+        let r = check(&alone, Duration::from_secs(1));
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
     }
 }

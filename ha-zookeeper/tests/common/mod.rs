@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ha_core::{ClusterId, ComponentId, Error, HaBackend, Result};
-use ha_testkit::{Harness, ZooKeeperServer};
+use ha_testkit::chaos::{ChaosTarget, Freeze, SplitMix64};
+use ha_testkit::{FaultProxy, Harness, ZooKeeperServer};
 use ha_zookeeper::{ZooKeeperBackend, ZooKeeperConfig};
 use zookeeper_client as zk;
 
@@ -36,6 +37,8 @@ pub fn config(quorum: &str, session_timeout: Duration) -> ZooKeeperConfig {
 pub struct ZkHarness {
     quorum: String,
     session_timeout: Duration,
+    /// Set when the harness owns its server: then it may kill or freeze it.
+    own_server: Option<Arc<ZooKeeperServer>>,
 }
 
 impl ZkHarness {
@@ -43,6 +46,16 @@ impl ZkHarness {
         Self {
             quorum: quorum.into(),
             session_timeout,
+            own_server: None,
+        }
+    }
+
+    /// A harness on a server of its own, which chaos runs may restart and freeze.
+    pub fn owning(server: Arc<ZooKeeperServer>, session_timeout: Duration) -> Self {
+        Self {
+            quorum: server.connect_string(),
+            session_timeout,
+            own_server: Some(server),
         }
     }
 
@@ -127,6 +140,82 @@ impl Harness for ZkHarness {
         match self.admin().await?.delete(&path, None).await {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
             Err(e) => Err(Error::unavailable("delete leader record", e)),
+        }
+    }
+}
+
+/// Freezes a contender as SIGSTOP would: its connection stays open, nothing flows.
+struct ProxyFreeze(FaultProxy);
+
+impl Freeze for ProxyFreeze {
+    fn freeze(&self) {
+        self.0.blackhole();
+    }
+
+    fn thaw(&self) {
+        self.0.heal();
+    }
+}
+
+#[async_trait]
+impl ChaosTarget for ZkHarness {
+    async fn connect_freezable(&self, cluster_id: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)> {
+        let first = self.quorum.split(',').next().unwrap_or_default();
+        let target: std::net::SocketAddr = first
+            .parse()
+            .map_err(|e| Error::config("quorum", format!("`{first}`: {e}")))?;
+        let proxy = FaultProxy::start(target)
+            .await
+            .map_err(|e| Error::unavailable("fault proxy", e))?;
+        let mut config = self.config();
+        config.quorum = proxy.addr().to_string();
+        let backend = ZooKeeperBackend::connect(cluster_id.clone(), config).await?;
+        Ok((Arc::new(backend), Box::new(ProxyFreeze(proxy))))
+    }
+
+    fn lease(&self) -> Duration {
+        self.session_timeout
+    }
+
+    fn backend_faults(&self) -> Vec<&'static str> {
+        if self.own_server.is_some() {
+            vec!["restart-zookeeper", "pause-zookeeper"]
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
+        let Some(server) = self.own_server.clone() else {
+            return Err(Error::config("fault", "harness does not own its server"));
+        };
+        let down = Duration::from_millis(rng.below(self.session_timeout.as_millis() as u64 / 2));
+        let io = |e: std::io::Error| Error::unavailable("ZooKeeper server control", e);
+        tracing::info!(fault = name, ?down, "injecting ZooKeeper fault");
+        match name {
+            // Killed and started again on the same data: sessions survive if the
+            // outage is shorter than their timeout.
+            "restart-zookeeper" => {
+                let s = server.clone();
+                tokio::task::spawn_blocking(move || s.kill(0))
+                    .await
+                    .map_err(|e| Error::unavailable("join", e))?
+                    .map_err(io)?;
+                tokio::time::sleep(down).await;
+                tokio::task::spawn_blocking(move || server.restart(0))
+                    .await
+                    .map_err(|e| Error::unavailable("join", e))?
+                    .map_err(io)?;
+                tracing::info!(fault = name, "ZooKeeper serves again");
+                Ok(())
+            }
+            // Frozen for less than half a session timeout: every client is suspended.
+            "pause-zookeeper" => {
+                server.pause(0).map_err(io)?;
+                tokio::time::sleep(down).await;
+                server.resume(0).map_err(io)
+            }
+            other => Err(Error::config("fault", format!("unknown fault `{other}`"))),
         }
     }
 }
