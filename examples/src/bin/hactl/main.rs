@@ -167,8 +167,14 @@ async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], js
         let mut changes = retrieval.subscribe();
         let tx = tx.clone();
         tokio::spawn(async move {
+            let mut last = changes.borrow_and_update().clone();
             while changes.changed().await.is_ok() {
                 let current = changes.borrow_and_update().clone();
+                // Backends may re-send an unchanged record (e.g. after a reconnect).
+                if current == last {
+                    continue;
+                }
+                last = current.clone();
                 if tx.send((component.to_string(), current)).is_err() {
                     return;
                 }
