@@ -79,7 +79,6 @@ pub const CASES: &[(&str, &str)] = &[
     ("checkpoints", "shutdown_semantics"),
     ("checkpoints", "retry_of_landed_add_is_idempotent"),
     ("checkpoints", "retention_holds_across_leaders"),
-    ("checkpoints", "subsumed_entry_locked_by_crashed_process_is_removed_later"),
     (
         "checkpoints",
         "subsumed_entry_locked_by_crashed_process_is_removed_later",
