@@ -96,6 +96,12 @@ impl Bench {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: only
+    // `cargo bench` measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("handover: skipped (run with `cargo bench -p ha-zookeeper --bench handover`)");
+        return;
+    }
     let runs = env_count("HANDOVER_RUNS", 21);
     let write_ops = env_count("WRITE_OPS", 2000);
     let zk_server = tokio::task::spawn_blocking(ZooKeeperServer::start)
