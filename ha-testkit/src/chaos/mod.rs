@@ -13,6 +13,7 @@
 mod checker;
 mod contender;
 mod history;
+mod links;
 mod rng;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use ha_core::{ClusterId, HaBackend, Result};
 
 pub use checker::{check, CheckReport};
 pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
+pub use links::{Link, Links};
 pub use rng::SplitMix64;
 
 use crate::Harness;
