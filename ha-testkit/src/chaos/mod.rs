@@ -7,7 +7,8 @@
 //! [`run`] drives 3–5 contenders; each leader recovers the latest checkpoint, then
 //! repeatedly takes a checkpoint id from the counter and adds a checkpoint, all fenced.
 //! Faults: kill a contender (restarted later), freeze a contender past its lease then
-//! thaw it, and the target's backend faults. The [`CheckReport`] lists violations
+//! thaw it (half of the time a leader right before a write, so it sends that write with
+//! its old fence when thawed), and the target's backend faults. The [`CheckReport`] lists violations
 //! (must be none), operations checked and the worst leaderless gap after a heal.
 
 mod checker;
@@ -108,6 +109,9 @@ pub struct ChaosReport {
     pub seed: u64,
     /// Faults injected, by description.
     pub faults: Vec<String>,
+    /// Leaders frozen right before a write for longer than their lease: each thaws
+    /// and sends that write with its old fence, which the backend must refuse.
+    pub stale_leader_freezes: usize,
     /// What the checker found.
     pub check: CheckReport,
     /// Wall time of the run.
@@ -118,9 +122,10 @@ impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} faults, {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} faults ({} leaders frozen before a write), {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
             self.faults.len(),
+            self.stale_leader_freezes,
             self.check.operations,
             self.check.acknowledged,
             self.check.fenced,
@@ -149,7 +154,9 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     }
     tokio::time::sleep(config.settle).await;
     let lease = target.lease();
+    let gap_bound = ctx.crash_timeout() + Duration::from_secs(1);
     let mut faults = Vec::new();
+    let mut stale_leader_freezes = 0;
     let backend_faults = target.backend_faults();
     for _ in 0..config.faults {
         let kinds = 2 + backend_faults.len();
@@ -170,10 +177,16 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
             }
             1 => {
                 let hold = lease + lease / 2 + Duration::from_millis(rng.below(200));
-                slots[slot].freeze();
+                // Half of the freezes stop a leader right before a write.
+                let at_write = rng.below(2) == 0;
+                let stale = slots[slot].freeze(at_write, lease / 2).await;
                 tokio::time::sleep(hold).await;
                 slots[slot].thaw();
-                format!("freeze contender {slot} for {} ms", hold.as_millis())
+                if stale {
+                    stale_leader_freezes += 1;
+                }
+                let how = if stale { " (leader, right before a write)" } else { "" };
+                format!("freeze contender {slot}{how} for {} ms", hold.as_millis())
             }
             n => {
                 let name = backend_faults[n - 2];
@@ -190,6 +203,14 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
         });
         faults.push(what);
         tokio::time::sleep(config.settle).await;
+        // The next fault waits until a leader writes again (at most the bound of the
+        // leaderless-gap check): "a leader is back within the bound after a fault
+        // heals" is checked for every fault, so the next one must not disturb that
+        // window. Faults still land at any point of a leader's work.
+        let deadline = Instant::now() + gap_bound;
+        while !slots.iter().any(|s| s.is_leading()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // Let the last fault play out, then a final leader must recover everything.
     tokio::time::sleep(ctx.crash_timeout()).await;
@@ -201,11 +222,40 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     }
     contender::final_recovery(&target, &ctx, &history).await;
     ctx.cleanup().await;
-    let check = check(&history.snapshot(), ctx.crash_timeout() + Duration::from_secs(1));
+    let events = history.snapshot();
+    let check = check(&events, gap_bound);
+    if !check.violations.is_empty() {
+        // The leadership timeline explains most violations; print it with the failure.
+        eprintln!("chaos timeline (seed {}):\n{}", config.seed, timeline(&events, started));
+    }
     ChaosReport {
         seed: config.seed,
         faults,
+        stale_leader_freezes,
         check,
         elapsed: started.elapsed(),
     }
+}
+
+/// Grants, revocations, crashes and faults of `events`, one a line, in ms since `t0`.
+fn timeline(events: &[Event], t0: Instant) -> String {
+    let ms = |t: &Instant| t.saturating_duration_since(t0).as_millis();
+    let mut lines: Vec<(u128, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Granted { who, epoch, at } => Some((ms(at), format!("granted {who:?} epoch {epoch}"))),
+            Event::Revoked { who, at } => Some((ms(at), format!("revoked {who:?}"))),
+            Event::Crashed { who, at } => Some((ms(at), format!("crashed {who:?}"))),
+            Event::Fault { what, start, healed } => {
+                Some((ms(start), format!("fault `{what}` (healed at {} ms)", ms(healed))))
+            }
+            _ => None,
+        })
+        .collect();
+    lines.sort_by_key(|(t, _)| *t);
+    lines
+        .into_iter()
+        .map(|(t, l)| format!("{t:>8} ms  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
