@@ -228,6 +228,15 @@ fn assert_clean(report: &ChaosReport) {
         report.check.acknowledged > 0,
         "no write was acknowledged: the run proved nothing"
     );
+    // A leader frozen right before a write past its lease sends that write with its
+    // old fence when thawed: it must have been refused.
+    if report.stale_leader_freezes > 0 {
+        assert!(
+            report.check.fenced > 0,
+            "{} leaders were frozen before a write past their lease, yet no write was fenced",
+            report.stale_leader_freezes
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
