@@ -111,6 +111,14 @@ impl<T: ChaosTarget> Slot<T> {
         }
     }
 
+    /// The running (or last) incarnation of the slot.
+    pub(super) fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            slot: self.slot,
+            restart: self.restarts,
+        }
+    }
+
     /// Whether the slot currently acts as leader.
     pub(super) fn is_leading(&self) -> bool {
         self.shared.leading.load(Ordering::SeqCst)

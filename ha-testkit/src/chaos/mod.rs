@@ -112,6 +112,9 @@ pub struct ChaosReport {
     /// Leaders frozen right before a write for longer than their lease: each thaws
     /// and sends that write with its old fence, which the backend must refuse.
     pub stale_leader_freezes: usize,
+    /// For each of those, the outcome of the thawed leader's first write (`None` if
+    /// it sent none, e.g. because it was killed first).
+    pub stale_writes: Vec<Option<Outcome>>,
     /// What the checker found.
     pub check: CheckReport,
     /// Wall time of the run.
@@ -122,10 +125,16 @@ impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} faults ({} leaders frozen before a write), {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
             self.faults.len(),
             self.stale_leader_freezes,
+            self.stale_writes.iter().filter(|o| **o == Some(Outcome::NotLeader)).count(),
+            self.stale_writes
+                .iter()
+                .filter(|o| matches!(o, Some(Outcome::Unknown | Outcome::Failed(_))))
+                .count(),
+            self.stale_writes.iter().filter(|o| **o == Some(Outcome::Ok)).count(),
             self.check.operations,
             self.check.acknowledged,
             self.check.fenced,
@@ -157,6 +166,7 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     let gap_bound = ctx.crash_timeout() + Duration::from_secs(1);
     let mut faults = Vec::new();
     let mut stale_leader_freezes = 0;
+    let mut thawed_leaders = Vec::new();
     let backend_faults = target.backend_faults();
     for _ in 0..config.faults {
         let kinds = 2 + backend_faults.len();
@@ -181,10 +191,11 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
                 let at_write = rng.below(2) == 0;
                 let stale = slots[slot].freeze(at_write, lease / 2).await;
                 tokio::time::sleep(hold).await;
-                slots[slot].thaw();
                 if stale {
                     stale_leader_freezes += 1;
+                    thawed_leaders.push((slots[slot].incarnation(), Instant::now()));
                 }
+                slots[slot].thaw();
                 let how = if stale { " (leader, right before a write)" } else { "" };
                 format!("freeze contender {slot}{how} for {} ms", hold.as_millis())
             }
@@ -232,6 +243,10 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
         seed: config.seed,
         faults,
         stale_leader_freezes,
+        stale_writes: thawed_leaders
+            .iter()
+            .map(|(who, thawed)| first_write_after(&events, *who, *thawed))
+            .collect(),
         check,
         elapsed: started.elapsed(),
     }
@@ -258,4 +273,18 @@ fn timeline(events: &[Event], t0: Instant) -> String {
         .map(|(t, l)| format!("{t:>8} ms  {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The outcome of the first write `who` started at or after `t`.
+fn first_write_after(events: &[Event], who: Incarnation, t: Instant) -> Option<Outcome> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Op {
+                who: w, start, outcome, ..
+            } if *w == who && *start >= t => Some((*start, outcome.clone())),
+            _ => None,
+        })
+        .min_by_key(|(start, _)| *start)
+        .map(|(_, o)| o)
 }
