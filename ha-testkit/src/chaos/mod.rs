@@ -8,8 +8,9 @@
 //! repeatedly takes a checkpoint id from the counter and adds a checkpoint, all fenced.
 //! Faults: kill a contender (restarted later), freeze a contender past its lease then
 //! thaw it (half of the time a leader right before a write, so it sends that write with
-//! its old fence when thawed), and the target's backend faults. The [`CheckReport`] lists violations
-//! (must be none), operations checked and the worst leaderless gap after a heal.
+//! its old fence when thawed), and the target's backend faults; after each fault the
+//! next waits until a leader writes again. The [`CheckReport`] lists violations (must
+//! be none), operations checked and the worst leaderless gap after a heal.
 
 mod checker;
 mod contender;
