@@ -29,6 +29,9 @@ fn component() -> ComponentId {
 struct Shared {
     leading: AtomicBool,
     frozen: watch::Sender<bool>,
+    /// Set while the leader is parked by a freeze between its leadership check and
+    /// its next write.
+    parked_at_write: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     freeze: Mutex<Option<Box<dyn Freeze>>>,
 }
@@ -51,6 +54,7 @@ impl<T: ChaosTarget> Slot<T> {
         let shared = Arc::new(Shared {
             leading: AtomicBool::new(false),
             frozen: watch::channel(false).0,
+            parked_at_write: watch::channel(false).0,
             stop: watch::channel(false).0,
             freeze: Mutex::new(None),
         });
@@ -96,6 +100,7 @@ impl<T: ChaosTarget> Slot<T> {
             let _ = t.await;
         }
         self.shared.frozen.send_replace(false);
+        self.shared.parked_at_write.send_replace(false);
     }
 
     /// Starts a new incarnation after a kill.
@@ -106,17 +111,35 @@ impl<T: ChaosTarget> Slot<T> {
         }
     }
 
+    /// The running (or last) incarnation of the slot.
+    pub(super) fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            slot: self.slot,
+            restart: self.restarts,
+        }
+    }
+
     /// Whether the slot currently acts as leader.
     pub(super) fn is_leading(&self) -> bool {
         self.shared.leading.load(Ordering::SeqCst)
     }
 
-    /// Freezes the contender: its backend link and its own loop stop.
-    pub(super) fn freeze(&self) {
+    /// Freezes the contender: its backend link and its own loop stop. With
+    /// `at_write`, a leader is first let run (at most `max_wait`) to the gap between its
+    /// leadership check and its next write, and frozen there: a process stopped at the
+    /// worst moment, which will send that write with its old fence once thawed.
+    /// Returns whether the contender was frozen as leader in that gap.
+    pub(super) async fn freeze(&self, at_write: bool, max_wait: Duration) -> bool {
         self.shared.frozen.send_replace(true);
+        let mut parked = false;
+        if at_write && self.is_leading() {
+            let mut rx = self.shared.parked_at_write.subscribe();
+            parked = tokio::time::timeout(max_wait, rx.wait_for(|p| *p)).await.is_ok();
+        }
         if let Some(f) = self.shared.freeze.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             f.freeze();
         }
+        parked
     }
 
     /// Thaws a frozen contender.
@@ -193,6 +216,16 @@ impl Drop for LeadingGuard<'_> {
 async fn unfrozen(shared: &Shared) {
     let mut rx = shared.frozen.subscribe();
     let _ = rx.wait_for(|f| !f).await;
+}
+
+/// [`unfrozen`] at a point where the leader is about to write with its grant.
+async fn unfrozen_at_write(shared: &Shared) {
+    let mut rx = shared.frozen.subscribe();
+    if *rx.borrow_and_update() {
+        shared.parked_at_write.send_replace(true);
+        let _ = rx.wait_for(|f| !f).await;
+        shared.parked_at_write.send_replace(false);
+    }
 }
 
 async fn lead(
@@ -282,7 +315,7 @@ async fn term(
         shared.leading.store(true, Ordering::SeqCst);
         // A freeze lands here, between the leadership check and the write: a thawed
         // process carries on with its old grant, as a real stopped process would.
-        unfrozen(shared).await;
+        unfrozen_at_write(shared).await;
         let r = recorded(
             history,
             who,
@@ -295,7 +328,7 @@ async fn term(
             return;
         }
         if let Ok(id) = r {
-            unfrozen(shared).await;
+            unfrozen_at_write(shared).await;
             let cp = CompletedCheckpoint {
                 job_id: job(),
                 checkpoint_id: id,

@@ -7,12 +7,15 @@
 //! [`run`] drives 3–5 contenders; each leader recovers the latest checkpoint, then
 //! repeatedly takes a checkpoint id from the counter and adds a checkpoint, all fenced.
 //! Faults: kill a contender (restarted later), freeze a contender past its lease then
-//! thaw it, and the target's backend faults. The [`CheckReport`] lists violations
-//! (must be none), operations checked and the worst leaderless gap after a heal.
+//! thaw it (half of the time a leader right before a write, so it sends that write with
+//! its old fence when thawed), and the target's backend faults; after each fault the
+//! next waits until a leader writes again. The [`CheckReport`] lists violations (must
+//! be none), operations checked and the worst leaderless gap after a heal.
 
 mod checker;
 mod contender;
 mod history;
+mod links;
 mod rng;
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use ha_core::{ClusterId, HaBackend, Result};
 
 pub use checker::{check, CheckReport};
 pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
+pub use links::{Link, Links};
 pub use rng::SplitMix64;
 
 use crate::Harness;
@@ -106,6 +110,12 @@ pub struct ChaosReport {
     pub seed: u64,
     /// Faults injected, by description.
     pub faults: Vec<String>,
+    /// Leaders frozen right before a write for longer than their lease: each thaws
+    /// and sends that write with its old fence, which the backend must refuse.
+    pub stale_leader_freezes: usize,
+    /// For each of those, the outcome of the thawed leader's first write (`None` if
+    /// it sent none, e.g. because it was killed first).
+    pub stale_writes: Vec<Option<Outcome>>,
     /// What the checker found.
     pub check: CheckReport,
     /// Wall time of the run.
@@ -116,9 +126,16 @@ impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} faults, {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
             self.faults.len(),
+            self.stale_leader_freezes,
+            self.stale_writes.iter().filter(|o| **o == Some(Outcome::NotLeader)).count(),
+            self.stale_writes
+                .iter()
+                .filter(|o| matches!(o, Some(Outcome::Unknown | Outcome::Failed(_))))
+                .count(),
+            self.stale_writes.iter().filter(|o| **o == Some(Outcome::Ok)).count(),
             self.check.operations,
             self.check.acknowledged,
             self.check.fenced,
@@ -147,7 +164,10 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     }
     tokio::time::sleep(config.settle).await;
     let lease = target.lease();
+    let gap_bound = ctx.crash_timeout() + Duration::from_secs(1);
     let mut faults = Vec::new();
+    let mut stale_leader_freezes = 0;
+    let mut thawed_leaders = Vec::new();
     let backend_faults = target.backend_faults();
     for _ in 0..config.faults {
         let kinds = 2 + backend_faults.len();
@@ -168,10 +188,17 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
             }
             1 => {
                 let hold = lease + lease / 2 + Duration::from_millis(rng.below(200));
-                slots[slot].freeze();
+                // Half of the freezes stop a leader right before a write.
+                let at_write = rng.below(2) == 0;
+                let stale = slots[slot].freeze(at_write, lease / 2).await;
                 tokio::time::sleep(hold).await;
+                if stale {
+                    stale_leader_freezes += 1;
+                    thawed_leaders.push((slots[slot].incarnation(), Instant::now()));
+                }
                 slots[slot].thaw();
-                format!("freeze contender {slot} for {} ms", hold.as_millis())
+                let how = if stale { " (leader, right before a write)" } else { "" };
+                format!("freeze contender {slot}{how} for {} ms", hold.as_millis())
             }
             n => {
                 let name = backend_faults[n - 2];
@@ -188,6 +215,14 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
         });
         faults.push(what);
         tokio::time::sleep(config.settle).await;
+        // The next fault waits until a leader writes again (at most the bound of the
+        // leaderless-gap check): "a leader is back within the bound after a fault
+        // heals" is checked for every fault, so the next one must not disturb that
+        // window. Faults still land at any point of a leader's work.
+        let deadline = Instant::now() + gap_bound;
+        while !slots.iter().any(|s| s.is_leading()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // Let the last fault play out, then a final leader must recover everything.
     tokio::time::sleep(ctx.crash_timeout()).await;
@@ -199,11 +234,58 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     }
     contender::final_recovery(&target, &ctx, &history).await;
     ctx.cleanup().await;
-    let check = check(&history.snapshot(), ctx.crash_timeout() + Duration::from_secs(1));
+    let events = history.snapshot();
+    let check = check(&events, gap_bound);
+    if !check.violations.is_empty() {
+        // The leadership timeline explains most violations; print it with the failure.
+        eprintln!("chaos timeline (seed {}):\n{}", config.seed, timeline(&events, started));
+    }
     ChaosReport {
         seed: config.seed,
         faults,
+        stale_leader_freezes,
+        stale_writes: thawed_leaders
+            .iter()
+            .map(|(who, thawed)| first_write_after(&events, *who, *thawed))
+            .collect(),
         check,
         elapsed: started.elapsed(),
     }
+}
+
+/// Grants, revocations, crashes and faults of `events`, one a line, in ms since `t0`.
+fn timeline(events: &[Event], t0: Instant) -> String {
+    let ms = |t: &Instant| t.saturating_duration_since(t0).as_millis();
+    let mut lines: Vec<(u128, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Granted { who, epoch, at } => Some((ms(at), format!("granted {who:?} epoch {epoch}"))),
+            Event::Revoked { who, at } => Some((ms(at), format!("revoked {who:?}"))),
+            Event::Crashed { who, at } => Some((ms(at), format!("crashed {who:?}"))),
+            Event::Fault { what, start, healed } => {
+                Some((ms(start), format!("fault `{what}` (healed at {} ms)", ms(healed))))
+            }
+            _ => None,
+        })
+        .collect();
+    lines.sort_by_key(|(t, _)| *t);
+    lines
+        .into_iter()
+        .map(|(t, l)| format!("{t:>8} ms  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The outcome of the first write `who` started at or after `t`.
+fn first_write_after(events: &[Event], who: Incarnation, t: Instant) -> Option<Outcome> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Op {
+                who: w, start, outcome, ..
+            } if *w == who && *start >= t => Some((*start, outcome.clone())),
+            _ => None,
+        })
+        .min_by_key(|(start, _)| *start)
+        .map(|(_, o)| o)
 }
