@@ -16,7 +16,7 @@ use crate::BoxResult;
 #[derive(Clone)]
 pub(crate) enum Raw {
     Zk(zk::Client, String),
-    Etcd(etcd_client::Client, String),
+    Etcd(Box<etcd_client::Client>, String),
     /// The API, and the object as last written (its resourceVersion included).
     Kube(Api<ConfigMap>, Box<ConfigMap>),
 }
@@ -44,7 +44,7 @@ impl Raw {
                 Raw::Zk(client, path)
             }
             Kind::Etcd => {
-                let mut client = etcd_client::Client::connect(endpoints.etcd_endpoints()?, None).await?;
+                let mut client = Box::new(etcd_client::Client::connect(endpoints.etcd_endpoints()?, None).await?);
                 let key = format!("/ha-bench-raw/{name}");
                 client.put(key.as_str(), initial, None).await?;
                 Raw::Etcd(client, key)
