@@ -112,10 +112,10 @@ struct Opts {
     /// Pointer writes per system [default: 300, quick: 20].
     #[arg(long)]
     write_ops: Option<usize>,
-    /// Counter increments per round, spread over 16 tasks [default: 1600, quick: 64].
+    /// Counter increments per round, spread over 16 tasks [default: 800, quick: 64].
     #[arg(long)]
     counter_ops: Option<usize>,
-    /// Counter rounds [default: 5, quick: 1].
+    /// Counter rounds [default: 3, quick: 1].
     #[arg(long)]
     counter_rounds: Option<usize>,
     /// Components in one process [default: 10000, quick: 500].
@@ -149,8 +149,8 @@ impl Opts {
             handover_runs: pick(self.handover_runs, 20, 3),
             crash_runs: pick(self.crash_runs, 20, 1),
             write_ops: pick(self.write_ops, 300, 20),
-            counter_ops: pick(self.counter_ops, 1600, 64),
-            counter_rounds: pick(self.counter_rounds, 5, 1),
+            counter_ops: pick(self.counter_ops, 800, 64),
+            counter_rounds: pick(self.counter_rounds, 3, 1),
             components: pick(self.components, 10_000, 500),
             idle_periods: self.idle_periods.unwrap_or(if q { 1 } else { 5 }).max(1),
             budget: Duration::from_secs(self.budget_secs.unwrap_or(if q { 15 } else { 90 })),

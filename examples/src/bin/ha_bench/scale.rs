@@ -25,12 +25,13 @@ use crate::BoxResult;
 pub(crate) async fn child(endpoints: &Endpoints, kind: Kind, components: usize) -> BoxResult<()> {
     let cluster = ClusterId::random("bench-scale");
     let p = endpoints.connect(kind, &cluster).await?;
-    let svc = p.ha.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
     let ids: Vec<ComponentId> = (0..components)
         .map(|i| ComponentId::new(format!("component-{i:05}")))
         .collect::<Result<_, _>>()?;
+    // From joining the election (so winning it is included) to the last grant.
     let rss_before = rss_bytes()?;
     let start = Instant::now();
+    let svc = p.ha.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
     let mut elections = Vec::with_capacity(components);
     for id in ids {
         elections.push(svc.register(id)?);
@@ -56,13 +57,16 @@ pub(crate) async fn child(endpoints: &Endpoints, kind: Kind, components: usize) 
     Ok(())
 }
 
-/// Runs the child for `kind` and measures it.
-pub(crate) async fn measure(
-    servers: &Servers,
-    kind: Kind,
-    components: usize,
-    idle_periods: u32,
-) -> BoxResult<Vec<Measurement>> {
+/// What one child run yields.
+struct ChildRun {
+    granted_ms: f64,
+    rss_delta: f64,
+    /// Requests per renew period, one sample per period; empty for embedded.
+    idle: Vec<f64>,
+}
+
+/// Runs the child for `kind` with `components` and measures it.
+async fn run_child(servers: &Servers, kind: Kind, components: usize, idle_periods: u32) -> BoxResult<ChildRun> {
     let e = &servers.endpoints;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args([
@@ -92,41 +96,73 @@ pub(crate) async fn measure(
         .ok_or("scale child exited early")?;
     let v: Value = serde_json::from_str(&line)?;
     let granted_ms = v["granted_ms"].as_f64().ok_or("granted_ms")?;
-    let rss = v["rss_delta_bytes"].as_f64().ok_or("rss_delta_bytes")?;
+    let rss_delta = v["rss_delta_bytes"].as_f64().ok_or("rss_delta_bytes")?;
 
-    let backend = kind.name();
-    let mut out = vec![
-        Measurement::from_samples(backend, "time_to_grant_all", "ms", &[granted_ms]).with("components", components),
-        Measurement::from_samples(backend, "memory_per_component", "bytes", &[rss / components as f64])
-            .with("components", components)
-            .with("rss_delta_bytes", rss),
-    ];
-
-    if kind != Kind::Embedded {
+    let mut idle = Vec::new();
+    if kind != Kind::Embedded && idle_periods > 0 {
         let period = e.renew_period(kind);
         // Let start-up traffic settle (the grant's own writes, watch set-up).
         tokio::time::sleep(period * 2).await;
-        let window = period * idle_periods.max(1);
-        let mut samples = Vec::new();
-        for _ in 0..idle_periods.max(1) {
+        for _ in 0..idle_periods {
             let before = request_count(servers, kind)?;
             tokio::time::sleep(period).await;
             let after = request_count(servers, kind)?;
-            samples.push(after.saturating_sub(before) as f64);
+            idle.push(after.saturating_sub(before) as f64);
         }
-        out.push(
-            Measurement::from_samples(backend, "idle_requests_per_renew_period", "requests", &samples)
-                .with("components", components)
-                .with("renew_period_ms", period.as_millis() as u64)
-                .with("window_ms", window.as_millis() as u64)
-                .with("counted_by", counted_by(kind)),
-        );
     }
     if let Some(stdin) = child.stdin.as_mut() {
         stdin.write_all(b"stop\n").await?;
         stdin.flush().await?;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    Ok(ChildRun {
+        granted_ms,
+        rss_delta,
+        idle,
+    })
+}
+
+/// Measures `components` in one process, next to a one-component baseline for the
+/// idle traffic (which should not grow with the number of components).
+pub(crate) async fn measure(
+    servers: &Servers,
+    kind: Kind,
+    components: usize,
+    idle_periods: u32,
+) -> BoxResult<Vec<Measurement>> {
+    let backend = kind.name();
+    let idle_periods = idle_periods.max(1);
+    // Warm-up: the first process of a backend pays one-off costs (root nodes, caches).
+    run_child(servers, kind, 1, 0).await?;
+    let baseline = run_child(servers, kind, 1, idle_periods).await?;
+    let many = run_child(servers, kind, components, idle_periods).await?;
+    let mut out = vec![
+        Measurement::from_samples(backend, "time_to_grant_all", "ms", &[many.granted_ms])
+            .with("components", components)
+            .with("one_component_ms", baseline.granted_ms),
+        // The one-component run's delta holds the fixed cost of joining the election.
+        Measurement::from_samples(
+            backend,
+            "memory_per_component",
+            "bytes",
+            &[(many.rss_delta - baseline.rss_delta) / components.saturating_sub(1).max(1) as f64],
+        )
+        .with("components", components)
+        .with("rss_delta_bytes", many.rss_delta)
+        .with("one_component_rss_delta_bytes", baseline.rss_delta),
+    ];
+    if kind != Kind::Embedded {
+        let period = servers.endpoints.renew_period(kind);
+        let one = Measurement::from_samples(backend, "idle_requests_one_component", "requests", &baseline.idle);
+        out.push(
+            Measurement::from_samples(backend, "idle_requests_per_renew_period", "requests", &many.idle)
+                .with_ratio_to(&one, &format!("{components} components / 1 component"))
+                .with("components", components)
+                .with("one_component_median", one.median)
+                .with("renew_period_ms", period.as_millis() as u64)
+                .with("counted_by", counted_by(kind)),
+        );
+    }
     Ok(out)
 }
 
