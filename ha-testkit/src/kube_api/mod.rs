@@ -29,6 +29,7 @@ mod selector;
 mod store;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,6 +51,7 @@ pub(crate) const DEFAULT_HISTORY: usize = 1000;
 pub(crate) struct Shared {
     store: Mutex<Store>,
     faults: KubeFaults,
+    requests: AtomicU64,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl KubeApiEmulator {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(events)),
             faults: KubeFaults::default(),
+            requests: AtomicU64::new(0),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self { addr, shared, server })
@@ -129,6 +132,12 @@ impl KubeApiEmulator {
         }
     }
 
+    /// How many HTTP requests the emulator has received (a watch counts once, when
+    /// opened), e.g. to count what idle clients send per renew period.
+    pub fn request_count(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
     /// The number of open watch streams.
     pub fn watch_count(&self) -> usize {
         let mut store = self.shared.store();
@@ -156,7 +165,10 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handlers::handle(shared.clone(), req));
+                    let service = service_fn(move |req| {
+                        shared.requests.fetch_add(1, Ordering::Relaxed);
+                        handlers::handle(shared.clone(), req)
+                    });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = conn.await {

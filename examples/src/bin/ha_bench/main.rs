@@ -1,0 +1,402 @@
+//! `ha-bench`: measures ha-rs on real servers it starts itself (ZooKeeper, etcd, the
+//! Kubernetes API emulator; plus the embedded backend) next to the peers users would
+//! otherwise pick: Apache Curator's `LeaderLatch` and etcd's own election API.
+//!
+//! Prints one JSON object per measurement on stdout (`backend`, `name`, `n`,
+//! `median`, `p90`, `unit`, and `ratio`/`ratio_of` where a comparison is made),
+//! then a short table. Every measurement is bounded in count (flags) and in time
+//! (`--budget-secs` per measurement). `--quick` is a smoke run of ~30 s.
+//!
+//! ```text
+//! cargo run --release -p examples --bin ha-bench
+//! cargo run --release -p examples --bin ha-bench -- --quick --backends zookeeper,etcd
+//! ```
+
+mod counter;
+mod curator;
+mod etcd_election;
+mod handover;
+mod raw;
+mod report;
+mod scale;
+mod systems;
+mod writes;
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use report::{Measurement, Report};
+use systems::{Endpoints, Kind, Servers};
+
+/// Errors of the benchmark (reported, never hidden).
+pub(crate) type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A per-measurement time budget: loops stop early (with at least one sample) once
+/// it is spent, and report the samples they have.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget(Instant);
+
+impl Budget {
+    fn new(d: Duration) -> Self {
+        Self(Instant::now() + d)
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
+/// What to measure.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum Section {
+    /// Graceful and crash hand-over (with peers).
+    Handover,
+    /// Fenced pointer write vs raw write.
+    Writes,
+    /// Counter increments/s vs a raw CAS loop.
+    Counter,
+    /// Many components in one process.
+    Scale,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ha-bench",
+    about = "Benchmarks ha-rs against raw clients and peers on real servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Internal: one process of the many-components measurement.
+    #[command(hide = true)]
+    ScaleChild {
+        #[arg(long)]
+        kind: Kind,
+        #[arg(long)]
+        components: usize,
+        #[command(flatten)]
+        endpoints: Endpoints,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct Opts {
+    /// Small counts for a smoke test (~30 s); explicit count flags still win.
+    #[arg(long)]
+    quick: bool,
+    /// Backends to measure.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Embedded, Kind::Zookeeper, Kind::Etcd, Kind::Kubernetes])]
+    backends: Vec<Kind>,
+    /// Measurements to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Handover, Section::Writes, Section::Counter, Section::Scale])]
+    only: Vec<Section>,
+    /// Skip the peers (Curator LeaderLatch, etcd election API).
+    #[arg(long)]
+    no_peers: bool,
+    /// Session timeout / lease TTL / lease duration of every system, in ms.
+    #[arg(long, default_value_t = 1000)]
+    ttl_ms: u64,
+    /// Graceful hand-overs per system [default: 20, quick: 3].
+    #[arg(long)]
+    handover_runs: Option<usize>,
+    /// Crash hand-overs per system [default: 20, quick: 1].
+    #[arg(long)]
+    crash_runs: Option<usize>,
+    /// Pointer writes per system [default: 300, quick: 20].
+    #[arg(long)]
+    write_ops: Option<usize>,
+    /// Counter increments per round, spread over 16 tasks [default: 800, quick: 64].
+    #[arg(long)]
+    counter_ops: Option<usize>,
+    /// Counter rounds [default: 3, quick: 1].
+    #[arg(long)]
+    counter_rounds: Option<usize>,
+    /// Components in one process [default: 10000, quick: 500].
+    #[arg(long)]
+    components: Option<usize>,
+    /// Renew periods counted while idle [default: 5, quick: 1].
+    #[arg(long)]
+    idle_periods: Option<u32>,
+    /// Time budget of each measurement, in seconds [default: 90, quick: 15].
+    #[arg(long)]
+    budget_secs: Option<u64>,
+}
+
+/// The effective counts.
+struct Plan {
+    handover_runs: usize,
+    crash_runs: usize,
+    write_ops: usize,
+    counter_ops: usize,
+    counter_rounds: usize,
+    components: usize,
+    idle_periods: u32,
+    budget: Duration,
+}
+
+impl Opts {
+    fn plan(&self) -> Plan {
+        let q = self.quick;
+        let pick = |v: Option<usize>, full: usize, quick: usize| v.unwrap_or(if q { quick } else { full }).max(1);
+        Plan {
+            handover_runs: pick(self.handover_runs, 20, 3),
+            crash_runs: pick(self.crash_runs, 20, 1),
+            write_ops: pick(self.write_ops, 300, 20),
+            counter_ops: pick(self.counter_ops, 800, 64),
+            counter_rounds: pick(self.counter_rounds, 3, 1),
+            components: pick(self.components, 10_000, 500),
+            idle_periods: self.idle_periods.unwrap_or(if q { 1 } else { 5 }).max(1),
+            budget: Duration::from_secs(self.budget_secs.unwrap_or(if q { 15 } else { 90 })),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    examples::register_backends();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::ScaleChild {
+            kind,
+            components,
+            endpoints,
+        }) => match scale::child(&endpoints, kind, components).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ha-bench scale-child: {e}");
+                1
+            }
+        },
+        None => match run(&cli.opts).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ha-bench: {e}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+async fn run(opts: &Opts) -> BoxResult<()> {
+    let plan = opts.plan();
+    let servers = tokio::task::block_in_place(|| Servers::start(&opts.backends, opts.ttl_ms))?;
+    let e = &servers.endpoints;
+    let ttl = e.ttl();
+    let mut report = Report::default();
+    let curator =
+        if !opts.no_peers && opts.backends.contains(&Kind::Zookeeper) && opts.only.contains(&Section::Handover) {
+            match curator::compile().await {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    report.failed("curator-leaderlatch", "compile", &err.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+    for &kind in &opts.backends {
+        let b = kind.name();
+        if opts.only.contains(&Section::Handover) {
+            let ours = handovers(&mut report, b, ttl, &plan, |crash, runs, budget| {
+                handover::measure(e, kind, crash, runs, budget)
+            })
+            .await;
+            if !opts.no_peers {
+                let peer = match kind {
+                    Kind::Zookeeper => match &curator {
+                        Some(cp) => {
+                            let connect = e.zk_connect_string()?;
+                            Some(curator_handovers(&mut report, cp, &connect, ttl, &plan).await)
+                        }
+                        None => None,
+                    },
+                    Kind::Etcd => {
+                        let endpoints = e.etcd_endpoints()?;
+                        let peer = handovers(&mut report, "etcd-election-api", ttl, &plan, |crash, runs, budget| {
+                            etcd_election::measure(&endpoints, ttl, crash, runs, budget)
+                        })
+                        .await;
+                        Some(peer)
+                    }
+                    _ => None,
+                };
+                if let Some(peer) = peer {
+                    report_ratios(&mut report, &ours, &peer, kind);
+                }
+            }
+        }
+        if opts.only.contains(&Section::Writes) {
+            measure_writes(&mut report, e, kind, &plan).await;
+        }
+        if opts.only.contains(&Section::Counter) {
+            measure_counter(&mut report, e, kind, &plan).await;
+        }
+        if opts.only.contains(&Section::Scale) {
+            match scale::measure(&servers, kind, plan.components, plan.idle_periods).await {
+                Ok(ms) => ms.into_iter().for_each(|m| report.push(m)),
+                Err(err) => report.failed(b, "scale", &err.to_string()),
+            }
+        }
+    }
+    report.print_table();
+    Ok(())
+}
+
+/// Graceful and crash hand-over figures of one system, for peer ratios.
+#[derive(Default)]
+struct Handovers {
+    graceful: Option<Measurement>,
+    /// Raw crash hand-over and the same minus the session timeout / TTL.
+    crash: Option<(Measurement, Measurement)>,
+}
+
+/// Measures graceful and crash hand-over of one system with `f(crash, runs, budget)`.
+async fn handovers<F, Fut>(report: &mut Report, system: &str, ttl: Duration, plan: &Plan, f: F) -> Handovers
+where
+    F: Fn(bool, usize, Budget) -> Fut,
+    Fut: std::future::Future<Output = BoxResult<Vec<Duration>>>,
+{
+    let mut out = Handovers::default();
+    match f(false, plan.handover_runs, Budget::new(plan.budget)).await {
+        Ok(s) => {
+            let m = Measurement::from_durations(system, "graceful_handover", &s);
+            report.push(m.clone());
+            out.graceful = Some(m);
+        }
+        Err(err) => report.failed(system, "graceful_handover", &err.to_string()),
+    }
+    match f(true, plan.crash_runs, Budget::new(plan.budget)).await {
+        Ok(s) => out.crash = Some(push_crash(report, system, &s, ttl)),
+        Err(err) => report.failed(system, "crash_handover", &err.to_string()),
+    }
+    out
+}
+
+/// Reports a crash hand-over raw and minus the session timeout / TTL.
+fn push_crash(report: &mut Report, system: &str, samples: &[Duration], ttl: Duration) -> (Measurement, Measurement) {
+    let raw = Measurement::from_durations(system, "crash_handover", samples).with("ttl_ms", ttl.as_millis() as u64);
+    report.push(raw.clone());
+    // Signed: a lease renewed last some time before the crash can expire before a full
+    // TTL has passed since the crash.
+    let minus: Vec<f64> = samples
+        .iter()
+        .map(|d| (d.as_secs_f64() - ttl.as_secs_f64()) * 1e3)
+        .collect();
+    let m = Measurement::from_samples(system, "crash_handover_minus_ttl", "ms", &minus)
+        .with("ttl_ms", ttl.as_millis() as u64);
+    report.push(m.clone());
+    (raw, m)
+}
+
+async fn curator_handovers(
+    report: &mut Report,
+    cp: &curator::Compiled,
+    connect: &str,
+    ttl: Duration,
+    plan: &Plan,
+) -> Handovers {
+    let system = "curator-leaderlatch";
+    let mut out = Handovers::default();
+    match curator::measure(cp, connect, ttl, false, plan.handover_runs, Budget::new(plan.budget)).await {
+        Ok(s) => {
+            let m = Measurement::from_durations(system, "graceful_handover", &s.durations);
+            report.push(m.clone());
+            out.graceful = Some(m);
+        }
+        Err(err) => report.failed(system, "graceful_handover", &err.to_string()),
+    }
+    match curator::measure(cp, connect, ttl, true, plan.crash_runs, Budget::new(plan.budget)).await {
+        // Subtract what the server granted, as for ha-rs.
+        Ok(s) => out.crash = Some(push_crash(report, system, &s.durations, s.session)),
+        Err(err) => report.failed(system, "crash_handover", &err.to_string()),
+    }
+    out
+}
+
+/// ha-rs vs a peer on the same server: ratio = ha-rs median / peer median. The crash
+/// ratio compares whole crash hand-overs (same TTL on both sides): the part beyond the
+/// TTL can be near zero or negative (a session expires a TTL after its last renewal,
+/// which precedes the crash), so a ratio of it says little; both are listed.
+fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: Kind) {
+    let label = |p: &Measurement| format!("ha-rs {} / {}", kind.name(), p.backend);
+    if let (Some(o), Some(p)) = (&ours.graceful, &peer.graceful) {
+        let mut m = o.clone().with_ratio_to(p, &label(p)).with("peer", p.backend.clone());
+        m.name = "graceful_handover_vs_peer".into();
+        report.push(m.with("peer_median", p.median));
+    }
+    if let (Some((o, o_minus)), Some((p, p_minus))) = (&ours.crash, &peer.crash) {
+        let mut m = o.clone().with_ratio_to(p, &label(p)).with("peer", p.backend.clone());
+        m.name = "crash_handover_vs_peer".into();
+        report.push(
+            m.with("peer_median", p.median)
+                .with("minus_ttl_median", o_minus.median)
+                .with("peer_minus_ttl_median", p_minus.median),
+        );
+    }
+}
+
+async fn measure_writes(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {
+    let b = kind.name();
+    let fenced = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
+        Ok(s) => Measurement::from_durations(b, "fenced_pointer_write", &s),
+        Err(err) => return report.failed(b, "fenced_pointer_write", &err.to_string()),
+    };
+    match writes::raw(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
+        Ok(Some(s)) => {
+            let raw = Measurement::from_durations(b, "raw_write", &s).with("client", raw_client(kind));
+            report.push(fenced.with_ratio_to(&raw, "fenced / raw"));
+            report.push(raw);
+        }
+        Ok(None) => report.push(fenced),
+        Err(err) => {
+            report.push(fenced);
+            report.failed(b, "raw_write", &err.to_string());
+        }
+    }
+}
+
+async fn measure_counter(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {
+    let b = kind.name();
+    let (ops, rounds) = (plan.counter_ops, plan.counter_rounds);
+    let ours = match counter::ours(e, kind, ops, rounds, Budget::new(plan.budget)).await {
+        Ok(s) => Measurement::from_samples(b, "counter_increments", "ops/s", &s).with("tasks", counter::TASKS),
+        Err(err) => return report.failed(b, "counter_increments", &err.to_string()),
+    };
+    match counter::raw(e, kind, ops, rounds, Budget::new(plan.budget)).await {
+        Ok(Some(s)) => {
+            let raw = Measurement::from_samples(b, "raw_cas_increments", "ops/s", &s)
+                .with("tasks", counter::TASKS)
+                .with("client", raw_client(kind));
+            report.push(ours.with_ratio_to(&raw, "ha-core / raw CAS"));
+            report.push(raw);
+        }
+        Ok(None) => report.push(ours),
+        Err(err) => {
+            report.push(ours);
+            report.failed(b, "raw_cas_increments", &err.to_string());
+        }
+    }
+}
+
+fn raw_client(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Zookeeper => "zookeeper-client set_data",
+        Kind::Etcd => "etcd-client put / txn",
+        Kind::Kubernetes => "kube ConfigMap replace",
+        Kind::Embedded => "",
+    }
+}
