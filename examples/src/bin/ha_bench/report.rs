@@ -88,12 +88,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Four significant digits (sub-microsecond latencies stay visible in ms).
 fn round(x: f64) -> f64 {
-    if x.abs() >= 100.0 {
-        (x * 10.0).round() / 10.0
-    } else {
-        (x * 1000.0).round() / 1000.0
+    if x == 0.0 || !x.is_finite() {
+        return x;
     }
+    let scale = 10f64.powi(3 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
 }
 
 /// Collects measurements and prints each as one JSON line as it arrives.
@@ -128,8 +129,13 @@ impl Report {
                 .map(|(r, of)| format!("{r:.2} ({of})"))
                 .unwrap_or_default();
             println!(
-                "{:<22} {:<34} {:>5} {:>11.3} {:>11.3} {:<9} {ratio}",
-                m.backend, m.name, m.n, m.median, m.p90, m.unit
+                "{:<22} {:<34} {:>5} {:>11} {:>11} {:<9} {ratio}",
+                m.backend,
+                m.name,
+                m.n,
+                round(m.median),
+                round(m.p90),
+                m.unit
             );
         }
     }
@@ -145,5 +151,12 @@ mod tests {
         assert_eq!(percentile(&s, 0.5), 5.0);
         assert_eq!(percentile(&s, 0.9), 9.0);
         assert_eq!(percentile(&[3.0], 0.9), 3.0);
+    }
+
+    #[test]
+    fn rounds_to_four_significant_digits() {
+        assert_eq!(super::round(0.000_123_45), 0.000_123_5);
+        assert_eq!(super::round(1391.26), 1391.0);
+        assert_eq!(super::round(-99.171), -99.17);
     }
 }
