@@ -130,3 +130,8 @@ impl Harness for ZkHarness {
         }
     }
 }
+
+#[cfg(feature = "tls")]
+pub mod secure;
+
+pub mod lockout;
