@@ -277,9 +277,23 @@ fn parse_yaml(source: &str, text: &str) -> Result<BTreeMap<String, String>> {
 }
 
 fn parse_toml(source: &str, text: &str) -> Result<BTreeMap<String, String>> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e| Error::config("<document>", format!("{source} is not valid TOML: {e}")))?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // Not `{e}`: its Display quotes the offending source line, which may hold a
+        // password or key. Position and message only.
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" at line {line}, column {column}")
+            })
+            .unwrap_or_default();
+        Error::config(
+            "<document>",
+            format!("{source} is not valid TOML{at}: {}", e.message().trim_end()),
+        )
+    })?;
     let mut out = BTreeMap::new();
     flatten::flatten(source, toml::Value::Table(doc).into(), &mut out)?;
     Ok(out)

@@ -203,3 +203,33 @@ fn secrets_are_redacted_in_debug() {
     let opts = format!("{:?}", cfg.backend_options());
     assert!(!opts.contains("pa55word"));
 }
+
+/// A malformed document must not echo its text in the error: the offending line may
+/// carry a credential (toml's own error message quotes it).
+#[test]
+fn parse_errors_do_not_quote_the_document() {
+    let tomls = [
+        "high-availability.type = \"etcd\"\nhigh-availability.etcd.password = \"s3cret-pw-1\nx = 1\n",
+        "high-availability.etcd.password = s3cret-pw-2\n",
+        "high-availability.etcd.password = \"s3cret-pw-3\" trailing\n",
+        "[high-availability.etcd]\npassword = 's3cret-pw-4'\npassword = 's3cret-pw-4'\n",
+    ];
+    for (i, t) in tomls.iter().enumerate() {
+        let e = HaConfig::from_toml_str("ha.toml", t).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("ha.toml is not valid TOML at line "), "{e}");
+        if i == 0 {
+            assert!(e.contains("line 2, column"), "{e}");
+        }
+    }
+    let yamls = [
+        "high-availability.type: etcd\nhigh-availability.etcd.password: \"s3cret-yaml-1\n  x: [\n",
+        "high-availability.etcd.password: s3cret-yaml-2\n bad: : x\n",
+        "high-availability.etcd.password: s3cret-yaml-3\nhigh-availability.etcd.password: s3cret-yaml-3\n",
+        "high-availability.etcd.password: [s3cret-yaml-4, {a: b}]\n",
+    ];
+    for y in yamls {
+        let e = HaConfig::from_yaml_str("ha.yaml", y).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+}
