@@ -141,14 +141,6 @@ pub async fn run_all(harness: Arc<dyn Harness>) {
     with_cases!(all);
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn run_all_covers_every_case() {
-        assert_eq!(super::RUN_ALL_ORDER, super::CASES);
-    }
-}
-
 /// Expands to one `#[tokio::test]` per conformance case, named `<group>::<case>`,
 /// each running against the harness built by `$harness` (an expression evaluated once
 /// per test; items of the calling module are in scope). The calling crate needs
@@ -235,4 +227,12 @@ macro_rules! conformance_cases {
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_all_covers_every_case() {
+        assert_eq!(super::RUN_ALL_ORDER, super::CASES);
+    }
 }
