@@ -233,3 +233,44 @@ fn parse_errors_do_not_quote_the_document() {
         assert!(!e.contains("s3cret"), "{e}");
     }
 }
+
+/// Credentials inside a URL value would be shown wherever the URL is: refused, naming
+/// the key and not echoing the value.
+#[test]
+fn urls_with_passwords_are_refused_without_echo() {
+    for (key, value) in [
+        ("high-availability.storageDir", "s3://AKIAX:url-s3cret@bucket/ha"),
+        (
+            "high-availability.etcd.endpoints",
+            "http://a:2379, http://root:url-s3cret@b:2379",
+        ),
+    ] {
+        let e = HaConfig::from_entries(entries(&[(key, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && !e.contains("url-s3cret"), "{e}");
+    }
+    let cluster = ClusterId::new("c").unwrap();
+    for url in [
+        "s3://u:url-s3cret@bucket/x",
+        "file://u:url-s3cret@/tmp/x",
+        "s3://u:url-s3cret@bad host/x",
+    ] {
+        let e = crate::storage::StateStorage::open(url, &cluster, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("high-availability.storageDir") && !e.contains("url-s3cret"),
+            "{e}"
+        );
+    }
+    // Not URLs with passwords: digest credentials, quorum strings, user-only URLs.
+    for value in [
+        "ha-user:pw",
+        "zk1:2181,zk2:2181/flink",
+        "s3://user@bucket/ha",
+        "http://a:2379",
+    ] {
+        assert!(!url_has_password(value), "{value}");
+    }
+}
