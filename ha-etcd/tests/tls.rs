@@ -127,3 +127,46 @@ async fn mutual_tls_election_and_fenced_write() {
         other => panic!("expected a refused connection, got {other:?}"),
     }
 }
+
+/// The client's private key never appears in TRACE logs (etcd-client, tonic, rustls
+/// via tracing, h2) of a mutual-TLS session, nor in `Debug` of the config (paths
+/// only). Current-thread runtime: the capture is this thread's subscriber and sees
+/// every task.
+#[tokio::test]
+async fn tls_key_material_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let p = |f: &str| dir.path().join(f);
+    let server = EtcdServer::start_tls(EtcdServerTls {
+        ca: p("ca.pem"),
+        cert: p("server.pem"),
+        key: p("server.key"),
+    })
+    .expect("start etcd with TLS");
+    let capture = ha_testkit::LogCapture::new();
+    let _guard = capture.install();
+    let c = cluster("tlslog");
+    let mut cfg = config(server.endpoints());
+    cfg.tls = Some(EtcdTlsConfig {
+        ca_cert: Some(p("ca.pem")),
+        client_cert: Some(p("client.pem")),
+        client_key: Some(p("client.key")),
+    });
+    let etcd = EtcdBackend::connect(&c, &cfg).await.expect("connect over mutual TLS");
+    let storage = StateStorage::open(&format!("memory://{c}"), &c, &Default::default()).unwrap();
+    let ha = HaServices::new(std::sync::Arc::new(etcd), storage, 1);
+    let (svc, mut e) = contend(&ha, "dispatcher").await;
+    let g = granted_within(&mut e, Duration::from_secs(5)).await;
+    e.confirm(&g, "addr").await.unwrap();
+    svc.close().await.unwrap();
+    ha.close_and_cleanup_all_data().await.unwrap();
+
+    let key = std::fs::read_to_string(p("client.key")).unwrap();
+    let key_lines: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(key_lines.len() > 5);
+    let shown = format!("{cfg:?}");
+    assert!(key_lines.iter().all(|l| !shown.contains(l)), "{shown}");
+    assert!(capture.lines() > 20, "{}", capture.text());
+    capture.assert_absent(&key_lines);
+    capture.assert_absent(&["PRIVATE KEY"]);
+}

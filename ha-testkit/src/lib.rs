@@ -7,13 +7,18 @@
 //! - [`chaos`]: contenders under a seeded fault schedule, and an invariant checker;
 //! - [`Harness`]: what a backend provides to the suite;
 //! - [`EmbeddedHarness`]: the harness of the built-in embedded backend;
-//! - [`ZooKeeperServer`]: a real ZooKeeper server or ensemble as child processes;
+//! - [`ZooKeeperServer`]: a real ZooKeeper server or ensemble as child processes,
+//!   optionally with a TLS client port;
+//! - [`LogCapture`]: all `tracing` output at TRACE in a buffer, to prove secrets are
+//!   never logged;
+//! - [`TestCerts`]: a throw-away CA and certificates made with `openssl` at test time;
 //! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
 //! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions;
 //! - [`KubeApiEmulator`]: an in-process Kubernetes API server (ConfigMaps, Leases)
 //!   with fault injection, for the Kubernetes backend.
 
+mod certs;
 pub mod chaos;
 pub mod conformance;
 mod embedded;
@@ -21,13 +26,16 @@ mod etcd;
 mod fault_proxy;
 mod harness;
 mod kube_api;
+mod log_capture;
 mod s3_server;
 mod zookeeper;
 
+pub use certs::TestCerts;
 pub use embedded::EmbeddedHarness;
 pub use etcd::{EtcdServer, EtcdServerTls};
 pub use fault_proxy::{Condition, FaultProxy};
 pub use harness::{Ctx, Harness};
-pub use kube_api::{KubeApiEmulator, KubeFaults};
+pub use kube_api::{ApiAccess, KubeApiEmulator, KubeFaults};
+pub use log_capture::{LogCapture, LogCaptureWriter};
 pub use s3_server::{free_port, S3Server};
-pub use zookeeper::{four_letter_word, ZooKeeperOptions, ZooKeeperServer, ZOOKEEPER_JAR};
+pub use zookeeper::{four_letter_word, ZooKeeperOptions, ZooKeeperServer, ZooKeeperTls, ZOOKEEPER_JAR};

@@ -13,6 +13,11 @@
 //!
 //! Readiness is checked with the `srvr` four-letter command: a member is ready once it
 //! reports a `Mode:` (`ruok` answers before the server serves).
+//!
+//! With [`ZooKeeperOptions::tls`] every member also serves a TLS client port
+//! (`secureClientPort`, Netty connection factory) with PEM key and trust stores; the
+//! plain port stays open for the four-letter readiness checks and for tests that
+//! compare both. [`ZooKeeperServer::secure_connect_string`] names the TLS ports.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,6 +29,11 @@ use std::time::{Duration, Instant};
 /// Where the Debian package puts the server jar.
 pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+const NETTY_TLS_JARS: [&str; 3] = [
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-resolver.jar",
+    "/usr/share/java/netty-transport-native-unix-common.jar",
+];
 
 /// How long a member may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +51,22 @@ pub struct ZooKeeperOptions {
     pub max_session_timeout: Duration,
     /// Maximum JVM heap (`-Xmx`), in MiB.
     pub heap_mib: u32,
+    /// A TLS client port on every member, if set.
+    pub tls: Option<ZooKeeperTls>,
+}
+
+/// TLS material of the secure client port, as PEM files (made by the test, e.g. with
+/// the `openssl` command).
+#[derive(Clone, Debug)]
+pub struct ZooKeeperTls {
+    /// The server's private key (PKCS#8, unencrypted) followed by its certificate chain:
+    /// ZooKeeper's PEM key store.
+    pub key_store_pem: PathBuf,
+    /// CA certificate(s) that client certificates must chain to: the PEM trust store.
+    pub trust_store_pem: PathBuf,
+    /// Whether clients must present a certificate (`ssl.clientAuth=need`) or may
+    /// connect without one (`none`).
+    pub require_client_cert: bool,
 }
 
 impl Default for ZooKeeperOptions {
@@ -51,6 +77,7 @@ impl Default for ZooKeeperOptions {
             min_session_timeout: Duration::from_millis(200),
             max_session_timeout: Duration::from_secs(60),
             heap_mib: 256,
+            tls: None,
         }
     }
 }
@@ -64,6 +91,7 @@ struct Running {
 struct Member {
     id: usize,
     client_port: u16,
+    secure_port: Option<u16>,
     dir: PathBuf,
     process: Mutex<Option<Running>>,
 }
@@ -149,8 +177,13 @@ impl ZooKeeperServer {
         };
         let n = options.members;
         let mut ports = Vec::with_capacity(n);
+        let mut secure_ports = Vec::with_capacity(n);
         for _ in 0..n {
             ports.push((free_port()?, free_port()?, free_port()?));
+            secure_ports.push(match options.tls {
+                Some(_) => Some(free_port()?),
+                None => None,
+            });
         }
         let mut members = Vec::with_capacity(n);
         for (i, (client, _, _)) in ports.iter().enumerate() {
@@ -172,6 +205,21 @@ impl ZooKeeperServer {
                 min = options.min_session_timeout.as_millis(),
                 max = options.max_session_timeout.as_millis(),
             );
+            if let (Some(tls), Some(port)) = (&options.tls, secure_ports[i]) {
+                cfg.push_str(&format!(
+                    "secureClientPort={port}\n\
+                     secureClientPortAddress=127.0.0.1\n\
+                     serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                     ssl.keyStore.location={key}\n\
+                     ssl.keyStore.type=PEM\n\
+                     ssl.trustStore.location={trust}\n\
+                     ssl.trustStore.type=PEM\n\
+                     ssl.clientAuth={auth}\n",
+                    key = tls.key_store_pem.display(),
+                    trust = tls.trust_store_pem.display(),
+                    auth = if tls.require_client_cert { "need" } else { "none" },
+                ));
+            }
             if n > 1 {
                 // Follower sync and initial load limits, in ticks: generous, because
                 // the machine running the tests is small and shared.
@@ -187,6 +235,7 @@ impl ZooKeeperServer {
             members.push(Member {
                 id,
                 client_port: *client,
+                secure_port: secure_ports[i],
                 dir,
                 process: Mutex::new(None),
             });
@@ -217,11 +266,17 @@ impl ZooKeeperServer {
         if guard.is_some() {
             return Ok(());
         }
-        let classpath = if Path::new(SLF4J_SIMPLE_JAR).exists() {
-            format!("{ZOOKEEPER_JAR}:{SLF4J_SIMPLE_JAR}")
-        } else {
-            ZOOKEEPER_JAR.to_string()
-        };
+        let mut classpath = ZOOKEEPER_JAR.to_string();
+        if Path::new(SLF4J_SIMPLE_JAR).exists() {
+            classpath.push_str(&format!(":{SLF4J_SIMPLE_JAR}"));
+        }
+        if self.options.tls.is_some() {
+            // The Netty factory's TLS handler needs jars the package's manifest does
+            // not list.
+            for jar in NETTY_TLS_JARS.iter().filter(|j| Path::new(j).exists()) {
+                classpath.push_str(&format!(":{jar}"));
+            }
+        }
         let pid_file = m.dir.join("jvm.pid");
         let _ = std::fs::remove_file(&pid_file);
         // The watchdog starts the JVM, records its pid, then blocks reading stdin; EOF
@@ -350,6 +405,13 @@ impl ZooKeeperServer {
             .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Connect string of every member's TLS client port (`127.0.0.1:s1,…`), `None`
+    /// without [`ZooKeeperOptions::tls`].
+    pub fn secure_connect_string(&self) -> Option<String> {
+        let ports: Option<Vec<u16>> = self.members.iter().map(|m| m.secure_port).collect();
+        ports.map(|p| p.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(","))
     }
 
     /// Client address of member `i`.

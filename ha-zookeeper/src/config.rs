@@ -10,8 +10,11 @@
 //! | `client.max-retry-attempts` | `5` | tries of a read before it fails as unavailable |
 //! | `client.acl` | `open` | `open` (world:anyone) or `creator` (only the authenticated creator) |
 //! | `client.digest-auth` | none | `user:password` for the `digest` scheme; never logged |
+//! | `client.tls.ca-cert` | none | PEM CA file; when set, every quorum member is reached over TLS (crate feature `tls`) |
+//! | `client.tls.client-cert`, `client.tls.client-key` | none | PEM client certificate and private key (both or neither), for servers with `ssl.clientAuth=need` |
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ha_core::{Error, HaConfig, Result};
@@ -26,7 +29,22 @@ pub(crate) const KEYS: &[&str] = &[
     "client.max-retry-attempts",
     "client.acl",
     "client.digest-auth",
+    "client.tls.ca-cert",
+    "client.tls.client-cert",
+    "client.tls.client-key",
 ];
+
+/// TLS material for the connection to ZooKeeper's secure client port (PEM file paths;
+/// the files are read at connect time, their contents never kept or shown).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZooKeeperTlsConfig {
+    /// CA certificate(s) the server certificate must chain to.
+    pub ca_cert: PathBuf,
+    /// Client certificate for mutual TLS (with `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// Client private key for mutual TLS (with `client_cert`).
+    pub client_key: Option<PathBuf>,
+}
 
 /// Who may touch the znodes this backend creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +75,8 @@ pub struct ZooKeeperConfig {
     pub acl: AclMode,
     /// `user:password` for digest authentication.
     pub digest_auth: Option<String>,
+    /// TLS to every quorum member, if set (needs the crate feature `tls`).
+    pub tls: Option<ZooKeeperTlsConfig>,
 }
 
 impl fmt::Debug for ZooKeeperConfig {
@@ -70,6 +90,7 @@ impl fmt::Debug for ZooKeeperConfig {
             .field("max_retry_attempts", &self.max_retry_attempts)
             .field("acl", &self.acl)
             .field("digest_auth", &self.digest_auth.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -86,6 +107,7 @@ impl ZooKeeperConfig {
             max_retry_attempts: 5,
             acl: AclMode::Open,
             digest_auth: None,
+            tls: None,
         }
     }
 
@@ -130,6 +152,7 @@ impl ZooKeeperConfig {
                 "`creator` needs credentials: set high-availability.zookeeper.client.digest-auth",
             ));
         }
+        let tls = tls_from_options(&o)?;
         Ok(Self {
             quorum,
             root,
@@ -139,7 +162,49 @@ impl ZooKeeperConfig {
             max_retry_attempts,
             acl,
             digest_auth,
+            tls,
         })
+    }
+}
+
+/// The `client.tls.*` keys: none set means no TLS; a client certificate needs its key
+/// and both need the CA; without the crate feature `tls` any of them is refused.
+fn tls_from_options(o: &ha_core::config::BackendOptions<'_>) -> Result<Option<ZooKeeperTlsConfig>> {
+    let path = |k: &str| o.get(k).filter(|s| !s.is_empty()).map(PathBuf::from);
+    let (ca, cert, key) = (
+        path("client.tls.ca-cert"),
+        path("client.tls.client-cert"),
+        path("client.tls.client-key"),
+    );
+    if ca.is_none() && cert.is_none() && key.is_none() {
+        return Ok(None);
+    }
+    if !cfg!(feature = "tls") {
+        return Err(Error::config(
+            o.key("client.tls.ca-cert"),
+            "TLS needs ha-zookeeper built with the crate feature `tls`",
+        ));
+    }
+    let Some(ca_cert) = ca else {
+        return Err(Error::config(
+            o.key("client.tls.ca-cert"),
+            "is required when a client certificate or key is set",
+        ));
+    };
+    match (&cert, &key) {
+        (Some(_), None) => Err(Error::config(
+            o.key("client.tls.client-key"),
+            "is required with client.tls.client-cert",
+        )),
+        (None, Some(_)) => Err(Error::config(
+            o.key("client.tls.client-cert"),
+            "is required with client.tls.client-key",
+        )),
+        _ => Ok(Some(ZooKeeperTlsConfig {
+            ca_cert,
+            client_cert: cert,
+            client_key: key,
+        })),
     }
 }
 
@@ -212,6 +277,33 @@ mod tests {
         assert!(e.contains("digest-auth"), "{e}");
         let e = cfg(&[("quorum", "a:1"), ("path.root", "ha")]).unwrap_err().to_string();
         assert!(e.contains("high-availability.zookeeper.path.root"), "{e}");
+    }
+
+    #[test]
+    fn tls_keys() {
+        let c = cfg(&[("quorum", "a:1")]).unwrap();
+        assert_eq!(c.tls, None);
+        let r = cfg(&[("quorum", "a:1"), ("client.tls.ca-cert", "/etc/ca.pem")]);
+        if cfg!(feature = "tls") {
+            let tls = r.unwrap().tls.unwrap();
+            assert_eq!(tls.ca_cert, PathBuf::from("/etc/ca.pem"));
+            assert_eq!(tls.client_cert, None);
+            let e = cfg(&[
+                ("quorum", "a:1"),
+                ("client.tls.ca-cert", "/etc/ca.pem"),
+                ("client.tls.client-cert", "/etc/c.pem"),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("high-availability.zookeeper.client.tls.client-key"), "{e}");
+            let e = cfg(&[("quorum", "a:1"), ("client.tls.client-key", "/etc/k.pem")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("high-availability.zookeeper.client.tls.ca-cert"), "{e}");
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("client.tls.ca-cert") && e.contains("feature `tls`"), "{e}");
+        }
     }
 
     #[test]

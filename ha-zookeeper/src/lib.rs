@@ -13,7 +13,8 @@ mod provider;
 mod retrieval;
 mod session;
 mod store;
+mod tls;
 
 pub use backend::{ConnectionState, ZooKeeperBackend};
-pub use config::{AclMode, ZooKeeperConfig};
+pub use config::{AclMode, ZooKeeperConfig, ZooKeeperTlsConfig};
 pub use provider::{register, ZooKeeperProvider};

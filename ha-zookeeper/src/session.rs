@@ -19,6 +19,7 @@ use zookeeper_client as zk;
 
 use crate::config::{AclMode, ZooKeeperConfig};
 use crate::error::{is_session_gone, is_transient, read_error};
+use crate::tls;
 
 /// The live client of the current session.
 #[derive(Clone)]
@@ -51,18 +52,15 @@ impl Sessions {
         &self.config
     }
 
-    fn connector(&self) -> zk::Connector {
-        let mut c = zk::Client::connector()
+    fn connector(&self) -> Result<zk::Connector> {
+        let c = zk::Client::connector()
             .with_session_timeout(self.config.session_timeout)
             .with_connection_timeout(self.config.connection_timeout);
-        if let Some(auth) = &self.config.digest_auth {
-            c = c.with_auth("digest", auth.as_bytes());
-        }
-        c
+        connector_with_credentials(c, &self.config)
     }
 
     async fn open(&self) -> Result<zk::Client> {
-        let connect = self.connector().with_detached().connect(&self.config.quorum);
+        let connect = tls::connect(self.connector()?.with_detached(), &self.config, &self.config.quorum);
         let limit = self.config.session_timeout + Duration::from_secs(2);
         let client = match tokio::time::timeout(limit, connect).await {
             Ok(Ok(c)) => c,
@@ -195,7 +193,10 @@ impl Sessions {
         drop(live);
         // A non-detached client attached to the same session sends CloseSession when
         // dropped; the detached one loses the session with it.
-        let attach = self.connector().with_session(info).connect(&self.config.quorum);
+        let Ok(connector) = self.connector() else {
+            return;
+        };
+        let attach = tls::connect(connector.with_session(info), &self.config, &self.config.quorum);
         match tokio::time::timeout(self.config.session_timeout, attach).await {
             Ok(Ok(closer)) => {
                 let mut state = closer.state_watcher();
@@ -216,6 +217,15 @@ impl Sessions {
     }
 }
 
+/// Adds the digest credentials and the TLS settings of `config` to `connector`.
+fn connector_with_credentials(connector: zk::Connector, config: &ZooKeeperConfig) -> Result<zk::Connector> {
+    let connector = match &config.digest_auth {
+        Some(auth) => connector.with_auth("digest", auth.as_bytes()),
+        None => connector,
+    };
+    tls::apply(connector, config)
+}
+
 /// `host:port,host:port/chroot` → (`host:port,host:port`, `/chroot`).
 fn split_chroot(quorum: &str) -> Option<(&str, &str)> {
     let i = quorum.find('/')?;
@@ -225,12 +235,10 @@ fn split_chroot(quorum: &str) -> Option<(&str, &str)> {
 
 /// Creates the chroot node if missing: a chrooted client cannot create its own root.
 async fn ensure_chroot(config: &ZooKeeperConfig, hosts: &str, chroot: &str) -> Result<()> {
-    let mut connector = zk::Client::connector().with_session_timeout(config.session_timeout);
-    if let Some(auth) = &config.digest_auth {
-        connector = connector.with_auth("digest", auth.as_bytes());
-    }
+    let connector = zk::Client::connector().with_session_timeout(config.session_timeout);
+    let connector = connector_with_credentials(connector, config)?;
     let limit = config.session_timeout + Duration::from_secs(2);
-    let client = match tokio::time::timeout(limit, connector.connect(hosts)).await {
+    let client = match tokio::time::timeout(limit, tls::connect(connector, config, hosts)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(Error::unavailable(format!("ZooKeeper at {hosts}"), e)),
         Err(_) => return Err(Error::unavailable(format!("ZooKeeper at {hosts}"), "no session")),

@@ -94,6 +94,14 @@ impl fmt::Debug for HaConfig {
     }
 }
 
+/// Whether `value` is a URL (or a comma-separated list of them) with a password in
+/// its user info.
+pub(crate) fn url_has_password(value: &str) -> bool {
+    value
+        .split(',')
+        .any(|v| url::Url::parse(v.trim()).is_ok_and(|u| u.password().is_some()))
+}
+
 /// The environment variable that overrides `key`.
 pub fn env_var_for(key: &str) -> String {
     let mut name = String::from("HA_");
@@ -125,6 +133,14 @@ impl HaConfig {
                 .unwrap_or(DEFAULT_CLUSTER_ID),
         )
         .map_err(|e| Error::config(KEY_CLUSTER_ID, e.to_string()))?;
+        // A URL with `user:password@` would show its password wherever the value is
+        // shown (Debug, errors naming the URL): refused, without echoing the value.
+        if let Some(key) = entries.iter().find(|(_, v)| url_has_password(v)).map(|(k, _)| k) {
+            return Err(Error::config(
+                key.as_str(),
+                "must not carry a password in the URL (`user:password@`); use the section's credential keys",
+            ));
+        }
         let storage_dir = match entries.get(KEY_STORAGE_DIR) {
             Some(s) if !s.trim().is_empty() => s.trim().to_string(),
             _ if mode == DEFAULT_MODE => DEFAULT_EMBEDDED_STORAGE.to_string(),
@@ -277,9 +293,23 @@ fn parse_yaml(source: &str, text: &str) -> Result<BTreeMap<String, String>> {
 }
 
 fn parse_toml(source: &str, text: &str) -> Result<BTreeMap<String, String>> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e| Error::config("<document>", format!("{source} is not valid TOML: {e}")))?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // Not `{e}`: its Display quotes the offending source line, which may hold a
+        // password or key. Position and message only.
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" at line {line}, column {column}")
+            })
+            .unwrap_or_default();
+        Error::config(
+            "<document>",
+            format!("{source} is not valid TOML{at}: {}", e.message().trim_end()),
+        )
+    })?;
     let mut out = BTreeMap::new();
     flatten::flatten(source, toml::Value::Table(doc).into(), &mut out)?;
     Ok(out)

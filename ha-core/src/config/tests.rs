@@ -203,3 +203,74 @@ fn secrets_are_redacted_in_debug() {
     let opts = format!("{:?}", cfg.backend_options());
     assert!(!opts.contains("pa55word"));
 }
+
+/// A malformed document must not echo its text in the error: the offending line may
+/// carry a credential (toml's own error message quotes it).
+#[test]
+fn parse_errors_do_not_quote_the_document() {
+    let tomls = [
+        "high-availability.type = \"etcd\"\nhigh-availability.etcd.password = \"s3cret-pw-1\nx = 1\n",
+        "high-availability.etcd.password = s3cret-pw-2\n",
+        "high-availability.etcd.password = \"s3cret-pw-3\" trailing\n",
+        "[high-availability.etcd]\npassword = 's3cret-pw-4'\npassword = 's3cret-pw-4'\n",
+    ];
+    for (i, t) in tomls.iter().enumerate() {
+        let e = HaConfig::from_toml_str("ha.toml", t).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("ha.toml is not valid TOML at line "), "{e}");
+        if i == 0 {
+            assert!(e.contains("line 2, column"), "{e}");
+        }
+    }
+    let yamls = [
+        "high-availability.type: etcd\nhigh-availability.etcd.password: \"s3cret-yaml-1\n  x: [\n",
+        "high-availability.etcd.password: s3cret-yaml-2\n bad: : x\n",
+        "high-availability.etcd.password: s3cret-yaml-3\nhigh-availability.etcd.password: s3cret-yaml-3\n",
+        "high-availability.etcd.password: [s3cret-yaml-4, {a: b}]\n",
+    ];
+    for y in yamls {
+        let e = HaConfig::from_yaml_str("ha.yaml", y).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+}
+
+/// Credentials inside a URL value would be shown wherever the URL is: refused, naming
+/// the key and not echoing the value.
+#[test]
+fn urls_with_passwords_are_refused_without_echo() {
+    for (key, value) in [
+        ("high-availability.storageDir", "s3://AKIAX:url-s3cret@bucket/ha"),
+        (
+            "high-availability.etcd.endpoints",
+            "http://a:2379, http://root:url-s3cret@b:2379",
+        ),
+    ] {
+        let e = HaConfig::from_entries(entries(&[(key, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && !e.contains("url-s3cret"), "{e}");
+    }
+    let cluster = ClusterId::new("c").unwrap();
+    for url in [
+        "s3://u:url-s3cret@bucket/x",
+        "file://u:url-s3cret@/tmp/x",
+        "s3://u:url-s3cret@bad host/x",
+    ] {
+        let e = crate::storage::StateStorage::open(url, &cluster, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("high-availability.storageDir") && !e.contains("url-s3cret"),
+            "{e}"
+        );
+    }
+    // Not URLs with passwords: digest credentials, quorum strings, user-only URLs.
+    for value in [
+        "ha-user:pw",
+        "zk1:2181,zk2:2181/flink",
+        "s3://user@bucket/ha",
+        "http://a:2379",
+    ] {
+        assert!(!url_has_password(value), "{value}");
+    }
+}

@@ -53,6 +53,19 @@ fn shared_memory_store(name: &str) -> Arc<dyn ObjectStore> {
         .clone()
 }
 
+/// `scheme://user:pw@host/…` → `scheme://<redacted>@host/…`, textually (for strings
+/// that do not even parse as URLs).
+fn without_user_info(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
 fn storage_err(what: &str, e: object_store::Error) -> Error {
     Error::unavailable(format!("payload storage: {what}"), e)
 }
@@ -64,8 +77,19 @@ impl StateStorage {
     /// `aws_access_key_id`, `aws_allow_http`); `AWS_*` environment variables are read as
     /// well. Errors name `high-availability.storageDir` or the offending option.
     pub fn open(url: &str, cluster_id: &ClusterId, options: &BTreeMap<String, String>) -> Result<Self> {
-        let parsed =
-            Url::parse(url).map_err(|e| Error::config(STORAGE_DIR_KEY, format!("`{url}` is not a URL: {e}")))?;
+        if crate::config::url_has_password(url) {
+            // Every message below quotes the URL: refuse before any of them.
+            return Err(Error::config(
+                STORAGE_DIR_KEY,
+                "must not carry a password in the URL (`user:password@`); use high-availability.storage.* options",
+            ));
+        }
+        let parsed = Url::parse(url).map_err(|e| {
+            Error::config(
+                STORAGE_DIR_KEY,
+                format!("`{}` is not a URL: {e}", without_user_info(url)),
+            )
+        })?;
         let (store, base): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
             "file" => {
                 if parsed.host_str().is_some_and(|h| !h.is_empty()) {

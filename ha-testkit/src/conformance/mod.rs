@@ -93,6 +93,58 @@ pub const CASES: &[(&str, &str)] = &[
     ("cleanup", "leaves_nothing"),
 ];
 
+/// Lists the cases as `$m! { group { case, … } … }`: one list for [`run_all`] and
+/// [`RUN_ALL_ORDER`] (the exported [`conformance_suite!`] keeps its own, checked
+/// against [`CASES`] like this one).
+macro_rules! with_cases {
+    ($m:ident) => {
+        $m! {
+            election {
+                single_contender_is_granted, one_leader_at_a_time, graceful_handover,
+                crash_handover_after_lease, components_share_one_term,
+                later_terms_have_higher_epochs, self_heals_deleted_leader_information,
+            }
+            retrieval { sees_only_confirmed_leaders, follows_handover, starts_with_current_leader }
+            fencing { stale_leader_rejected_by_every_store, crashed_leader_rejected_after_handover }
+            store {
+                add_get_list, add_existing_is_already_exists, replace_is_compare_and_set,
+                multi_owner_locks, locks_end_with_owner_session,
+            }
+            checkpoints {
+                retention_and_subsume_order, recovery_in_id_order, quarantine_corrupt_and_missing,
+                acknowledged_checkpoint_survives_failover, shutdown_semantics,
+                retry_of_landed_add_is_idempotent, retention_holds_across_leaders,
+            }
+            counter { starts_at_one_and_increments, strictly_increasing_under_16_tasks, set_count_and_shutdown }
+            job_graphs { put_recover_replace_remove, locks_prevent_removal }
+            job_results { dirty_to_clean, new_leader_finishes_cleanup }
+            cleanup { leaves_nothing }
+        }
+    };
+}
+
+macro_rules! order {
+    ($($group:ident { $($case:ident),* $(,)? })*) => {
+        /// The cases [`run_all`] runs, in its order (equal to [`CASES`]).
+        pub const RUN_ALL_ORDER: &[(&str, &str)] = &[$($((stringify!($group), stringify!($case)),)*)*];
+    };
+}
+with_cases!(order);
+
+/// Runs every case one after another against one `harness`, for checks over a whole
+/// suite run (e.g. which API requests a backend made in all of them). Panics at the
+/// first failing case.
+pub async fn run_all(harness: Arc<dyn Harness>) {
+    macro_rules! all {
+        ($($group:ident { $($case:ident),* $(,)? })*) => {
+            $($(
+                run(harness.clone(), concat!(stringify!($group), "::", stringify!($case)), $group::$case).await;
+            )*)*
+        };
+    }
+    with_cases!(all);
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, named `<group>::<case>`,
 /// each running against the harness built by `$harness` (an expression evaluated once
 /// per test; items of the calling module are in scope). The calling crate needs
@@ -180,4 +232,12 @@ macro_rules! conformance_cases {
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_all_covers_every_case() {
+        assert_eq!(super::RUN_ALL_ORDER, super::CASES);
+    }
 }

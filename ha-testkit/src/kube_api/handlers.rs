@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use super::access::{self, ApiAccess};
 use super::faults::Verdict;
 use super::selector::Selector;
 use super::store::{Event, Resource, Watcher};
@@ -288,6 +289,29 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let bearer_token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let target = route(&path);
+    shared.record(match &target {
+        Some(t) => ApiAccess {
+            verb: access::verb(&method, t.name.is_some(), watch),
+            group: Some(t.resource.group().to_string()),
+            resource: t.resource.plural().to_string(),
+            namespace: t.namespace.clone(),
+            bearer_token,
+        },
+        None => ApiAccess {
+            verb: method.as_str().to_ascii_lowercase(),
+            group: None,
+            resource: path.clone(),
+            namespace: None,
+            bearer_token,
+        },
+    });
     if let Some(doc) = discovery(&path) {
         return Ok(full(StatusCode::OK, &doc));
     }
@@ -305,7 +329,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
             None,
         ));
     }
-    let Some(target) = route(&path) else {
+    let Some(target) = target else {
         return Ok(failure(
             404,
             "NotFound",

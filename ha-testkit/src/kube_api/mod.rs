@@ -18,16 +18,20 @@
 //!
 //! Objects are stored as JSON; one global resourceVersion counter orders every change,
 //! as etcd's revision does. [`KubeFaults`] injects latency, errors, lost replies, dropped
-//! watches and unavailability. Not emulated: authentication, admission, server-side
-//! apply, JSON patch, pagination (`limit` is ignored: lists are complete), bookmarks.
+//! watches and unavailability. Every request is recorded as an [`ApiAccess`] (RBAC
+//! verb, resource, namespace, bearer token) for RBAC checks. Not emulated:
+//! authentication and authorization, admission, server-side apply, JSON patch,
+//! pagination (`limit` is ignored: lists are complete), bookmarks.
 //!
 //! Dropping the emulator stops the server and every connection.
 
+mod access;
 mod faults;
 mod handlers;
 mod selector;
 mod store;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +42,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use access::ApiAccess;
 pub use faults::KubeFaults;
 use store::Store;
 
@@ -52,9 +57,19 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     faults: KubeFaults,
     requests: AtomicU64,
+    accesses: Mutex<BTreeMap<ApiAccess, u64>>,
 }
 
 impl Shared {
+    fn record(&self, access: ApiAccess) {
+        *self
+            .accesses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(access)
+            .or_insert(0) += 1;
+    }
+
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -97,6 +112,7 @@ impl KubeApiEmulator {
             store: Mutex::new(Store::new(events)),
             faults: KubeFaults::default(),
             requests: AtomicU64::new(0),
+            accesses: Mutex::new(BTreeMap::new()),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self { addr, shared, server })
@@ -136,6 +152,12 @@ impl KubeApiEmulator {
     /// opened), e.g. to count what idle clients send per renew period.
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every distinct kind of request served so far, with how many times it came
+    /// (faulted ones included).
+    pub fn accesses(&self) -> BTreeMap<ApiAccess, u64> {
+        self.shared.accesses.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The number of open watch streams.

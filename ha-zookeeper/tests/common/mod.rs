@@ -219,3 +219,8 @@ impl ChaosTarget for ZkHarness {
         }
     }
 }
+
+#[cfg(feature = "tls")]
+pub mod secure;
+
+pub mod lockout;
