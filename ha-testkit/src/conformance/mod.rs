@@ -114,6 +114,7 @@ macro_rules! with_cases {
                 retention_and_subsume_order, recovery_in_id_order, quarantine_corrupt_and_missing,
                 acknowledged_checkpoint_survives_failover, shutdown_semantics,
                 retry_of_landed_add_is_idempotent, retention_holds_across_leaders,
+                subsumed_entry_locked_by_crashed_process_is_removed_later,
             }
             counter { starts_at_one_and_increments, strictly_increasing_under_16_tasks, set_count_and_shutdown }
             job_graphs { put_recover_replace_remove, locks_prevent_removal }
