@@ -167,23 +167,45 @@ impl Candidacy {
         // election until it does.
         let uuid = self.lock().uuid.clone();
         if let Some(uuid) = uuid {
-            let limit = live.client.session_timeout() * 2;
-            let client = if !session_lost && wait_connected(&live.client, limit).await.is_ok() {
-                Some(live.client.clone())
-            } else {
-                self.inner.sessions.live().await.ok().map(|l| l.client)
-            };
-            if let Some(client) = client {
-                if let Err(e) = retire(&client, &self.dir, &uuid).await {
-                    tracing::debug!(error = %e, "could not remove the old latch node");
-                }
-            }
+            self.retire_term(live, session_lost, &uuid).await;
         }
         if failed {
             tokio::time::sleep(*backoff).await;
             *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
         } else {
             *backoff = self.inner.sessions.config().retry_wait;
+        }
+    }
+
+    /// Removes every node of the ended term `uuid`, retrying until it is done, the
+    /// candidacy resigned or the backend closed. One try is not enough: a node left
+    /// behind on a session that lives on stays the lowest of the latch and blocks
+    /// every candidate, this one included, for as long as that session lives, and a
+    /// single delete easily fails with a connection loss while the ensemble is still
+    /// electing its own leader.
+    async fn retire_term(&self, live: &crate::session::Live, mut session_lost: bool, uuid: &str) {
+        let limit = live.client.session_timeout() * 2;
+        let mut wait = self.inner.sessions.config().retry_wait;
+        loop {
+            if self.lock().resigned || self.inner.sessions.is_closed() {
+                return;
+            }
+            let client = if !session_lost && wait_connected(&live.client, limit).await.is_ok() {
+                Some(live.client.clone())
+            } else {
+                self.inner.sessions.live().await.ok().map(|l| l.client)
+            };
+            if let Some(client) = client {
+                match retire(&client, &self.dir, uuid).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::debug!(group = %self.group, error = %e, "old latch node not removed yet; retrying")
+                    }
+                }
+            }
+            session_lost |= live.client.state().is_terminated();
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(1));
         }
     }
 
