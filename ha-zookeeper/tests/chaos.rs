@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
-use ha_testkit::chaos::{self, ChaosConfig, ChaosReport, ChaosTarget, Freeze, Links, Outcome, SplitMix64};
+use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, Links, SplitMix64};
 use ha_testkit::{Harness, ZooKeeperServer};
 use ha_zookeeper::ZooKeeperBackend;
 
@@ -183,32 +183,6 @@ impl ChaosTarget for ZkChaos {
     }
 }
 
-fn assert_clean(report: &ChaosReport) {
-    println!("zookeeper chaos: {report}");
-    for f in &report.faults {
-        println!("  fault: {f}");
-    }
-    assert!(
-        report.check.violations.is_empty(),
-        "invariant violations:\n{}",
-        report.check.violations.join("\n")
-    );
-    assert!(
-        report.check.acknowledged > 0,
-        "no write was acknowledged: the run proved nothing"
-    );
-    // A leader frozen right before a write past its lease sends that write with its
-    // old fence when thawed; its term ended on the server, so the backend refuses it
-    // (one may instead fail on the reconnecting link, but not all of them).
-    if report.stale_leader_freezes > 0 {
-        assert!(
-            report.stale_writes.contains(&Some(Outcome::NotLeader)),
-            "leaders were frozen before a write past their lease, yet none of their stale writes was fenced: {:?}",
-            report.stale_writes
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_seeded_run_has_no_violations() {
     let target = Arc::new(ZkChaos::start());
@@ -220,7 +194,7 @@ async fn short_seeded_run_has_no_violations() {
         },
     )
     .await;
-    assert_clean(&report);
+    report.assert_clean("zookeeper");
     assert!(
         report.stale_leader_freezes > 0,
         "seed 3's schedule freezes the leader right before a write; it did not: {:?}",
@@ -242,5 +216,5 @@ async fn long_run() {
         .from_env(),
     )
     .await;
-    assert_clean(&report);
+    report.assert_clean("zookeeper");
 }

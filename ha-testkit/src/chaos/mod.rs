@@ -122,6 +122,35 @@ pub struct ChaosReport {
     pub elapsed: Duration,
 }
 
+impl ChaosReport {
+    /// Prints the report and its faults, then asserts the run proved something and
+    /// broke nothing: no invariant violation, at least one acknowledged write, and if a
+    /// leader was frozen right before a write past its lease, at least one such stale
+    /// write was fenced (one may instead fail on its reconnecting link, not all).
+    pub fn assert_clean(&self, backend: &str) {
+        println!("{backend} chaos: {self}");
+        for f in &self.faults {
+            println!("  fault: {f}");
+        }
+        assert!(
+            self.check.violations.is_empty(),
+            "invariant violations:\n{}",
+            self.check.violations.join("\n")
+        );
+        assert!(
+            self.check.acknowledged > 0,
+            "no write was acknowledged: the run proved nothing"
+        );
+        if self.stale_leader_freezes > 0 {
+            assert!(
+                self.stale_writes.contains(&Some(Outcome::NotLeader)),
+                "leaders were frozen before a write past their lease, yet none of their stale writes was fenced: {:?}",
+                self.stale_writes
+            );
+        }
+    }
+}
+
 impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
