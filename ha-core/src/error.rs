@@ -118,6 +118,28 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The request was refused because it would break an invariant of the store (an
+    /// id that goes backwards, a checkpoint older than the retained ones); nothing was
+    /// changed.
+    #[error("refused {key}: {message}")]
+    InvalidRequest {
+        /// Key or entity the request was about.
+        key: String,
+        /// Which rule it breaks.
+        message: String,
+    },
+
+    /// Recovery stopped instead of falling back to older state or hiding entries
+    /// (payload storage missing, or an unreadable entry under the `fail` policy);
+    /// every entry was left as it was.
+    #[error("recovery refused for {job}: {message}")]
+    RecoveryRefused {
+        /// Job whose recovery stopped.
+        job: String,
+        /// Why, naming the storage URL, entry key, payload path or config key.
+        message: String,
+    },
+
     /// The service or backend instance was closed.
     #[error("closed: {what}")]
     Closed {

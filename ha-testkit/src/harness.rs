@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use ha_core::storage::StateStorage;
-use ha_core::{ClusterId, ComponentId, HaBackend, HaServices, Result};
+use ha_core::{ClusterId, ComponentId, Fence, HaBackend, HaServices, Result, StoreNamespace};
+
+use crate::storage_faults::{FaultyStore, StorageCondition, StorageFaults};
 
 /// What the conformance suite needs from a backend: fresh instances for a cluster-id,
 /// a view of everything stored, and a few hooks for faults.
@@ -36,6 +39,27 @@ pub trait Harness: Send + Sync + 'static {
     async fn crash(&self, services: HaServices) {
         drop(services);
     }
+
+    /// Overwrites the backend's raw record of entry `name` in `namespace` with `raw`,
+    /// as a buggy tool or a torn write might. The default replaces the entry's value
+    /// through the store, which is the raw record on backends that store values as
+    /// they are; a backend that wraps values (a ConfigMap entry with metadata)
+    /// overrides it to overwrite the wrapper itself.
+    async fn overwrite_raw_entry(
+        &self,
+        services: &HaServices,
+        fence: &Fence,
+        namespace: &StoreNamespace,
+        name: &str,
+        raw: Bytes,
+    ) -> Result<()> {
+        let store = services.backend().state_handle_store(namespace).await?;
+        let current = store
+            .get(name)
+            .await?
+            .ok_or_else(|| ha_core::Error::NotFound { key: name.to_string() })?;
+        store.replace(fence, name, current.version, raw).await.map(|_| ())
+    }
 }
 
 /// The context of one conformance case: the harness, a fresh random cluster-id and a
@@ -45,7 +69,8 @@ pub struct Ctx {
     harness: Arc<dyn Harness>,
     cluster_id: ClusterId,
     storage_url: String,
-    _dir: Arc<tempfile::TempDir>,
+    storage_condition: StorageCondition,
+    dir: Arc<tempfile::TempDir>,
 }
 
 impl Ctx {
@@ -64,7 +89,8 @@ impl Ctx {
             harness,
             cluster_id,
             storage_url,
-            _dir: Arc::new(dir),
+            storage_condition: StorageCondition::default(),
+            dir: Arc::new(dir),
         }
     }
 
@@ -78,9 +104,24 @@ impl Ctx {
         &self.cluster_id
     }
 
-    /// The payload storage of the case (shared by all its processes).
+    /// The payload storage of the case (shared by all its processes), switchable to
+    /// unavailable or slow through [`Ctx::storage_condition`].
     pub fn storage(&self) -> StateStorage {
-        StateStorage::open(&self.storage_url, &self.cluster_id, &Default::default()).expect("open payload storage")
+        let condition = self.storage_condition.clone();
+        StateStorage::open(&self.storage_url, &self.cluster_id, &Default::default())
+            .expect("open payload storage")
+            .map_store(|inner| FaultyStore::wrap(inner, condition))
+    }
+
+    /// The switch that makes the case's payload storage unavailable or slow.
+    pub fn storage_condition(&self) -> &StorageCondition {
+        &self.storage_condition
+    }
+
+    /// On-disk faults of the case's payload storage (missing root, lost or torn
+    /// payloads).
+    pub fn storage_faults(&self) -> StorageFaults {
+        StorageFaults::new(self.dir.path().to_path_buf(), self.cluster_id.clone())
     }
 
     /// A new process: backend instance plus services retaining one checkpoint.

@@ -14,6 +14,8 @@
 //! - [`TestCerts`]: a throw-away CA and certificates made with `openssl` at test time;
 //! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
+//! - [`StorageFaults`], [`FaultyStore`]: payload storage missing, unavailable, slow,
+//!   or with one payload lost or torn;
 //! - [`FaultProxy`]: a TCP proxy that cuts, blackholes, delays and partitions;
 //! - [`KubeApiEmulator`]: an in-process Kubernetes API server (ConfigMaps, Leases)
 //!   with fault injection, for the Kubernetes backend.
@@ -28,6 +30,7 @@ mod harness;
 mod kube_api;
 mod log_capture;
 mod s3_server;
+mod storage_faults;
 mod zookeeper;
 
 pub use certs::TestCerts;
@@ -38,4 +41,5 @@ pub use harness::{Ctx, Harness};
 pub use kube_api::{ApiAccess, KubeApiEmulator, KubeFaults};
 pub use log_capture::{LogCapture, LogCaptureWriter};
 pub use s3_server::{free_port, S3Server};
+pub use storage_faults::{FaultyStore, StorageCondition, StorageFaults, StorageMode};
 pub use zookeeper::{four_letter_word, ZooKeeperOptions, ZooKeeperServer, ZooKeeperTls, ZOOKEEPER_JAR};

@@ -95,6 +95,7 @@ async fn checkpoints_end_to_end(storage: StateStorage, cluster: &ClusterId) {
 #[tokio::test]
 async fn file_scheme() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ha")).unwrap();
     let url = format!("file://{}/ha", dir.path().display());
     let cluster = ClusterId::random("file");
     round_trip_and_verification(StateStorage::open(&url, &cluster, &BTreeMap::new()).unwrap()).await;
@@ -139,4 +140,53 @@ async fn s3_errors_are_clear() {
     // S3 secrets never show in Debug.
     let good = StateStorage::open(&server.url("ha"), &cluster, &server.options()).unwrap();
     assert!(!format!("{good:?}").contains("testing-secret"));
+}
+
+/// S3 unreachable (moto behind a cut proxy): adds fail as `Unavailable` without
+/// acknowledging anything, recovery fails as `Unavailable` and quarantines nothing, and
+/// once S3 is back every acknowledged checkpoint is recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unavailable_is_retryable_not_quarantine() {
+    let server = S3Server::start("ha-test");
+    let proxy = ha_testkit::FaultProxy::start(server.endpoint().trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let mut options = server.options();
+    options.insert("aws_endpoint".into(), format!("http://{}", proxy.addr()));
+    // Fail fast instead of object_store's default retries for minutes.
+    options.insert("max-retries".into(), "1".into());
+    options.insert("retry-timeout".into(), "2 s".into());
+    let cluster = ClusterId::random("s3down");
+    let storage = StateStorage::open(&server.url("ha"), &cluster, &options).unwrap();
+    let backend = Arc::new(EmbeddedCluster::new(cluster.clone(), std::time::Duration::from_secs(5)).connect());
+    let ha = HaServices::new(backend, storage, 3);
+    let election = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut e = election.register(ha_core::ComponentId::new("jm").unwrap()).unwrap();
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    let cp = |id: u64| CompletedCheckpoint {
+        job_id: job.clone(),
+        checkpoint_id: id,
+        data: Bytes::from(vec![id as u8; 100]),
+    };
+    for id in 1..=2 {
+        store.add_checkpoint(&f, cp(id)).await.unwrap();
+    }
+    proxy.partition();
+    let err = store.add_checkpoint(&f, cp(3)).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert_eq!(
+        store.checkpoint_ids().await.unwrap(),
+        vec![1, 2],
+        "nothing acknowledged"
+    );
+    let err = store.recover(&f).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(store.quarantined_keys().await.unwrap().is_empty());
+    proxy.heal();
+    let recovered = store.recover(&f).await.unwrap();
+    let ids: Vec<u64> = recovered.checkpoints.iter().map(|c| c.checkpoint_id).collect();
+    assert_eq!(ids, vec![1, 2]);
+    ha.close_and_cleanup_all_data().await.unwrap();
 }

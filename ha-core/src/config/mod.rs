@@ -26,6 +26,7 @@ pub use registry::{BackendProvider, BackendRegistry};
 
 use crate::error::{Error, Result};
 use crate::ids::ClusterId;
+use crate::services::OnUnreadable;
 
 /// `high-availability.type`
 pub const KEY_TYPE: &str = "high-availability.type";
@@ -35,10 +36,18 @@ pub const KEY_CLUSTER_ID: &str = "high-availability.cluster-id";
 pub const KEY_STORAGE_DIR: &str = "high-availability.storageDir";
 /// `state.checkpoints.num-retained`
 pub const KEY_NUM_RETAINED: &str = "state.checkpoints.num-retained";
+/// `high-availability.checkpoints.on-unreadable`
+pub const KEY_ON_UNREADABLE: &str = crate::services::OnUnreadable::KEY;
 /// Prefix of the object-store options for `s3://` storage.
 pub const STORAGE_OPTIONS_PREFIX: &str = "high-availability.storage.";
 
-const CORE_KEYS: [&str; 4] = [KEY_TYPE, KEY_CLUSTER_ID, KEY_STORAGE_DIR, KEY_NUM_RETAINED];
+const CORE_KEYS: [&str; 5] = [
+    KEY_TYPE,
+    KEY_CLUSTER_ID,
+    KEY_STORAGE_DIR,
+    KEY_NUM_RETAINED,
+    KEY_ON_UNREADABLE,
+];
 
 /// The default mode: the in-process embedded backend.
 pub const DEFAULT_MODE: &str = "embedded";
@@ -55,6 +64,7 @@ pub struct HaConfig {
     storage_dir: String,
     storage_options: BTreeMap<String, String>,
     num_retained: usize,
+    on_unreadable: OnUnreadable,
     entries: BTreeMap<String, String>,
 }
 
@@ -89,6 +99,7 @@ impl fmt::Debug for HaConfig {
             .field("cluster_id", &self.cluster_id)
             .field("storage_dir", &self.storage_dir)
             .field("num_retained", &self.num_retained)
+            .field("on_unreadable", &self.on_unreadable)
             .field("entries", &shown)
             .finish()
     }
@@ -158,6 +169,10 @@ impl HaConfig {
                 }
             },
         };
+        let on_unreadable = match entries.get(KEY_ON_UNREADABLE) {
+            Some(v) => OnUnreadable::parse(v)?,
+            None => OnUnreadable::default(),
+        };
         let storage_options = entries
             .iter()
             .filter_map(|(k, v)| {
@@ -171,6 +186,7 @@ impl HaConfig {
             storage_dir,
             storage_options,
             num_retained,
+            on_unreadable,
             entries,
         })
     }
@@ -249,6 +265,12 @@ impl HaConfig {
         self.num_retained
     }
 
+    /// What checkpoint recovery does with unreadable entries
+    /// (`high-availability.checkpoints.on-unreadable`: `quarantine` or `fail`).
+    pub fn on_unreadable(&self) -> OnUnreadable {
+        self.on_unreadable
+    }
+
     /// The raw value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries.get(key).map(String::as_str)
@@ -279,6 +301,7 @@ impl Default for HaConfig {
             storage_dir: DEFAULT_EMBEDDED_STORAGE.into(),
             storage_options: BTreeMap::new(),
             num_retained: 1,
+            on_unreadable: OnUnreadable::default(),
             entries: BTreeMap::new(),
         }
     }

@@ -274,3 +274,19 @@ fn urls_with_passwords_are_refused_without_echo() {
         assert!(!url_has_password(value), "{value}");
     }
 }
+
+#[test]
+fn on_unreadable_policy_is_parsed_and_checked() {
+    use crate::OnUnreadable;
+    assert_eq!(HaConfig::default().on_unreadable(), OnUnreadable::Quarantine);
+    let cfg = HaConfig::from_yaml_str("t", "high-availability.checkpoints.on-unreadable: FAIL\n").unwrap();
+    assert_eq!(cfg.on_unreadable(), OnUnreadable::Fail);
+    BackendRegistry::global().validate(&cfg).unwrap();
+    let err = HaConfig::from_yaml_str("t", "high-availability.checkpoints.on-unreadable: skip\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("high-availability.checkpoints.on-unreadable") && err.contains("quarantine, fail"),
+        "{err}"
+    );
+}

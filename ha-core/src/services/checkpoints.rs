@@ -2,17 +2,27 @@
 //!
 //! - Entries are named `checkpointID-{id:019}`; their payloads live in
 //!   [`StateStorage`]. The newest `num_retained` are kept.
-//! - Write-then-subsume: the new pointer is stored before anything older is removed;
-//!   subsumed payloads are discarded asynchronously by the [`PayloadCleaner`].
-//! - Recovery returns checkpoints in id order. An entry whose pointer is corrupt or
-//!   whose payload is missing or fails its checksum is reported and quarantined
-//!   (renamed to `quarantined-checkpointID-…`, payload kept for inspection); recovery
-//!   falls back to the newest readable checkpoint. Transient errors are returned, never
-//!   quarantined.
-//! - `shutdown(status)` deletes everything on a globally terminal status and only
-//!   releases this process's locks on suspension.
+//! - Write-then-subsume: the new pointer is stored (after its payload is durable)
+//!   before anything older is removed; subsumed payloads are discarded asynchronously
+//!   by the [`PayloadCleaner`].
+//! - Ids only move forward: an add whose id is below the newest retained checkpoint is
+//!   refused before anything is written, so an add never subsumes the checkpoint it
+//!   adds. Every store handle of a job in one process shares one retained view.
+//! - Recovery returns checkpoints in id order. An entry whose pointer is corrupt, whose
+//!   payload fails its checksum, or whose payload is missing while other payloads of
+//!   the job are readable is reported and quarantined (renamed to
+//!   `quarantined-checkpointID-…`, payload kept for inspection); recovery falls back to
+//!   the newest readable checkpoint. With
+//!   [`OnUnreadable::Fail`] it refuses instead. When *every* payload of the job is
+//!   missing, the storage itself is missing (not mounted, wrong `storageDir`): recovery
+//!   fails with [`Error::RecoveryRefused`] naming the storage URL and changes nothing.
+//!   Transient errors are returned, never quarantined.
+//! - `shutdown(status)` deletes everything on a globally terminal status (and returns
+//!   the entries another live process still locks, to be removed by a later attempt)
+//!   and only releases this process's locks on suspension.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::Mutex;
@@ -37,6 +47,36 @@ pub fn checkpoint_key(id: u64) -> String {
 /// Parses a checkpoint entry name back to its id.
 pub fn parse_checkpoint_key(name: &str) -> Option<u64> {
     name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()
+}
+
+/// What recovery does with an entry it cannot read (config key
+/// `high-availability.checkpoints.on-unreadable`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum OnUnreadable {
+    /// Set the entry aside as `quarantined-…` and fall back to the newest readable
+    /// checkpoint (the default).
+    #[default]
+    Quarantine,
+    /// Refuse to fall back to older state, as Flink does: recovery fails naming the
+    /// entry and its payload, and changes nothing.
+    Fail,
+}
+
+impl OnUnreadable {
+    /// The config key that chooses the policy.
+    pub const KEY: &'static str = "high-availability.checkpoints.on-unreadable";
+
+    /// Parses a config value (`quarantine` or `fail`, any case).
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "quarantine" => Ok(Self::Quarantine),
+            "fail" => Ok(Self::Fail),
+            _ => Err(Error::config(
+                Self::KEY,
+                format!("unknown policy `{value}`; valid values: quarantine, fail"),
+            )),
+        }
+    }
 }
 
 /// A completed checkpoint: its id and its (opaque) metadata payload.
@@ -81,10 +121,13 @@ impl RecoveredCheckpoints {
 struct Retained {
     id: u64,
     handle: StateHandle,
+    /// False for an entry whose payload a `quarantined-…` copy still references: its
+    /// removal must keep the payload.
+    owns_payload: bool,
 }
 
 /// The retained checkpoints as loaded or written in one leadership term, ascending.
-struct RetainedView {
+pub(crate) struct RetainedView {
     epoch: Epoch,
     list: Vec<Retained>,
     /// Subsumed entries another process still had locked; removal is retried on every
@@ -102,6 +145,34 @@ impl RetainedView {
     }
 }
 
+type SharedView = Arc<Mutex<Option<RetainedView>>>;
+
+/// The retained views of one process, one per job, shared by every
+/// [`CompletedCheckpointStore`] handle of that job so that none subsumes from a stale
+/// view.
+#[derive(Clone, Default)]
+pub(crate) struct RetainedViews(Arc<std::sync::Mutex<HashMap<JobId, Weak<Mutex<Option<RetainedView>>>>>>);
+
+impl std::fmt::Debug for RetainedViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetainedViews").finish_non_exhaustive()
+    }
+}
+
+impl RetainedViews {
+    /// The view of `job`, created on first use; dropped with its last handle.
+    pub(crate) fn of(&self, job: &JobId) -> SharedView {
+        let mut views = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(view) = views.get(job).and_then(Weak::upgrade) {
+            return view;
+        }
+        views.retain(|_, v| v.strong_count() > 0);
+        let view = SharedView::default();
+        views.insert(job.clone(), Arc::downgrade(&view));
+        view
+    }
+}
+
 /// The completed checkpoints of one job.
 #[derive(Clone)]
 pub struct CompletedCheckpointStore {
@@ -110,8 +181,9 @@ pub struct CompletedCheckpointStore {
     storage: StateStorage,
     cleaner: PayloadCleaner,
     num_retained: usize,
+    on_unreadable: OnUnreadable,
     /// Retained checkpoints known to this process; `None` until loaded.
-    retained: Arc<Mutex<Option<RetainedView>>>,
+    retained: SharedView,
 }
 
 impl std::fmt::Debug for CompletedCheckpointStore {
@@ -138,8 +210,21 @@ impl CompletedCheckpointStore {
             storage,
             cleaner,
             num_retained: num_retained.max(1),
+            on_unreadable: OnUnreadable::default(),
             retained: Arc::default(),
         }
+    }
+
+    /// Shares `view` with the other handles of this job in the process.
+    pub(crate) fn with_view(mut self, view: SharedView) -> Self {
+        self.retained = view;
+        self
+    }
+
+    /// Sets what recovery does with unreadable entries.
+    pub fn with_on_unreadable(mut self, policy: OnUnreadable) -> Self {
+        self.on_unreadable = policy;
+        self
     }
 
     /// How many checkpoints are retained.
@@ -182,6 +267,19 @@ impl CompletedCheckpointStore {
             *view = Some(RetainedView::new(fence.epoch, self.load_pointers().await?));
         }
         let key = checkpoint_key(checkpoint.checkpoint_id);
+        if let Some(view) = view.as_ref() {
+            let id = checkpoint.checkpoint_id;
+            let newest = view.list.last().map(|r| r.id);
+            if newest.is_some_and(|n| id < n) && !view.list.iter().any(|r| r.id == id) {
+                return Err(Error::InvalidRequest {
+                    key,
+                    message: format!(
+                        "checkpoint {id} is older than the newest retained checkpoint {}: retention would delete it as soon as it is added",
+                        newest.unwrap_or_default()
+                    ),
+                });
+            }
+        }
         let handle = self
             .storage
             .store(&format!("checkpoints/{}", self.job_id), &key, checkpoint.data.clone())
@@ -209,6 +307,7 @@ impl CompletedCheckpointStore {
             view.list.push(Retained {
                 id: checkpoint.checkpoint_id,
                 handle,
+                owns_payload: true,
             });
             view.list.sort_by_key(|r| r.id);
         }
@@ -221,7 +320,8 @@ impl CompletedCheckpointStore {
         let mut kept = Vec::new();
         for old in std::mem::take(&mut view.still_locked) {
             match self.store.release_and_try_remove(fence, &checkpoint_key(old.id)).await {
-                Ok(true) => self.cleaner.discard(old.handle),
+                Ok(true) if old.owns_payload => self.cleaner.discard(old.handle),
+                Ok(true) => {}
                 Ok(false) => kept.push(old),
                 Err(e) => {
                     // The new checkpoint is durable; the old one stays until a later
@@ -243,57 +343,125 @@ impl CompletedCheckpointStore {
     }
 
     async fn load_pointers(&self) -> Result<Vec<Retained>> {
+        let names = self.store.list().await?;
+        let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_checkpoint_key(n)).collect();
+        ids.sort_unstable();
         let mut out = Vec::new();
-        for id in self.checkpoint_ids().await? {
+        for id in ids {
             let key = checkpoint_key(id);
-            if let Some(v) = self.store.get(&key).await? {
-                if let Ok(handle) = StateHandle::from_bytes(&key, &v.value) {
-                    out.push(Retained { id, handle });
-                }
+            // An entry that cannot be read is left to recovery, which quarantines it.
+            let Ok(Some(v)) = self.store.get(&key).await else {
+                continue;
+            };
+            if let Ok(handle) = StateHandle::from_bytes(&key, &v.value) {
+                let quarantined = format!("{QUARANTINE_PREFIX}{key}");
+                out.push(Retained {
+                    id,
+                    handle,
+                    owns_payload: !names.contains(&quarantined),
+                });
             }
         }
         Ok(out)
     }
 
     /// Recovers all checkpoints in id order, locking them for this process, and
-    /// quarantines unreadable ones (fenced, as it changes HA data).
+    /// quarantines unreadable ones (fenced, as it changes HA data) or refuses, as the
+    /// module docs describe.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job_id, epoch = fence.epoch.0))]
     pub async fn recover(&self, fence: &Fence) -> Result<RecoveredCheckpoints> {
         let mut retained = self.retained.lock().await;
+        let names = self.store.list().await?;
+        let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_checkpoint_key(n)).collect();
+        ids.sort_unstable();
         let mut result = RecoveredCheckpoints::default();
         let mut list = Vec::new();
-        for id in self.checkpoint_ids().await? {
+        let mut unreadable: Vec<(u64, String, Bytes, Error)> = Vec::new();
+        // Whether any payload object of the job exists: if none does while pointers
+        // name some, the storage is missing, not the objects.
+        let mut storage_answered = false;
+        for id in ids {
             let key = checkpoint_key(id);
             let pointer = match self.store.get_and_lock(&key).await {
                 Ok(p) => p,
                 Err(Error::NotFound { .. }) => continue,
+                Err(e @ Error::CorruptData { .. }) => {
+                    unreadable.push((id, key, Bytes::new(), e));
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
-            let read = match StateHandle::from_bytes(&key, &pointer.value) {
-                Ok(handle) => self.storage.retrieve(&key, &handle).await.map(|data| (handle, data)),
-                Err(e) => Err(e),
+            let handle = match StateHandle::from_bytes(&key, &pointer.value) {
+                Ok(handle) => handle,
+                Err(e) => {
+                    unreadable.push((id, key, pointer.value, e));
+                    continue;
+                }
             };
-            match read {
-                Ok((handle, data)) => {
+            match self.storage.retrieve(&key, &handle).await {
+                Ok(data) => {
+                    storage_answered = true;
                     result.checkpoints.push(CompletedCheckpoint {
                         job_id: self.job_id.clone(),
                         checkpoint_id: id,
                         data,
                     });
-                    list.push(Retained { id, handle });
-                }
-                Err(e @ (Error::CorruptData { .. } | Error::MissingPayload { .. })) => {
-                    tracing::error!(job = %self.job_id, %key, error = %e, "quarantining unreadable checkpoint");
-                    self.quarantine(fence, &key, pointer.value).await?;
-                    result.quarantined.push(QuarantinedCheckpoint {
-                        checkpoint_id: id,
-                        key,
-                        error: e.to_string(),
+                    let quarantined = format!("{QUARANTINE_PREFIX}{key}");
+                    list.push(Retained {
+                        id,
+                        handle,
+                        owns_payload: !names.contains(&quarantined),
                     });
                 }
+                Err(e @ Error::CorruptData { .. }) => {
+                    storage_answered = true;
+                    unreadable.push((id, key, pointer.value, e));
+                }
+                Err(e @ Error::MissingPayload { .. }) => unreadable.push((id, key, pointer.value, e)),
                 Err(e) => return Err(e),
             }
         }
+        let all_missing = !storage_answered
+            && unreadable
+                .iter()
+                .any(|(.., e)| matches!(e, Error::MissingPayload { .. }));
+        if all_missing {
+            let example = unreadable
+                .iter()
+                .find_map(|(.., e)| match e {
+                    Error::MissingPayload { path, .. } => Some(path.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            return Err(Error::RecoveryRefused {
+                job: self.job_id.to_string(),
+                message: format!(
+                    "every checkpoint payload of the job is missing from {} (e.g. {example}): the storage is not mounted or `high-availability.storageDir` points elsewhere; no entry was changed",
+                    self.storage.url()
+                ),
+            });
+        }
+        if self.on_unreadable == OnUnreadable::Fail {
+            if let Some((_, key, _, e)) = unreadable.last() {
+                return Err(Error::RecoveryRefused {
+                    job: self.job_id.to_string(),
+                    message: format!(
+                        "{key} is unreadable ({e}) and `{}` is `fail`, so recovery does not fall back to an older checkpoint; no entry was changed",
+                        OnUnreadable::KEY
+                    ),
+                });
+            }
+        }
+        for (id, key, pointer, e) in unreadable {
+            tracing::error!(job = %self.job_id, %key, error = %e, "quarantining unreadable checkpoint");
+            self.quarantine(fence, &key, pointer).await?;
+            result.quarantined.push(QuarantinedCheckpoint {
+                checkpoint_id: id,
+                key,
+                error: e.to_string(),
+            });
+        }
+        result.quarantined.sort_by_key(|q| q.checkpoint_id);
         *retained = Some(RetainedView::new(fence.epoch, list));
         Ok(result)
     }
@@ -311,7 +479,13 @@ impl CompletedCheckpointStore {
     /// Shuts the store down for `status`: on a globally terminal status every entry
     /// (quarantined ones included) and payload is deleted; otherwise this process's
     /// locks are released and nothing is deleted.
-    pub async fn shutdown(&self, fence: &Fence, status: JobStatus) -> Result<()> {
+    ///
+    /// Returns the entries that could not be removed because another live process
+    /// still locks them (always empty on suspension). They stay until a later call
+    /// succeeds, which [`HaServices::cleanup_job`](super::HaServices::cleanup_job)
+    /// retries.
+    #[must_use = "entries another process still locks are left behind; retry later"]
+    pub async fn shutdown(&self, fence: &Fence, status: JobStatus) -> Result<Vec<String>> {
         let names = self.store.list().await?;
         let mut retained = self.retained.lock().await;
         if !status.is_globally_terminal() {
@@ -319,17 +493,20 @@ impl CompletedCheckpointStore {
                 self.store.release(&name).await?;
             }
             *retained = None;
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut left = Vec::new();
         for name in names {
-            let pointer = self.store.get(&name).await?;
+            let pointer = self.store.get(&name).await.ok().flatten();
             if self.store.release_and_try_remove(fence, &name).await? {
                 if let Some(handle) = pointer.and_then(|p| StateHandle::from_bytes(&name, &p.value).ok()) {
                     self.storage.discard(&handle).await?;
                 }
+            } else {
+                left.push(name);
             }
         }
         *retained = Some(RetainedView::new(fence.epoch, Vec::new()));
-        Ok(())
+        Ok(left)
     }
 }

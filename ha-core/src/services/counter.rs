@@ -2,7 +2,8 @@
 //!
 //! Starts at 1. `get_and_increment` is a compare-and-set loop over the backend's
 //! counter storage, so concurrent callers never see the same value; every write is
-//! fenced. After an unknown outcome an id may be skipped, never repeated.
+//! fenced. After an unknown outcome an id may be skipped, never repeated, and
+//! `set_count` never moves it back: an id handed out is never handed out again.
 
 use std::sync::Arc;
 
@@ -57,10 +58,27 @@ impl CheckpointIdCounter {
         Err(Error::VersionConflict { key: "counter".into() })
     }
 
-    /// Sets the counter to `value` (restore from a savepoint).
+    /// Sets the counter to `value` (restore from a savepoint into a fresh job).
+    ///
+    /// The counter never goes back: ids below the current value may have been handed
+    /// out already, and retention by id would then delete each new checkpoint. A
+    /// `value` below [`get`](Self::get) is refused with
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest); the current value is a
+    /// no-op.
     pub async fn set_count(&self, fence: &Fence, value: u64) -> Result<()> {
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let version = self.driver.read().await?.map(|v| v.version);
+            let current = self.driver.read().await?;
+            let now = current.as_ref().map_or(INITIAL_CHECKPOINT_ID, |v| v.value);
+            if value < now {
+                return Err(Error::InvalidRequest {
+                    key: "counter".into(),
+                    message: format!(
+                        "set_count({value}) would move the checkpoint id counter back from {now}; ids up to {} may have been handed out",
+                        now - 1
+                    ),
+                });
+            }
+            let version = current.map(|v| v.version);
             match self.driver.compare_and_set(fence, version, value).await {
                 Ok(_) => return Ok(()),
                 Err(Error::VersionConflict { .. }) => tokio::task::yield_now().await,

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use super::checkpoints::RetainedViews;
 use super::metered::{MeteredCounter, MeteredStore};
 use super::{
     BlobStore, CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore, JobResultStore, LeaderElectionService,
-    LeaderRetrievalService, PayloadCleaner,
+    LeaderRetrievalService, OnUnreadable, PayloadCleaner,
 };
 use crate::config::{BackendRegistry, HaConfig};
 use crate::driver::{HaBackend, StoreNamespace};
@@ -24,6 +25,8 @@ pub struct HaServices {
     storage: StateStorage,
     cleaner: PayloadCleaner,
     num_retained: usize,
+    on_unreadable: OnUnreadable,
+    views: RetainedViews,
 }
 
 impl HaServices {
@@ -38,7 +41,7 @@ impl HaServices {
         registry.validate(config)?;
         let storage = StateStorage::open(config.storage_dir(), config.cluster_id(), config.storage_options())?;
         let backend = registry.connect(config).await?;
-        Ok(Self::new(backend, storage, config.num_retained()))
+        Ok(Self::new(backend, storage, config.num_retained()).with_on_unreadable(config.on_unreadable()))
     }
 
     /// Assembles services from parts (needs a Tokio runtime for the cleaner).
@@ -49,7 +52,16 @@ impl HaServices {
             storage,
             cleaner,
             num_retained: num_retained.max(1),
+            on_unreadable: OnUnreadable::default(),
+            views: RetainedViews::default(),
         }
+    }
+
+    /// Sets what checkpoint recovery does with unreadable entries
+    /// (`high-availability.checkpoints.on-unreadable`).
+    pub fn with_on_unreadable(mut self, policy: OnUnreadable) -> Self {
+        self.on_unreadable = policy;
+        self
     }
 
     /// The cluster served.
@@ -98,7 +110,9 @@ impl HaServices {
             self.storage.clone(),
             self.cleaner.clone(),
             self.num_retained,
-        ))
+        )
+        .with_on_unreadable(self.on_unreadable)
+        .with_view(self.views.of(job)))
     }
 
     /// The checkpoint-id counter of `job`.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::BlobStore;
 pub use checkpoints::{
-    checkpoint_key, parse_checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore, QuarantinedCheckpoint,
-    RecoveredCheckpoints, CHECKPOINT_PREFIX, QUARANTINE_PREFIX,
+    checkpoint_key, parse_checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore, OnUnreadable,
+    QuarantinedCheckpoint, RecoveredCheckpoints, CHECKPOINT_PREFIX, QUARANTINE_PREFIX,
 };
 pub use cleaner::PayloadCleaner;
 pub use counter::{CheckpointIdCounter, INITIAL_CHECKPOINT_ID};

@@ -74,8 +74,9 @@ impl StateStorage {
     /// Opens the storage at `url` for `cluster_id`.
     ///
     /// `options` are object_store settings for `s3://` (e.g. `aws_endpoint`,
-    /// `aws_access_key_id`, `aws_allow_http`); `AWS_*` environment variables are read as
-    /// well. Errors name `high-availability.storageDir` or the offending option.
+    /// `aws_access_key_id`, `aws_allow_http`) plus `max-retries` and `retry-timeout`
+    /// (how long one storage call may retry; object_store's defaults are 10 and 3 min);
+    /// `AWS_*` environment variables are read as well. Errors name `high-availability.storageDir` or the offending option.
     pub fn open(url: &str, cluster_id: &ClusterId, options: &BTreeMap<String, String>) -> Result<Self> {
         if crate::config::url_has_password(url) {
             // Every message below quotes the URL: refuse before any of them.
@@ -101,15 +102,23 @@ impl StateStorage {
                 let dir = parsed
                     .to_file_path()
                     .map_err(|_| Error::config(STORAGE_DIR_KEY, format!("`{url}` is not an absolute file path")))?;
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    Error::config(
+                // A missing root is never created here: it is a volume not mounted or a
+                // wrong path, and an empty stand-in would hide every payload.
+                if !dir.is_dir() {
+                    return Err(Error::config(
                         STORAGE_DIR_KEY,
-                        format!("cannot create directory {}: {e}", dir.display()),
-                    )
-                })?;
+                        format!(
+                            "directory {} does not exist (not mounted?); create it when setting up the cluster",
+                            dir.display()
+                        ),
+                    ));
+                }
+                // Durable before acknowledged: each payload and its directory are fsynced
+                // before the pointer that references it is written.
                 let fs = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| Error::config(STORAGE_DIR_KEY, format!("cannot open {}: {e}", dir.display())))?
-                    .with_automatic_cleanup(true);
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true);
                 (Arc::new(fs), Path::default())
             }
             "memory" => {
@@ -122,7 +131,27 @@ impl StateStorage {
                     return Err(Error::config(STORAGE_DIR_KEY, format!("`{url}` has no bucket")));
                 }
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut retry = object_store::RetryConfig::default();
                 for (key, value) in options {
+                    // Our own keys bound how long a storage call may retry, so an
+                    // unreachable store surfaces as `Unavailable` in time.
+                    match key.as_str() {
+                        "max-retries" => {
+                            retry.max_retries = value.trim().parse().map_err(|_| {
+                                Error::config(
+                                    format!("high-availability.storage.{key}"),
+                                    format!("must be a non-negative integer, got `{value}`"),
+                                )
+                            })?;
+                            continue;
+                        }
+                        "retry-timeout" => {
+                            retry.retry_timeout = crate::config::parse_duration(value)
+                                .map_err(|e| Error::config(format!("high-availability.storage.{key}"), e))?;
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let parsed_key: AmazonS3ConfigKey = key.parse().map_err(|_| {
                         Error::config(
                             format!("high-availability.storage.{key}"),
@@ -132,6 +161,7 @@ impl StateStorage {
                     builder = builder.with_config(parsed_key, value);
                 }
                 let s3 = builder
+                    .with_retry(retry)
                     .build()
                     .map_err(|e| Error::config(STORAGE_DIR_KEY, format!("cannot configure S3 for `{url}`: {e}")))?;
                 (Arc::new(s3), Path::parse(parsed.path()).unwrap_or_default())
@@ -160,6 +190,15 @@ impl StateStorage {
             store,
             root,
             url: url.to_string(),
+        }
+    }
+
+    /// Wraps the underlying object store with `wrap` (metrics, throttling, fault
+    /// injection); the root and URL stay.
+    pub fn map_store(self, wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store: wrap(self.store),
+            ..self
         }
     }
 
@@ -378,6 +417,33 @@ mod tests {
         let err = s.retrieve("checkpointID-1", &h).await.unwrap_err();
         assert!(matches!(err, Error::MissingPayload { .. }), "{err}");
         assert!(s.list_all().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn file_storage_fsyncs_payloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let s = StateStorage::open(&url, &cluster(), &BTreeMap::new()).unwrap();
+        let shown = format!("{:?}", s.store);
+        assert!(
+            shown.contains("fsync: true"),
+            "file:// payloads must be fsynced: {shown}"
+        );
+    }
+
+    #[test]
+    fn missing_file_root_is_an_error_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("not-mounted");
+        let url = format!("file://{}", missing.display());
+        let err = StateStorage::open(&url, &cluster(), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("high-availability.storageDir") && err.contains(&missing.display().to_string()),
+            "{err}"
+        );
+        assert!(!missing.exists(), "a missing storage root must not be created");
     }
 
     #[tokio::test]

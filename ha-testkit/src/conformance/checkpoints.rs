@@ -84,15 +84,27 @@ pub async fn retention_and_subsume_order(ctx: Ctx) {
     observer.close().await.unwrap();
 }
 
-/// Recovery returns checkpoints in id order whatever the order they were added in.
+/// Recovery returns checkpoints in id order whatever the order their entries were
+/// written in (here by a tool writing pointers directly, out of order).
 pub async fn recovery_in_id_order(ctx: Ctx) {
     let ha = ctx.process_retaining(10).await;
     let (_s, mut e) = contend(&ha, "dispatcher").await;
     let f = e.granted().await.unwrap().fence;
     let job = JobId::random();
-    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    let raw = ha
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
     for id in [3u64, 1, 12, 2] {
-        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+        let handle = ctx
+            .storage()
+            .store(&format!("checkpoints/{job}"), &checkpoint_key(id), cp(&job, id).data)
+            .await
+            .unwrap();
+        raw.add_and_lock(&f, &checkpoint_key(id), handle.to_bytes())
+            .await
+            .unwrap();
     }
     let other = ctx.process_retaining(10).await;
     let recovered = other
@@ -355,4 +367,176 @@ pub async fn subsumed_entry_locked_by_crashed_process_is_removed_later(ctx: Ctx)
     a.cleaner().flush().await;
     assert_eq!(checkpoint_payloads(&ctx, &job).await, 1);
     a.close().await.unwrap();
+}
+
+fn ids(recovered: &ha_core::RecoveredCheckpoints) -> Vec<u64> {
+    recovered.checkpoints.iter().map(|c| c.checkpoint_id).collect()
+}
+
+/// The payload storage is not mounted (every payload of the job is missing, the
+/// cluster's storage root is absent): recovery fails with an error naming the storage
+/// URL and leaves every pointer as it was; once the storage is back, everything is
+/// recovered. Missing storage is an environment error, not corruption.
+pub async fn missing_storage_is_an_error_not_quarantine(ctx: Ctx) {
+    let a = ctx.process_retaining(3).await;
+    let (_s, mut e) = contend(&a, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=3u64 {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    ctx.storage_faults().unmount();
+    let b = ctx.process_retaining(3).await;
+    let store_b = b.completed_checkpoint_store(&job).await.unwrap();
+    match store_b.recover(&f).await {
+        Err(err @ Error::RecoveryRefused { .. }) => {
+            let msg = err.to_string();
+            assert!(
+                msg.contains(ctx.storage().url()),
+                "error must name the storage URL: {msg}"
+            );
+        }
+        other => panic!("recovery with every payload missing must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        store_b.checkpoint_ids().await.unwrap(),
+        vec![1, 2, 3],
+        "pointers untouched"
+    );
+    assert!(
+        store_b.quarantined_keys().await.unwrap().is_empty(),
+        "nothing quarantined"
+    );
+    ctx.storage_faults().remount();
+    let recovered = store_b.recover(&f).await.unwrap();
+    assert_eq!(ids(&recovered), vec![1, 2, 3]);
+    assert_eq!(recovered.latest(), Some(&cp(&job, 3)));
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// An acknowledged checkpoint is never deleted by its own add: an add whose id is
+/// below the newest retained checkpoint is refused before anything is written, and
+/// after any sequence of adds recovery returns the newest acknowledged checkpoint.
+pub async fn never_subsumes_the_checkpoint_just_added(ctx: Ctx) {
+    let ha = ctx.process_retaining(1).await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    store.add_checkpoint(&f, cp(&job, 10)).await.unwrap();
+    match store.add_checkpoint(&f, cp(&job, 5)).await {
+        Err(Error::InvalidRequest { .. }) => {}
+        other => panic!("adding checkpoint 5 below retained 10 must be refused, got {other:?}"),
+    }
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![10]);
+    for id in 11..=13u64 {
+        let subsumed = store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+        assert!(!subsumed.contains(&id), "add of {id} subsumed itself: {subsumed:?}");
+        assert_eq!(store.checkpoint_ids().await.unwrap(), vec![id]);
+    }
+    // Two handles of the same job in one process share one retained view: neither
+    // subsumes from a stale one (which would leave 14 behind here).
+    let second = ha.completed_checkpoint_store(&job).await.unwrap();
+    assert_eq!(second.add_checkpoint(&f, cp(&job, 14)).await.unwrap(), vec![13]);
+    assert_eq!(store.add_checkpoint(&f, cp(&job, 15)).await.unwrap(), vec![14]);
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![15]);
+    let recovered = ctx
+        .process()
+        .await
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&f)
+        .await
+        .unwrap();
+    assert_eq!(recovered.latest(), Some(&cp(&job, 15)));
+    ha.cleaner().flush().await;
+    assert_eq!(
+        checkpoint_payloads(&ctx, &job).await,
+        1,
+        "refused adds leave no payload"
+    );
+    ha.close().await.unwrap();
+}
+
+/// A terminal shutdown that cannot remove an entry because another live process
+/// still locks it says so; the next attempt after that process let go removes it,
+/// payload included.
+pub async fn terminal_shutdown_reports_entries_still_locked(ctx: Ctx) {
+    let a = ctx.process_retaining(2).await;
+    let (_s, mut e) = contend(&a, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=2u64 {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    let b = ctx.process().await;
+    let raw_b = b
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    raw_b.get_and_lock(&checkpoint_key(1)).await.unwrap();
+    let left = store.shutdown(&f, JobStatus::Finished).await.unwrap();
+    assert_eq!(left, vec![checkpoint_key(1)], "the entry still locked by b is reported");
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![1]);
+    raw_b.release(&checkpoint_key(1)).await.unwrap();
+    let left = store.shutdown(&f, JobStatus::Finished).await.unwrap();
+    assert!(left.is_empty(), "nothing left after the locker let go: {left:?}");
+    assert!(store.checkpoint_ids().await.unwrap().is_empty());
+    a.cleaner().flush().await;
+    assert_eq!(
+        checkpoint_payloads(&ctx, &job).await,
+        0,
+        "payloads removed with their entries"
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// With `high-availability.checkpoints.on-unreadable: fail`, recovery refuses to fall
+/// back to an older checkpoint: it fails naming the policy key and the unreadable
+/// payload, and changes nothing.
+pub async fn fail_policy_refuses_fallback(ctx: Ctx) {
+    let a = ctx.process_retaining(3).await;
+    let (_s, mut e) = contend(&a, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=3u64 {
+        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
+    }
+    let raw = a
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    let pointer = raw.get(&checkpoint_key(3)).await.unwrap().unwrap();
+    let h3 = StateHandle::from_bytes(&checkpoint_key(3), &pointer.value).unwrap();
+    ctx.storage_faults().truncate_payload(&h3.path);
+    let strict = ctx
+        .process_retaining(3)
+        .await
+        .with_on_unreadable(ha_core::OnUnreadable::Fail);
+    let strict_store = strict.completed_checkpoint_store(&job).await.unwrap();
+    match strict_store.recover(&f).await {
+        Err(err @ Error::RecoveryRefused { .. }) => {
+            let msg = err.to_string();
+            assert!(
+                msg.contains(ha_core::OnUnreadable::KEY) && msg.contains(&h3.path),
+                "error must name the policy key and the payload path: {msg}"
+            );
+        }
+        other => panic!("the fail policy must refuse to fall back, got {other:?}"),
+    }
+    assert_eq!(strict_store.checkpoint_ids().await.unwrap(), vec![1, 2, 3]);
+    assert!(strict_store.quarantined_keys().await.unwrap().is_empty());
+    // The default policy falls back.
+    let recovered = store.recover(&f).await.unwrap();
+    assert_eq!(ids(&recovered), vec![1, 2]);
+    a.close().await.unwrap();
+    strict.close().await.unwrap();
 }

@@ -83,3 +83,28 @@ pub async fn set_count_and_shutdown(ctx: Ctx) {
     assert_eq!(counter.get().await.unwrap(), 1, "a removed counter starts over");
     ha.close().await.unwrap();
 }
+
+/// A checkpoint id handed out is never handed out again: `set_count` below the
+/// current value is refused (and changes nothing); equal or higher values are fine.
+pub async fn set_count_never_goes_backwards(ctx: Ctx) {
+    let ha = ctx.process().await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let counter = ha.checkpoint_id_counter(&JobId::random()).await.unwrap();
+    counter.set_count(&f, 10).await.unwrap();
+    assert_eq!(counter.get_and_increment(&f).await.unwrap(), 10);
+    assert_eq!(counter.get_and_increment(&f).await.unwrap(), 11);
+    match counter.set_count(&f, 5).await {
+        Err(ha_core::Error::InvalidRequest { .. }) => {}
+        other => panic!("set_count(5) after 11 was handed out must be refused, got {other:?}"),
+    }
+    assert_eq!(counter.get().await.unwrap(), 12);
+    counter
+        .set_count(&f, 12)
+        .await
+        .expect("setting the current value is a no-op");
+    assert_eq!(counter.get_and_increment(&f).await.unwrap(), 12);
+    counter.set_count(&f, 20).await.unwrap();
+    assert_eq!(counter.get_and_increment(&f).await.unwrap(), 20);
+    ha.close().await.unwrap();
+}

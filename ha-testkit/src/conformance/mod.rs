@@ -72,6 +72,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("store", "replace_is_compare_and_set"),
     ("store", "multi_owner_locks"),
     ("store", "locks_end_with_owner_session"),
+    ("store", "garbage_entry_is_quarantined_not_fatal"),
     ("checkpoints", "retention_and_subsume_order"),
     ("checkpoints", "recovery_in_id_order"),
     ("checkpoints", "quarantine_corrupt_and_missing"),
@@ -83,9 +84,14 @@ pub const CASES: &[(&str, &str)] = &[
         "checkpoints",
         "subsumed_entry_locked_by_crashed_process_is_removed_later",
     ),
+    ("checkpoints", "missing_storage_is_an_error_not_quarantine"),
+    ("checkpoints", "never_subsumes_the_checkpoint_just_added"),
+    ("checkpoints", "terminal_shutdown_reports_entries_still_locked"),
+    ("checkpoints", "fail_policy_refuses_fallback"),
     ("counter", "starts_at_one_and_increments"),
     ("counter", "strictly_increasing_under_16_tasks"),
     ("counter", "set_count_and_shutdown"),
+    ("counter", "set_count_never_goes_backwards"),
     ("job_graphs", "put_recover_replace_remove"),
     ("job_graphs", "locks_prevent_removal"),
     ("job_results", "dirty_to_clean"),
@@ -108,15 +114,20 @@ macro_rules! with_cases {
             fencing { stale_leader_rejected_by_every_store, crashed_leader_rejected_after_handover }
             store {
                 add_get_list, add_existing_is_already_exists, replace_is_compare_and_set,
-                multi_owner_locks, locks_end_with_owner_session,
+                multi_owner_locks, locks_end_with_owner_session, garbage_entry_is_quarantined_not_fatal,
             }
             checkpoints {
                 retention_and_subsume_order, recovery_in_id_order, quarantine_corrupt_and_missing,
                 acknowledged_checkpoint_survives_failover, shutdown_semantics,
                 retry_of_landed_add_is_idempotent, retention_holds_across_leaders,
                 subsumed_entry_locked_by_crashed_process_is_removed_later,
+                missing_storage_is_an_error_not_quarantine, never_subsumes_the_checkpoint_just_added,
+                terminal_shutdown_reports_entries_still_locked, fail_policy_refuses_fallback,
             }
-            counter { starts_at_one_and_increments, strictly_increasing_under_16_tasks, set_count_and_shutdown }
+            counter {
+                starts_at_one_and_increments, strictly_increasing_under_16_tasks, set_count_and_shutdown,
+                set_count_never_goes_backwards,
+            }
             job_graphs { put_recover_replace_remove, locks_prevent_removal }
             job_results { dirty_to_clean, new_leader_finishes_cleanup }
             cleanup { leaves_nothing }
@@ -178,6 +189,7 @@ macro_rules! conformance_suite {
                 replace_is_compare_and_set,
                 multi_owner_locks,
                 locks_end_with_owner_session,
+                garbage_entry_is_quarantined_not_fatal,
             }
             checkpoints {
                 retention_and_subsume_order,
@@ -188,11 +200,16 @@ macro_rules! conformance_suite {
                 retry_of_landed_add_is_idempotent,
                 retention_holds_across_leaders,
                 subsumed_entry_locked_by_crashed_process_is_removed_later,
+                missing_storage_is_an_error_not_quarantine,
+                never_subsumes_the_checkpoint_just_added,
+                terminal_shutdown_reports_entries_still_locked,
+                fail_policy_refuses_fallback,
             }
             counter {
                 starts_at_one_and_increments,
                 strictly_increasing_under_16_tasks,
                 set_count_and_shutdown,
+                set_count_never_goes_backwards,
             }
             job_graphs {
                 put_recover_replace_remove,

@@ -164,3 +164,58 @@ pub async fn locks_end_with_owner_session(ctx: Ctx) {
     assert!(ls.release_and_try_remove(&f, "jobGraph-x").await.unwrap());
     leader.close().await.unwrap();
 }
+
+/// The backend's raw record of one checkpoint is overwritten with garbage (a torn
+/// write, a buggy tool): the next leader's recovery quarantines it and returns the
+/// others, and the new term can still add checkpoints.
+pub async fn garbage_entry_is_quarantined_not_fatal(ctx: Ctx) {
+    use ha_core::{checkpoint_key, CompletedCheckpoint, JobId};
+    let cp = |job: &JobId, id: u64| CompletedCheckpoint {
+        job_id: job.clone(),
+        checkpoint_id: id,
+        data: super::util::payload("cp", id),
+    };
+    let a = ctx.process_retaining(3).await;
+    let (sa, mut ea) = contend(&a, "dispatcher").await;
+    let fa = ea.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store_a = a.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=3u64 {
+        store_a.add_checkpoint(&fa, cp(&job, id)).await.unwrap();
+    }
+    ctx.harness()
+        .overwrite_raw_entry(
+            &a,
+            &fa,
+            &StoreNamespace::Checkpoints(job.clone()),
+            &checkpoint_key(2),
+            b("\u{0}garbage{not json"),
+        )
+        .await
+        .unwrap();
+    let b_ = ctx.process_retaining(3).await;
+    let (_sb, mut eb) = contend(&b_, "dispatcher").await;
+    store_a.shutdown(&fa, ha_core::JobStatus::Suspended).await.unwrap();
+    sa.close().await.unwrap();
+    let fb = tokio::time::timeout(quick(&ctx), eb.granted())
+        .await
+        .expect("b granted")
+        .unwrap()
+        .fence;
+    let store_b = b_.completed_checkpoint_store(&job).await.unwrap();
+    let recovered = store_b
+        .recover(&fb)
+        .await
+        .expect("a garbage entry must not fail recovery");
+    let ids: Vec<u64> = recovered.checkpoints.iter().map(|c| c.checkpoint_id).collect();
+    assert_eq!(ids, vec![1, 3]);
+    let q: Vec<u64> = recovered.quarantined.iter().map(|q| q.checkpoint_id).collect();
+    assert_eq!(q, vec![2]);
+    store_b
+        .add_checkpoint(&fb, cp(&job, 4))
+        .await
+        .expect("the new term can add checkpoints");
+    assert_eq!(store_b.checkpoint_ids().await.unwrap(), vec![1, 3, 4]);
+    a.close().await.unwrap();
+    b_.close().await.unwrap();
+}
