@@ -3,11 +3,19 @@
 //! Blobs live under `<storageDir>/<cluster-id>/blobs/<job>/<key>`. Blob keys are
 //! content-derived by the caller, so writes are idempotent and need no fence: a
 //! stale leader re-uploading a blob writes the same bytes.
+//!
+//! Deletes are fenced through the job graph: object storage has no write condition
+//! tied to a leadership term, so a job's blobs are deleted only after its job graph
+//! was removed under the caller's fence. Once the graph is gone no leader recovers the
+//! job, so a deposed leader can never delete blobs of a job its successor runs; if
+//! another process (a successor that recovered the job) still holds the graph,
+//! nothing is deleted.
 
 use bytes::Bytes;
 
+use super::JobGraphStore;
 use crate::error::Result;
-use crate::ids::JobId;
+use crate::ids::{Fence, JobId};
 use crate::storage::StateStorage;
 
 /// Stores job blobs.
@@ -36,13 +44,13 @@ impl BlobStore {
         self.storage.get_at(&path(job, key)).await
     }
 
-    /// Deletes blob `key` of `job`.
-    pub async fn delete(&self, job: &JobId, key: &str) -> Result<()> {
-        self.storage.delete_prefix(&path(job, key)).await
-    }
-
-    /// Deletes every blob of `job`.
-    pub async fn delete_all(&self, job: &JobId) -> Result<()> {
-        self.storage.delete_prefix(&format!("blobs/{job}")).await
+    /// Removes `job`'s graph from `graphs` (fenced), then every blob of the job.
+    /// Returns `false`, deleting nothing, if another process still holds the graph.
+    pub async fn delete_all(&self, fence: &Fence, graphs: &JobGraphStore, job: &JobId) -> Result<bool> {
+        if !graphs.global_cleanup(fence, job).await? {
+            return Ok(false);
+        }
+        self.storage.delete_prefix(&format!("blobs/{job}")).await?;
+        Ok(true)
     }
 }

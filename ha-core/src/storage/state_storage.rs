@@ -334,9 +334,14 @@ impl StateStorage {
     /// Deletes the object at `rel` and everything below it.
     pub async fn delete_prefix(&self, rel: &str) -> Result<()> {
         let path = self.rel_path(rel)?;
-        match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(storage_err(&format!("deleting {path}"), e)),
+        // `rel` may be an object, a "directory" of objects, or both.
+        match self.store.head(&path).await {
+            Ok(_) => match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage_err(&format!("deleting {path}"), e)),
+            },
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(storage_err(&format!("reading {path}"), e)),
         }
         let below: Vec<_> = self
             .store

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_core::{ClusterId, ComponentId, HaBackend, Result};
+use bytes::Bytes;
+use ha_core::{ClusterId, ComponentId, Fence, HaBackend, HaServices, Result, StoreNamespace};
 use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LeaseTimings};
 use ha_testkit::{Harness, KubeApiEmulator};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -165,6 +166,30 @@ impl Harness for KubeHarness {
             }
         }
         Ok(out)
+    }
+
+    /// Overwrites the entry's whole value in its ConfigMap (the JSON wrapper with
+    /// version and locks), not just the pointer inside it.
+    async fn overwrite_raw_entry(
+        &self,
+        services: &HaServices,
+        _fence: &Fence,
+        namespace: &StoreNamespace,
+        name: &str,
+        raw: Bytes,
+    ) -> Result<()> {
+        let cluster_id = services.cluster_id();
+        let config_map = match namespace {
+            StoreNamespace::Checkpoints(job) => format!("{cluster_id}-{job}-config-map"),
+            _ => format!("{cluster_id}-cluster-config-map"),
+        };
+        let patch = serde_json::json!({"data": {name: String::from_utf8_lossy(&raw)}});
+        self.config_maps()
+            .await
+            .patch(&config_map, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| ha_core::Error::unavailable("patch ConfigMap", e))?;
+        Ok(())
     }
 
     async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {

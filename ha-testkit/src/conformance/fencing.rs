@@ -71,6 +71,7 @@ pub async fn stale_leader_rejected_by_every_store(ctx: Ctx) {
     };
     assert_not_leader("job graph put", graphs.put_job_graph(&fa, &changed).await);
     assert_not_leader("job graph removal", graphs.global_cleanup(&fa, &job).await);
+    assert_not_leader("blob deletion", a.blob_store().delete_all(&fa, &graphs, &job).await);
     let cp2 = CompletedCheckpoint {
         job_id: job.clone(),
         checkpoint_id: 2,

@@ -1,6 +1,9 @@
 //! The job-result store: dirty → clean, and hand-over of an unfinished cleanup.
 
-use ha_core::{Error, JobId, JobResult, JobStatus, ResultState};
+use ha_core::{
+    checkpoint_key, CleanupRetry, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobStatus, ResultState,
+    StoreNamespace,
+};
 
 use super::util::{contend, payload, quick};
 use crate::Ctx;
@@ -69,6 +72,93 @@ pub async fn new_leader_finishes_cleanup(ctx: Ctx) {
     assert_eq!(store.dirty_results().await.unwrap(), vec![r]);
     store.mark_clean(&fb, &job).await.unwrap();
     assert_eq!(store.state(&job).await.unwrap(), Some(ResultState::Clean));
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// The cleanup flow of a finished job removes its checkpoints, counter, graph and
+/// blobs and marks its result clean only when nothing is left: while another process
+/// still locks a checkpoint the attempt reports it and the result stays dirty; the
+/// retrying flow finishes once that lock is gone.
+pub async fn cleanup_marks_clean_only_when_nothing_is_left(ctx: Ctx) {
+    let a = ctx.process_retaining(2).await;
+    let (_s, mut e) = contend(&a, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let graph = JobGraph {
+        job_id: job.clone(),
+        data: payload("graph", 1),
+    };
+    a.job_graph_store()
+        .await
+        .unwrap()
+        .put_job_graph(&f, &graph)
+        .await
+        .unwrap();
+    a.blob_store().put(&job, "blob-1", payload("blob", 1)).await.unwrap();
+    let counter = a.checkpoint_id_counter(&job).await.unwrap();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    for _ in 0..2 {
+        let id = counter.get_and_increment(&f).await.unwrap();
+        let cp = CompletedCheckpoint {
+            job_id: job.clone(),
+            checkpoint_id: id,
+            data: payload("cp", id),
+        };
+        store.add_checkpoint(&f, cp).await.unwrap();
+    }
+    let result = JobResult {
+        job_id: job.clone(),
+        status: JobStatus::Finished,
+        data: payload("res", 1),
+    };
+    let results = a.job_result_store().await.unwrap();
+    results.create_dirty(&f, &result).await.unwrap();
+
+    let b = ctx.process().await;
+    let raw_b = b
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    raw_b.get_and_lock(&checkpoint_key(1)).await.unwrap();
+    let first = a.cleanup_job(&f, &job, JobStatus::Finished).await.unwrap();
+    assert_eq!(first.remaining, vec![checkpoint_key(1)]);
+    assert_eq!(
+        results.state(&job).await.unwrap(),
+        Some(ResultState::Dirty),
+        "not clean while entries remain"
+    );
+
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        raw_b.release(&checkpoint_key(1)).await.unwrap();
+    });
+    let retry = CleanupRetry {
+        initial_backoff: std::time::Duration::from_millis(50),
+        max_backoff: std::time::Duration::from_millis(200),
+        max_attempts: 100,
+    };
+    let done = a
+        .cleanup_job_until_done(&f, &job, JobStatus::Finished, retry)
+        .await
+        .unwrap();
+    release.await.unwrap();
+    assert!(done.is_complete(), "{done:?}");
+    assert_eq!(results.state(&job).await.unwrap(), Some(ResultState::Clean));
+    assert!(store.checkpoint_ids().await.unwrap().is_empty());
+    assert_eq!(counter.get().await.unwrap(), 1, "the counter is gone");
+    assert!(a.job_graph_store().await.unwrap().job_ids().await.unwrap().is_empty());
+    assert!(matches!(
+        a.blob_store().get(&job, "blob-1").await,
+        Err(Error::NotFound { .. })
+    ));
+    a.cleaner().flush().await;
+    let payloads = ctx.storage().list_all().await.unwrap();
+    assert!(
+        payloads.iter().all(|p| p.contains("/job-results/")),
+        "only the job result's payload stays: {payloads:?}"
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }

@@ -96,6 +96,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("job_graphs", "locks_prevent_removal"),
     ("job_results", "dirty_to_clean"),
     ("job_results", "new_leader_finishes_cleanup"),
+    ("job_results", "cleanup_marks_clean_only_when_nothing_is_left"),
     ("cleanup", "leaves_nothing"),
 ];
 
@@ -129,7 +130,7 @@ macro_rules! with_cases {
                 set_count_never_goes_backwards,
             }
             job_graphs { put_recover_replace_remove, locks_prevent_removal }
-            job_results { dirty_to_clean, new_leader_finishes_cleanup }
+            job_results { dirty_to_clean, new_leader_finishes_cleanup, cleanup_marks_clean_only_when_nothing_is_left }
             cleanup { leaves_nothing }
         }
     };
@@ -218,6 +219,7 @@ macro_rules! conformance_suite {
             job_results {
                 dirty_to_clean,
                 new_leader_finishes_cleanup,
+                cleanup_marks_clean_only_when_nothing_is_left,
             }
             cleanup {
                 leaves_nothing,
