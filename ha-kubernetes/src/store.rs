@@ -205,10 +205,10 @@ impl StateHandleStore for KubeStore {
         let released = self
             .core
             .update(&self.config_map, &key, "release", Fencing::Unfenced, false, |data| {
-                let Some(raw) = data.get(name) else {
+                // Nothing to release in an absent or corrupt entry.
+                let Some(Ok(mut entry)) = data.get(name).map(|raw| Entry::parse(&key, raw)) else {
                     return Ok(Apply::Keep(()));
                 };
-                let mut entry = Entry::parse(&key, raw)?;
                 if entry.unlock(&owner) {
                     data.insert(name.to_string(), entry.to_json());
                     Ok(Apply::Write(()))
@@ -235,12 +235,15 @@ impl StateHandleStore for KubeStore {
                 let Some(raw) = data.get(name) else {
                     return Ok(Apply::Keep(true));
                 };
-                let mut entry = Entry::parse(&key, raw)?;
-                entry.unlock(&owner);
-                entry.locks.retain(|o| live.contains(o));
-                if !entry.locks.is_empty() {
-                    data.insert(name.to_string(), entry.to_json());
-                    return Ok(Apply::Write(false));
+                // An entry whose wrapper is corrupt carries no readable locks: it is
+                // removed like an unlocked one (recovery quarantines it first).
+                if let Ok(mut entry) = Entry::parse(&key, raw) {
+                    entry.unlock(&owner);
+                    entry.locks.retain(|o| live.contains(o));
+                    if !entry.locks.is_empty() {
+                        data.insert(name.to_string(), entry.to_json());
+                        return Ok(Apply::Write(false));
+                    }
                 }
                 data.remove(name);
                 if is_job && only_epoch_left(data) {
