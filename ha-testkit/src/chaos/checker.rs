@@ -127,7 +127,11 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
                 .map(|(id, _)| *id)
                 .max();
             if let Some(required) = required {
-                if latest.is_none_or(|l| l < required) {
+                if latest.is_none() {
+                    report.violations.push(format!(
+                        "{who:?} (epoch {epoch}) recovered nothing, but checkpoint {required} had been acknowledged"
+                    ));
+                } else if latest.is_some_and(|l| l < required) {
                     report.violations.push(format!(
                         "{who:?} (epoch {epoch}) recovered checkpoint {latest:?}, but {required} had been acknowledged"
                     ));

@@ -284,8 +284,21 @@ async fn term(
     {
         history.record(Event::Confirmed { who, epoch });
     }
-    let start = Instant::now();
-    match store.recover(&grant.fence).await {
+    // Recovery is retried while the term lasts, as a job master does: storage may be
+    // unavailable for a while, or refused as missing until it is back.
+    let recovered = loop {
+        let start = Instant::now();
+        match store.recover(&grant.fence).await {
+            Err(Error::NotLeader { .. }) => return,
+            Err(err) if e.has_leadership(grant) && !*shared.stop.borrow() => {
+                tracing::debug!(?who, error = %err, "recovery failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => break (start, r),
+        }
+    };
+    let (start, recovered) = recovered;
+    match recovered {
         Ok(rec) => {
             let data_intact = rec
                 .checkpoints

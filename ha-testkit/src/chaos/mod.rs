@@ -8,7 +8,8 @@
 //! repeatedly takes a checkpoint id from the counter and adds a checkpoint, all fenced.
 //! Faults: kill a contender (restarted later), freeze a contender past its lease then
 //! thaw it (half of the time a leader right before a write, so it sends that write with
-//! its old fence when thawed), and the target's backend faults; after each fault the
+//! its old fence when thawed), payload storage unavailable or slow for a while, and the
+//! target's backend faults; after each fault the
 //! next waits until a leader writes again. The [`CheckReport`] lists violations (must
 //! be none), operations checked and the worst leaderless gap after a heal.
 
@@ -29,7 +30,10 @@ pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outco
 pub use links::{Link, Links};
 pub use rng::SplitMix64;
 
-use crate::Harness;
+use crate::{Harness, StorageMode};
+
+/// Payload-storage faults in every schedule: storage unavailable, storage slow.
+const STORAGE_FAULTS: usize = 2;
 
 /// Stops and restarts one contender's link to the backend (its whole session), as a
 /// process freeze would.
@@ -199,7 +203,7 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     let mut thawed_leaders = Vec::new();
     let backend_faults = target.backend_faults();
     for _ in 0..config.faults {
-        let kinds = 2 + backend_faults.len();
+        let kinds = 2 + STORAGE_FAULTS + backend_faults.len();
         let choice = rng.below(kinds as u64) as usize;
         // Half of the faults hit the acting leader, where they matter most.
         let leader = slots.iter().position(|s| s.is_leading());
@@ -229,8 +233,21 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
                 let how = if stale { " (leader, right before a write)" } else { "" };
                 format!("freeze contender {slot}{how} for {} ms", hold.as_millis())
             }
+            2 | 3 => {
+                let hold = lease + Duration::from_millis(rng.below(lease.as_millis() as u64 + 1));
+                let (mode, name) = if choice == 2 {
+                    (StorageMode::Unavailable, "payload storage unavailable")
+                } else {
+                    let latency = Duration::from_millis(20 + rng.below(180));
+                    (StorageMode::Slow(latency), "payload storage slow")
+                };
+                ctx.storage_condition().set(mode);
+                tokio::time::sleep(hold).await;
+                ctx.storage_condition().set(StorageMode::Healthy);
+                format!("{name} ({mode:?}) for {} ms", hold.as_millis())
+            }
             n => {
-                let name = backend_faults[n - 2];
+                let name = backend_faults[n - 2 - STORAGE_FAULTS];
                 if let Err(e) = target.inject_backend_fault(name, &mut rng).await {
                     tracing::warn!(fault = name, error = %e, "backend fault failed");
                 }
