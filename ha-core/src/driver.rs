@@ -22,35 +22,45 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
 
 use crate::error::Result;
 use crate::ids::{ClusterId, ComponentId, Fence, JobId, LeaderInformation, Version, Versioned};
 
-/// What an election driver tells its service.
+mod record;
+mod term;
+
+pub use record::{leader_record_stream, LeaderRecordStream, RecordSender};
+pub use term::{Candidacies, TermSink, Validity};
+
+/// What an election driver tells its service, through its [`TermSink`].
+///
+/// # Contract (enforced by [`TermSink`])
+/// - `Granted` and `Revoked` alternate, starting with `Granted`: at most one grant per
+///   term, a revoke only after a grant.
+/// - A backend revokes before any other contender can be granted, as far as its clock
+///   and protocol allow; the fence's [`Validity`] states that bound in local time, and
+///   the services stop acting at it even if the revoke is late (a paused process).
+/// - `Error` ends the current term too.
+/// - After [`LeaderElectionDriver::resign`] (or the sink's `resign`) nothing follows.
+///
+/// Published leader records are not events: the service watches them through
+/// [`HaBackend::watch_leader_record`] and repairs drift itself.
 #[derive(Debug)]
 pub enum ElectionEvent {
-    /// This instance won the election. Every HA write of the term presents `fence`.
+    /// This instance won the election. Every HA write of the term presents `fence`
+    /// (which carries the term's [`Validity`]).
     Granted(Fence),
-    /// Leadership is lost or can no longer be proven. The backend sends this before any
-    /// other contender can be granted, as far as its clock and protocol allow.
+    /// Leadership is lost or can no longer be proven.
     Revoked,
-    /// The published leader information of `component` changed in the backend (by
-    /// anyone, including this instance). Lets the service repair foreign changes.
-    LeaderInformationChanged {
-        /// Component whose record changed.
-        component: ComponentId,
-        /// The record now stored, `None` if deleted.
-        info: Option<LeaderInformation>,
-    },
-    /// An error the driver cannot recover from by itself; the service reports it.
+    /// An error the driver cannot recover from by itself; the term is over and the
+    /// service reports it.
     Error(crate::Error),
 }
 
 /// One candidacy in one election group.
 ///
 /// Created by [`HaBackend::election_driver`]; it starts contending at once and reports
-/// through the event channel it was given. Dropping it without [`resign`] behaves as a
+/// through the [`TermSink`] it was given. Dropping it without [`resign`] behaves as a
 /// crash: leadership passes on only when the session/lease runs out.
 ///
 /// [`resign`]: LeaderElectionDriver::resign
@@ -71,10 +81,6 @@ pub trait LeaderElectionDriver: Send + Sync {
     /// contender is granted without waiting for a lease to expire. No events follow.
     async fn resign(&self) -> Result<()>;
 }
-
-/// A running watch of one component's published leader information. Watching stops
-/// when this is dropped.
-pub trait LeaderRetrievalDriver: Send + Sync {}
 
 /// Which collection of state handles a [`StateHandleStore`] holds.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -163,22 +169,16 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
     /// This instance's identity as contender and lock owner (unique per instance).
     fn instance_id(&self) -> &str;
 
-    /// Joins the election of `group`; events go to `events`. One driver per group
-    /// carries all of the group's components (see the service).
-    async fn election_driver(
-        &self,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<Box<dyn LeaderElectionDriver>>;
+    /// Joins the election of `group`; terms are reported to `sink`. One driver per
+    /// group carries all of the group's components (see the service).
+    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>>;
 
-    /// Watches the published leader information of `component`, sending every change
-    /// into `tx`. The value current at the call is in `tx` when this returns, so a
-    /// caller can read it at once.
-    async fn retrieval_driver(
-        &self,
-        component: &ComponentId,
-        tx: watch::Sender<Option<LeaderInformation>>,
-    ) -> Result<Box<dyn LeaderRetrievalDriver>>;
+    /// The raw published leader record of `component` (the bytes the election driver
+    /// wrote): the value current at the call first (`None` when absent), then every
+    /// change. Consecutive duplicates are allowed; transient watch failures are
+    /// retried inside; dropping the stream stops the watch. Decoding, de-duplication
+    /// and the retrieval channel are the service's.
+    async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream>;
 
     /// The pointer store of `namespace`.
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>>;

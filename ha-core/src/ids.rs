@@ -9,6 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::driver::Validity;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -178,20 +180,54 @@ impl fmt::Display for Epoch {
 /// `epoch` orders terms. A fence stays valid only as long as the term it came from:
 /// once leadership is lost, every write that presents it fails with
 /// [`Error::NotLeader`], even if the holder has not yet been told.
+///
+/// A granted fence also carries its term's [`Validity`]: the services refuse a write
+/// locally once it has run out, before asking the backend. Fences compare by term
+/// (epoch and token) only.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Fence {
     /// The term's epoch.
     pub epoch: Epoch,
     /// Backend-specific identity of the term.
     pub token: String,
+    #[serde(skip)]
+    validity: Validity,
 }
 
 impl Fence {
-    /// Builds a fence.
+    /// Builds a fence (with unbounded local validity).
     pub fn new(epoch: Epoch, token: impl Into<String>) -> Self {
         Self {
             epoch,
             token: token.into(),
+            validity: Validity::unbounded(),
+        }
+    }
+
+    /// The same fence, valid locally as `validity` says.
+    pub fn with_validity(mut self, validity: Validity) -> Self {
+        self.validity = validity;
+        self
+    }
+
+    /// The local monotonic time until which the term is known to hold; `None` if the
+    /// backend sets no local bound.
+    pub fn valid_until(&self) -> Option<tokio::time::Instant> {
+        self.validity.valid_until()
+    }
+
+    /// Whether the term is still known to hold by the local clock.
+    pub fn is_valid(&self) -> bool {
+        self.validity.is_valid()
+    }
+
+    /// `Ok` while [`is_valid`](Self::is_valid), else the [`Error::NotLeader`] for a
+    /// write of `key`: checked before every fenced write leaves the process.
+    pub fn check_valid(&self, key: impl Into<String>) -> Result<(), Error> {
+        if self.is_valid() {
+            Ok(())
+        } else {
+            Err(self.rejected(key))
         }
     }
 

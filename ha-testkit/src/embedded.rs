@@ -51,8 +51,13 @@ impl Harness for EmbeddedHarness {
         Ok(self.cluster(cluster_id).list_records())
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
-        self.cluster(cluster_id).delete_leader_record(component);
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<bytes::Bytes>,
+    ) -> Result<()> {
+        self.cluster(cluster_id).write_leader_record(component, record);
         Ok(())
     }
 }

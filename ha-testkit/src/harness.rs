@@ -29,9 +29,15 @@ pub trait Harness: Send + Sync + 'static {
     /// any readable form. Empty means nothing is left.
     async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>>;
 
-    /// Deletes the published leader information of `component` behind the services'
-    /// back, as an operator or a buggy tool might.
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()>;
+    /// Overwrites the published leader record of `component` with `record` (raw bytes,
+    /// possibly garbage), or deletes it with `None`, behind the services' back, as an
+    /// operator or a buggy tool might.
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<Bytes>,
+    ) -> Result<()>;
 
     /// Makes the process owning `services` crash: its session must end only by
     /// timeout, never by a graceful close. The default drops every handle, which is

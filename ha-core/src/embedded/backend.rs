@@ -2,18 +2,18 @@
 //! election and retrieval drivers built on it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, watch};
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::state::{require_session, Candidate, CandidateId, InfoWatcher, SessionId};
+use super::state::{require_session, Candidate, CandidateId, RecordWatcher, SessionId};
 use super::store::{EmbeddedCounter, EmbeddedStore};
 use super::EmbeddedCluster;
 use crate::driver::{
-    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
-    StoreNamespace,
+    leader_record_stream, Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream,
+    StateHandleStore, StoreNamespace, TermSink,
 };
 use crate::error::{Error, Result};
 use crate::ids::{ClusterId, ComponentId, Fence, JobId, LeaderInformation};
@@ -32,13 +32,13 @@ pub(super) struct Instance {
     pub(super) session: Mutex<SessionId>,
     paused: AtomicBool,
     closed: AtomicBool,
-    candidacies: Mutex<Vec<Weak<Candidacy>>>,
+    candidacies: Candidacies<Candidacy>,
     keepalive: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Candidacy {
     group: String,
-    events: mpsc::UnboundedSender<ElectionEvent>,
+    sink: TermSink,
     current: Mutex<Option<CandidateId>>,
 }
 
@@ -81,11 +81,10 @@ impl Instance {
         let next = st.sweep();
         if let Some(s) = st.sessions.get_mut(&session) {
             s.expires_at = tokio::time::Instant::now() + lease;
+            s.validity.extend(s.expires_at);
         } else {
             *session = st.open_session(&self.instance_id, lease);
-            let mut candidacies = self.candidacies.lock().unwrap_or_else(|e| e.into_inner());
-            candidacies.retain(|c| c.strong_count() > 0);
-            for c in candidacies.iter().filter_map(Weak::upgrade) {
+            for c in self.candidacies.live() {
                 let id = st.next_id();
                 st.elections
                     .entry(c.group.clone())
@@ -94,7 +93,7 @@ impl Instance {
                     .push(Candidate {
                         id,
                         session: *session,
-                        events: c.events.clone(),
+                        sink: c.sink.clone(),
                     });
                 *c.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
             }
@@ -114,7 +113,7 @@ impl EmbeddedBackend {
             session: Mutex::new(session),
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            candidacies: Mutex::new(Vec::new()),
+            candidacies: Candidacies::default(),
             keepalive: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
@@ -165,15 +164,11 @@ impl HaBackend for EmbeddedBackend {
         &self.inner.instance_id
     }
 
-    async fn election_driver(
-        &self,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.inner.check_open()?;
         let candidacy = Arc::new(Candidacy {
             group: group.to_string(),
-            events: events.clone(),
+            sink: sink.clone(),
             current: Mutex::new(None),
         });
         {
@@ -186,13 +181,9 @@ impl HaBackend for EmbeddedBackend {
                 .entry(group.to_string())
                 .or_default()
                 .candidates
-                .push(Candidate { id, session, events });
+                .push(Candidate { id, session, sink });
             *candidacy.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
-            self.inner
-                .candidacies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Arc::downgrade(&candidacy));
+            self.inner.candidacies.add(&candidacy);
             st.grant_leaderless();
         }
         Ok(Box::new(EmbeddedElectionDriver {
@@ -201,23 +192,17 @@ impl HaBackend for EmbeddedBackend {
         }))
     }
 
-    async fn retrieval_driver(
-        &self,
-        component: &ComponentId,
-        tx: watch::Sender<Option<LeaderInformation>>,
-    ) -> Result<Box<dyn LeaderRetrievalDriver>> {
+    async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {
         self.inner.check_open()?;
         let mut st = self.inner.cluster.lock();
-        let id = st.next_id();
-        tx.send_replace(st.leader_info.get(component).cloned());
-        st.watchers.push(InfoWatcher {
-            id,
-            component: component.clone(),
-            tx,
-        });
-        Ok(Box::new(EmbeddedRetrieval {
-            cluster: self.inner.cluster.clone(),
-            id,
+        let current = st.leader_info.get(component).cloned();
+        Ok(leader_record_stream(current, |tx| {
+            st.watchers.push(RecordWatcher {
+                component: component.clone(),
+                tx: tx.clone(),
+            });
+            // Changes are pushed by the cluster state; nothing to poll.
+            async move { tx.closed().await }
         }))
     }
 
@@ -259,7 +244,7 @@ impl EmbeddedElectionDriver {
         let mut st = self.instance.cluster.lock();
         st.sweep();
         st.check_fence(fence, &format!("leader/{component}"))?;
-        st.set_leader_info(component, info);
+        st.set_leader_record(component, info.map(|i| Bytes::from(i.to_json())));
         Ok(())
     }
 }
@@ -280,23 +265,11 @@ impl LeaderElectionDriver for EmbeddedElectionDriver {
     }
 
     async fn resign(&self) -> Result<()> {
+        self.candidacy.sink.resign();
         let current = self.candidacy.current.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(id) = current {
             self.instance.cluster.lock().remove_candidate(&self.candidacy.group, id);
         }
         Ok(())
-    }
-}
-
-struct EmbeddedRetrieval {
-    cluster: EmbeddedCluster,
-    id: u64,
-}
-
-impl LeaderRetrievalDriver for EmbeddedRetrieval {}
-
-impl Drop for EmbeddedRetrieval {
-    fn drop(&mut self) {
-        self.cluster.lock().watchers.retain(|w| w.id != self.id);
     }
 }

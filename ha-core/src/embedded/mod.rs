@@ -101,10 +101,11 @@ impl EmbeddedCluster {
         st.list_records()
     }
 
-    /// Deletes the published leader information of `component` without a fence, as an
-    /// operator tool would. The leader's service notices and restores it.
-    pub fn delete_leader_record(&self, component: &crate::ids::ComponentId) {
-        self.lock().set_leader_info(component, None);
+    /// Overwrites (or with `None` deletes) the published leader record of `component`
+    /// without a fence, as an operator tool or a bug might. The leader's service
+    /// notices and restores it.
+    pub fn write_leader_record(&self, component: &crate::ids::ComponentId, record: Option<bytes::Bytes>) {
+        self.lock().set_leader_record(component, record);
     }
 
     fn lock(&self) -> MutexGuard<'_, ClusterState> {

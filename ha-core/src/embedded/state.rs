@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::driver::ElectionEvent;
+use crate::driver::{RecordSender, TermSink, Validity};
 use crate::error::{Error, Result};
-use crate::ids::{ComponentId, Epoch, Fence, LeaderInformation};
+use crate::ids::{ComponentId, Epoch, Fence};
 
 pub(super) type SessionId = u64;
 pub(super) type CandidateId = u64;
@@ -18,12 +17,14 @@ pub(super) type CandidateId = u64;
 pub(super) struct Session {
     pub(super) instance: String,
     pub(super) expires_at: Instant,
+    /// Validity of the terms granted on this session: its expiry, extended on renewal.
+    pub(super) validity: Validity,
 }
 
 pub(super) struct Candidate {
     pub(super) id: CandidateId,
     pub(super) session: SessionId,
-    pub(super) events: mpsc::UnboundedSender<ElectionEvent>,
+    pub(super) sink: TermSink,
 }
 
 #[derive(Default)]
@@ -41,10 +42,9 @@ pub(super) struct Entry {
     pub(super) locks: BTreeMap<String, SessionId>,
 }
 
-pub(super) struct InfoWatcher {
-    pub(super) id: u64,
+pub(super) struct RecordWatcher {
     pub(super) component: ComponentId,
-    pub(super) tx: watch::Sender<Option<LeaderInformation>>,
+    pub(super) tx: RecordSender,
 }
 
 #[derive(Default)]
@@ -52,8 +52,9 @@ pub(super) struct ClusterState {
     next_id: u64,
     pub(super) sessions: HashMap<SessionId, Session>,
     pub(super) elections: BTreeMap<String, Election>,
-    pub(super) leader_info: BTreeMap<ComponentId, LeaderInformation>,
-    pub(super) watchers: Vec<InfoWatcher>,
+    /// Raw published leader records, as the election driver wrote them.
+    pub(super) leader_info: BTreeMap<ComponentId, Bytes>,
+    pub(super) watchers: Vec<RecordWatcher>,
     pub(super) stores: BTreeMap<String, BTreeMap<String, Entry>>,
     pub(super) counters: BTreeMap<String, (u64, u64)>,
 }
@@ -76,6 +77,7 @@ impl ClusterState {
             Session {
                 instance: instance.to_string(),
                 expires_at: Instant::now() + lease,
+                validity: Validity::until(Instant::now() + lease),
             },
         );
         id
@@ -122,7 +124,7 @@ impl ClusterState {
             }
             election.candidates.retain(|c| {
                 if c.session == session {
-                    let _ = c.events.send(ElectionEvent::Revoked);
+                    c.sink.revoke();
                     false
                 } else {
                     true
@@ -154,7 +156,11 @@ impl ClusterState {
             election.leader = Some((first.id, epoch));
             let fence = Fence::new(epoch, fence_token(&group, first.id));
             tracing::debug!(%group, epoch = epoch.0, "embedded election granted");
-            let _ = first.events.send(ElectionEvent::Granted(fence));
+            let validity = self
+                .sessions
+                .get(&first.session)
+                .map_or_else(|| Validity::until(Instant::now()), |s| s.validity.clone());
+            first.sink.grant(fence, validity);
         }
     }
 
@@ -189,26 +195,13 @@ impl ClusterState {
         }
     }
 
-    pub(super) fn set_leader_info(&mut self, component: &ComponentId, info: Option<LeaderInformation>) {
-        match &info {
-            Some(i) => self.leader_info.insert(component.clone(), i.clone()),
+    pub(super) fn set_leader_record(&mut self, component: &ComponentId, record: Option<Bytes>) {
+        match &record {
+            Some(r) => self.leader_info.insert(component.clone(), r.clone()),
             None => self.leader_info.remove(component),
         };
-        for w in self.watchers.iter().filter(|w| &w.component == component) {
-            w.tx.send_if_modified(|cur| {
-                let changed = *cur != info;
-                *cur = info.clone();
-                changed
-            });
-        }
-        for election in self.elections.values() {
-            for c in &election.candidates {
-                let _ = c.events.send(ElectionEvent::LeaderInformationChanged {
-                    component: component.clone(),
-                    info: info.clone(),
-                });
-            }
-        }
+        self.watchers
+            .retain(|w| &w.component != component || w.tx.send(record.clone()));
     }
 
     /// Every record of the cluster, as `kind/name` strings (for cleanup checks).
@@ -227,7 +220,7 @@ impl ClusterState {
     pub(super) fn clear_data(&mut self) {
         let components: Vec<ComponentId> = self.leader_info.keys().cloned().collect();
         for c in components {
-            self.set_leader_info(&c, None);
+            self.set_leader_record(&c, None);
         }
         self.stores.clear();
         self.counters.clear();

@@ -17,7 +17,8 @@ fn cluster() -> EmbeddedCluster {
     EmbeddedCluster::new(ClusterId::random("emb"), LEASE)
 }
 
-async fn contender(backend: &dyn HaBackend) -> (LeaderElectionService, crate::LeaderElection) {
+async fn contender(backend: &super::EmbeddedBackend) -> (LeaderElectionService, crate::LeaderElection) {
+    let backend: Arc<dyn HaBackend> = Arc::new(backend.clone());
     let svc = LeaderElectionService::start(backend, "g").await.unwrap();
     let e = svc.register(ComponentId::new("dispatcher").unwrap()).unwrap();
     (svc, e)

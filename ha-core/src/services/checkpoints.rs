@@ -261,6 +261,7 @@ impl CompletedCheckpointStore {
     /// checkpoint is safe.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job_id, id = checkpoint.checkpoint_id, epoch = fence.epoch.0))]
     pub async fn add_checkpoint(&self, fence: &Fence, checkpoint: CompletedCheckpoint) -> Result<Vec<u64>> {
+        fence.check_valid(checkpoint_key(checkpoint.checkpoint_id))?;
         let mut view = self.retained.lock().await;
         // A view from another term may miss checkpoints a different leader added.
         if view.as_ref().is_none_or(|v| v.epoch != fence.epoch) {
@@ -370,6 +371,7 @@ impl CompletedCheckpointStore {
     /// module docs describe.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job_id, epoch = fence.epoch.0))]
     pub async fn recover(&self, fence: &Fence) -> Result<RecoveredCheckpoints> {
+        fence.check_valid(format!("jobs/{}/checkpoints", self.job_id))?;
         let mut retained = self.retained.lock().await;
         let names = self.store.list().await?;
         let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_checkpoint_key(n)).collect();

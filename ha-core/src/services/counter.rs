@@ -43,6 +43,7 @@ impl CheckpointIdCounter {
 
     /// Returns the current value and advances the counter by one.
     pub async fn get_and_increment(&self, fence: &Fence) -> Result<u64> {
+        fence.check_valid("counter")?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = self.driver.read().await?;
             let (value, version) = current.map_or((INITIAL_CHECKPOINT_ID, None), |v| (v.value, Some(v.version)));
@@ -66,6 +67,7 @@ impl CheckpointIdCounter {
     /// [`Error::InvalidRequest`](crate::Error::InvalidRequest); the current value is a
     /// no-op.
     pub async fn set_count(&self, fence: &Fence, value: u64) -> Result<()> {
+        fence.check_valid("counter")?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = self.driver.read().await?;
             let now = current.as_ref().map_or(INITIAL_CHECKPOINT_ID, |v| v.value);

@@ -7,8 +7,17 @@
 //! contender [confirms](LeaderElection::confirm) with its address, and every publish
 //! is fenced. On revocation every component loses its grant at once.
 //!
-//! If the published information of a confirmed component is changed or deleted from
-//! outside while we lead, the service writes it back (self-healing).
+//! If the published information of a confirmed component is changed, corrupted or
+//! deleted from outside while we lead, the service writes it back (self-healing): it
+//! watches each confirmed component's record through
+//! [`HaBackend::watch_leader_record`], one policy for every backend.
+//!
+//! Leadership is bounded by the clock: every grant carries the term's
+//! [`Validity`](crate::driver::Validity) (the local time until which no other
+//! contender can have been granted), and [`LeaderElection::has_leadership`],
+//! [`LeaderElection::current`], confirmation and every fenced write check it first. A
+//! process resumed after a pause longer than its lease therefore stops acting at once,
+//! before any background task has run.
 //!
 //! Contenders observe their state through a `tokio::sync::watch` channel:
 //! `Some(grant)` while granted, `None` otherwise. A new grant always carries a new
@@ -16,12 +25,15 @@
 //! revoke happened in between.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
+use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::driver::{ElectionEvent, HaBackend, LeaderElectionDriver};
+use super::retrieval::decode_lenient;
+use crate::driver::{ElectionEvent, HaBackend, LeaderElectionDriver, TermSink};
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, Epoch, Fence, LeaderInformation, LeaderSessionId};
 
@@ -36,9 +48,34 @@ pub struct LeaderGrant {
     pub fence: Fence,
 }
 
+impl LeaderGrant {
+    /// The local monotonic time until which this term is known to hold (`None` if
+    /// the backend sets no local bound), extended by the backend's renewals. After it
+    /// the term no longer counts, whether or not a revocation arrived yet.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.fence.valid_until()
+    }
+
+    /// Whether the term is still within its validity.
+    pub fn is_valid(&self) -> bool {
+        self.fence.is_valid()
+    }
+}
+
+/// Aborts the watch task of a confirmed component's record when dropped.
+struct RecordGuard(JoinHandle<()>);
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct ComponentState {
     tx: watch::Sender<Option<LeaderGrant>>,
     confirmed: Option<LeaderInformation>,
+    /// Watches the published record while confirmed, repairing drift.
+    guard: Option<RecordGuard>,
 }
 
 struct Shared {
@@ -49,6 +86,7 @@ struct Shared {
 }
 
 struct Inner {
+    backend: Arc<dyn HaBackend>,
     driver: Box<dyn LeaderElectionDriver>,
     shared: Mutex<Shared>,
     events_task: Mutex<Option<JoinHandle<()>>>,
@@ -87,10 +125,11 @@ impl std::fmt::Debug for LeaderElectionService {
 
 impl LeaderElectionService {
     /// Joins the election of `group` on `backend`.
-    pub async fn start(backend: &dyn HaBackend, group: &str) -> Result<Self> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let driver = backend.election_driver(group, tx).await?;
+    pub async fn start(backend: Arc<dyn HaBackend>, group: &str) -> Result<Self> {
+        let (sink, rx) = TermSink::channel();
+        let driver = backend.election_driver(group, sink).await?;
         let inner = Arc::new(Inner {
+            backend,
             driver,
             shared: Mutex::new(Shared {
                 group: group.to_string(),
@@ -118,8 +157,14 @@ impl LeaderElectionService {
             });
         }
         let (tx, rx) = watch::channel(s.current.clone());
-        s.components
-            .insert(component.clone(), ComponentState { tx, confirmed: None });
+        s.components.insert(
+            component.clone(),
+            ComponentState {
+                tx,
+                confirmed: None,
+                guard: None,
+            },
+        );
         Ok(LeaderElection {
             service: self.clone(),
             component,
@@ -146,7 +191,10 @@ impl LeaderElectionService {
             let confirmed: Vec<ComponentId> = s
                 .components
                 .iter_mut()
-                .filter_map(|(c, st)| st.confirmed.take().map(|_| c.clone()))
+                .filter_map(|(c, st)| {
+                    st.guard = None;
+                    st.confirmed.take().map(|_| c.clone())
+                })
                 .collect();
             for st in s.components.values() {
                 st.tx.send_replace(None);
@@ -181,10 +229,12 @@ impl LeaderElectionService {
             epoch: grant.epoch.0,
             confirmed_at_ms,
         };
+        let key = format!("leader/{component}");
+        grant.fence.check_valid(key.as_str())?;
         {
             let mut s = self.inner.lock();
             if s.current.as_ref().map(|g| g.session_id) != Some(grant.session_id) {
-                return Err(grant.fence.rejected(format!("leader/{component}")));
+                return Err(grant.fence.rejected(key));
             }
             let st = s.components.get_mut(component).ok_or_else(|| Error::NotFound {
                 key: format!("contender {component}"),
@@ -195,13 +245,30 @@ impl LeaderElectionService {
             .inner
             .driver
             .publish_leader_information(&grant.fence, component, &info);
-        crate::metrics::fenced_write("publish_leader", publish).await
+        crate::metrics::fenced_write("publish_leader", publish).await?;
+        // Guard the record for the rest of the term.
+        let records = self.inner.backend.watch_leader_record(component).await?;
+        let task = tokio::spawn(guard_record(
+            Arc::downgrade(&self.inner),
+            component.clone(),
+            grant.session_id,
+            records,
+        ));
+        let mut s = self.inner.lock();
+        let still_current = s.current.as_ref().map(|g| g.session_id) == Some(grant.session_id);
+        if let Some(st) = s.components.get_mut(component).filter(|_| still_current) {
+            st.guard = Some(RecordGuard(task));
+        } else {
+            task.abort();
+        }
+        Ok(())
     }
 
     async fn unregister(&self, component: &ComponentId) -> Result<()> {
         let removed = {
             let mut s = self.inner.lock();
             let st = s.components.remove(component);
+            // `st` is dropped below with its record guard.
             st.and_then(|st| st.confirmed).and(s.current.clone())
         };
         if let Some(grant) = removed {
@@ -214,7 +281,7 @@ impl LeaderElectionService {
     }
 }
 
-async fn run_events(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<ElectionEvent>) {
+async fn run_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<ElectionEvent>) {
     while let Some(event) = rx.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         match event {
@@ -230,38 +297,53 @@ async fn run_events(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiv
                 crate::metrics::leadership(&s.group, true);
                 for st in s.components.values_mut() {
                     st.confirmed = None;
+                    st.guard = None;
                     st.tx.send_replace(Some(grant.clone()));
                 }
             }
             ElectionEvent::Revoked => revoke(&inner),
-            ElectionEvent::LeaderInformationChanged { component, info } => {
-                let repair = {
-                    let s = inner.lock();
-                    match (
-                        &s.current,
-                        s.components.get(&component).and_then(|c| c.confirmed.clone()),
-                    ) {
-                        (Some(grant), Some(confirmed)) if info.as_ref() != Some(&confirmed) => {
-                            Some((grant.fence.clone(), confirmed))
-                        }
-                        _ => None,
-                    }
-                };
-                if let Some((fence, confirmed)) = repair {
-                    tracing::warn!(%component, "published leader information was changed from outside; restoring it");
-                    if let Err(e) = inner
-                        .driver
-                        .publish_leader_information(&fence, &component, &confirmed)
-                        .await
-                    {
-                        tracing::warn!(%component, error = %e, "could not restore leader information");
-                    }
-                }
-            }
             ElectionEvent::Error(e) => {
                 tracing::error!(error = %e, "leader election driver failed; treating as revoked");
                 revoke(&inner);
             }
+        }
+    }
+}
+
+/// Follows the published record of a confirmed `component` during the term `session`
+/// and writes the confirmed information back whenever the record differs from it
+/// (changed, corrupted or deleted from outside).
+async fn guard_record(
+    inner: Weak<Inner>,
+    component: ComponentId,
+    session: LeaderSessionId,
+    mut records: crate::driver::LeaderRecordStream,
+) {
+    while let Some(record) = records.next().await {
+        let Some(inner) = inner.upgrade() else { return };
+        let seen = decode_lenient(&component, record.as_ref());
+        let repair = {
+            let s = inner.lock();
+            let Some(grant) = s.current.clone().filter(|g| g.session_id == session) else {
+                return;
+            };
+            match s.components.get(&component).and_then(|c| c.confirmed.clone()) {
+                Some(confirmed) if seen.as_ref() != Some(&confirmed) => Some((grant.fence, confirmed)),
+                Some(_) => None,
+                None => return,
+            }
+        };
+        let Some((fence, confirmed)) = repair else { continue };
+        if !fence.is_valid() {
+            continue;
+        }
+        tracing::warn!(%component, "published leader information was changed from outside; restoring it");
+        if let Err(e) = inner
+            .driver
+            .publish_leader_information(&fence, &component, &confirmed)
+            .await
+        {
+            tracing::warn!(%component, error = %e, "could not restore leader information");
         }
     }
 }
@@ -274,6 +356,7 @@ fn revoke(inner: &Inner) {
     }
     for st in s.components.values_mut() {
         st.confirmed = None;
+        st.guard = None;
         st.tx.send_replace(None);
     }
 }
@@ -292,9 +375,15 @@ impl LeaderElection {
         &self.component
     }
 
-    /// The current grant, if leading.
+    /// The current grant, if leading and within its validity.
     pub fn current(&self) -> Option<LeaderGrant> {
-        self.rx.borrow().clone()
+        self.rx.borrow().clone().filter(LeaderGrant::is_valid)
+    }
+
+    /// Until when the current term is known to hold (`None` if not leading or the
+    /// backend sets no local bound), as client-go exposes its renew deadline.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.rx.borrow().as_ref().and_then(LeaderGrant::valid_until)
     }
 
     /// Waits for the next change of the grant and returns the new state.
@@ -332,9 +421,10 @@ impl LeaderElection {
         }
     }
 
-    /// Whether `grant` is still the current term.
+    /// Whether `grant` is still the current term and within its validity. Checks the
+    /// clock, not only events: false at once after a pause past the lease.
     pub fn has_leadership(&self, grant: &LeaderGrant) -> bool {
-        self.rx.borrow().as_ref().map(|g| g.session_id) == Some(grant.session_id)
+        self.rx.borrow().as_ref().map(|g| g.session_id) == Some(grant.session_id) && grant.is_valid()
     }
 
     /// Confirms `grant` and publishes `address` for retrieval (fenced). Fails with

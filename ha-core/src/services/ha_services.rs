@@ -87,7 +87,7 @@ impl HaServices {
     /// Joins the election of `group` (use [`DEFAULT_ELECTION_GROUP`] unless jobs must
     /// fail over independently).
     pub async fn leader_election_service(&self, group: &str) -> Result<LeaderElectionService> {
-        LeaderElectionService::start(self.backend.as_ref(), group).await
+        LeaderElectionService::start(self.backend.clone(), group).await
     }
 
     /// Watches the confirmed leader of `component`.

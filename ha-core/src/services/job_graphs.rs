@@ -57,6 +57,7 @@ impl JobGraphStore {
     /// Adds or replaces the graph of `graph.job_id` (fenced).
     #[tracing::instrument(level = "debug", skip_all, fields(job = %graph.job_id, epoch = fence.epoch.0))]
     pub async fn put_job_graph(&self, fence: &Fence, graph: &JobGraph) -> Result<()> {
+        fence.check_valid(key(&graph.job_id))?;
         let key = key(&graph.job_id);
         let handle = self.storage.store("jobgraphs", &key, graph.data.clone()).await?;
         let result = match self.store.get(&key).await {
@@ -117,6 +118,7 @@ impl JobGraphStore {
     /// Removes the graph of a globally terminated `job` and its payload (fenced).
     /// Returns `false` if another process still holds it locked.
     pub async fn global_cleanup(&self, fence: &Fence, job: &JobId) -> Result<bool> {
+        fence.check_valid(key(job))?;
         let key = key(job);
         let pointer = self.store.get(&key).await?;
         let removed = self.store.release_and_try_remove(fence, &key).await?;

@@ -85,6 +85,7 @@ impl JobResultStore {
     /// Records `result` as dirty (fenced). `AlreadyExists` if a result for the job is
     /// stored with other content; a retry of an identical write succeeds.
     pub async fn create_dirty(&self, fence: &Fence, result: &JobResult) -> Result<()> {
+        fence.check_valid(key(&result.job_id))?;
         let key = key(&result.job_id);
         let handle = self.storage.store("job-results", &key, result.data.clone()).await?;
         let entry = Entry {
@@ -113,6 +114,7 @@ impl JobResultStore {
 
     /// Marks the result of `job` clean (fenced). Idempotent; `NotFound` if none.
     pub async fn mark_clean(&self, fence: &Fence, job: &JobId) -> Result<()> {
+        fence.check_valid(key(job))?;
         let key = key(job);
         let current = self
             .store

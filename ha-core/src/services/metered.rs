@@ -1,5 +1,8 @@
-//! Decorators that record [`metrics`](crate::metrics) for every fenced write of a
-//! backend store, so each backend is measured the same way without doing it itself.
+//! Decorators on every backend store the services use: each fenced write is first
+//! checked against the fence's local [`Validity`](crate::driver::Validity) (a term
+//! that has run out by the clock is refused here, before anything is sent), then
+//! measured through [`metrics`](crate::metrics), so every backend is guarded and
+//! measured the same way without doing it itself.
 
 use std::sync::Arc;
 
@@ -17,10 +20,12 @@ pub(crate) struct MeteredStore(pub(crate) Arc<dyn StateHandleStore>);
 #[async_trait]
 impl StateHandleStore for MeteredStore {
     async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> Result<Version> {
+        fence.check_valid(name)?;
         fenced_write("add", self.0.add_and_lock(fence, name, value)).await
     }
 
     async fn replace(&self, fence: &Fence, name: &str, expected: Version, value: Bytes) -> Result<Version> {
+        fence.check_valid(name)?;
         fenced_write("replace", self.0.replace(fence, name, expected, value)).await
     }
 
@@ -41,6 +46,7 @@ impl StateHandleStore for MeteredStore {
     }
 
     async fn release_and_try_remove(&self, fence: &Fence, name: &str) -> Result<bool> {
+        fence.check_valid(name)?;
         fenced_write("remove", self.0.release_and_try_remove(fence, name)).await
     }
 
@@ -59,10 +65,12 @@ impl CheckpointIdCounterDriver for MeteredCounter {
     }
 
     async fn compare_and_set(&self, fence: &Fence, expected: Option<Version>, value: u64) -> Result<Version> {
+        fence.check_valid("counter")?;
         fenced_write("counter_cas", self.0.compare_and_set(fence, expected, value)).await
     }
 
     async fn remove(&self, fence: &Fence) -> Result<()> {
+        fence.check_valid("counter")?;
         fenced_write("counter_remove", self.0.remove(fence)).await
     }
 }

@@ -1,21 +1,46 @@
 //! `LeaderRetrievalService`: a watch-channel view of one component's confirmed leader.
 //!
 //! The value is `Some(LeaderInformation)` once a leader has confirmed and published
-//! its address, `None` while no confirmed leader is known. Updates arrive from the
-//! backend's watch, not by polling. Only confirmed leaders are ever visible, because
-//! only confirmed leaders publish.
+//! its address, `None` while no confirmed leader is known. The service owns the
+//! watch: the backend only streams the raw record
+//! ([`HaBackend::watch_leader_record`]); decoding (a corrupt record reads as "no
+//! leader" and is logged), de-duplication and the channel live here, once for every
+//! backend. Only confirmed leaders are ever visible, because only confirmed leaders
+//! publish.
 
+use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::driver::{HaBackend, LeaderRetrievalDriver};
+use crate::driver::HaBackend;
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, LeaderInformation};
+
+/// Decodes a raw leader record; a corrupt one reads as no leader.
+pub(crate) fn decode_lenient(component: &ComponentId, record: Option<&Bytes>) -> Option<LeaderInformation> {
+    let raw = record?;
+    match LeaderInformation::from_json(&format!("leader/{component}"), raw) {
+        Ok(info) => Some(info),
+        Err(e) => {
+            tracing::warn!(%component, error = %e, "unreadable leader information; treating as no leader");
+            None
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Watches the confirmed leader of one component. Dropping it stops the watch.
 pub struct LeaderRetrievalService {
     component: ComponentId,
     rx: watch::Receiver<Option<LeaderInformation>>,
-    _driver: Box<dyn LeaderRetrievalDriver>,
+    _task: AbortOnDrop,
 }
 
 impl std::fmt::Debug for LeaderRetrievalService {
@@ -28,14 +53,27 @@ impl std::fmt::Debug for LeaderRetrievalService {
 }
 
 impl LeaderRetrievalService {
-    /// Starts watching `component` on `backend`.
+    /// Starts watching `component` on `backend`; the current leader is known when
+    /// this returns.
     pub async fn start(backend: &dyn HaBackend, component: &ComponentId) -> Result<Self> {
-        let (tx, rx) = watch::channel(None);
-        let driver = backend.retrieval_driver(component, tx).await?;
+        let mut records = backend.watch_leader_record(component).await?;
+        let first = records.next().await.flatten();
+        let (tx, rx) = watch::channel(decode_lenient(component, first.as_ref()));
+        let watched = component.clone();
+        let task = tokio::spawn(async move {
+            while let Some(record) = records.next().await {
+                let info = decode_lenient(&watched, record.as_ref());
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != info;
+                    *cur = info;
+                    changed
+                });
+            }
+        });
         Ok(Self {
             component: component.clone(),
             rx,
-            _driver: driver,
+            _task: AbortOnDrop(task),
         })
     }
 
@@ -63,7 +101,7 @@ impl LeaderRetrievalService {
         let v = rx
             .wait_for(|v| pred(v))
             .await
-            .map_err(|_| Error::closed("leader retrieval driver"))?;
+            .map_err(|_| Error::closed("leader retrieval"))?;
         Ok(v.clone())
     }
 }

@@ -148,14 +148,8 @@ pub async fn quarantine_corrupt_and_missing(ctx: Ctx) {
             StateHandle::from_bytes(&checkpoint_key(id), &v.value).unwrap()
         }
     };
-    ctx.storage().discard(&handle(3).await).await.unwrap();
-    let mut flipped = payload("cp", 4).to_vec();
-    flipped[0] ^= 1;
-    let h4 = handle(4).await;
-    ctx.storage()
-        .overwrite_for_test(&h4.path, Bytes::from(flipped))
-        .await
-        .unwrap();
+    ctx.storage_faults().delete_payload(&handle(3).await.path);
+    ctx.storage_faults().truncate_payload(&handle(4).await.path);
     raw.add_and_lock(&f, &checkpoint_key(5), Bytes::from_static(b"\x00not a pointer"))
         .await
         .unwrap();
@@ -177,7 +171,7 @@ pub async fn quarantine_corrupt_and_missing(ctx: Ctx) {
     let missing = recovered.quarantined.iter().find(|q| q.checkpoint_id == 3).unwrap();
     assert!(missing.error.contains("does not exist"), "{}", missing.error);
     let corrupt = recovered.quarantined.iter().find(|q| q.checkpoint_id == 4).unwrap();
-    assert!(corrupt.error.contains("checksum mismatch"), "{}", corrupt.error);
+    assert!(corrupt.error.contains("pointer says"), "{}", corrupt.error);
     assert_eq!(store.checkpoint_ids().await.unwrap(), vec![1, 2]);
     assert_eq!(store.quarantined_keys().await.unwrap().len(), 3);
     let again = store.recover(&f).await.unwrap();

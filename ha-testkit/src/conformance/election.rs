@@ -155,7 +155,7 @@ pub async fn self_heals_deleted_leader_information(ctx: Ctx) {
     })
     .await;
     ctx.harness()
-        .delete_leader_record(ctx.cluster_id(), &component_id("dispatcher"))
+        .write_leader_record(ctx.cluster_id(), &component_id("dispatcher"), None)
         .await
         .unwrap();
     eventually(quick(&ctx), "leader information restored", || {
@@ -164,4 +164,99 @@ pub async fn self_heals_deleted_leader_information(ctx: Ctx) {
     })
     .await;
     ha.close().await.unwrap();
+}
+
+/// If the published leader information is overwritten with garbage while we lead, the
+/// service writes it back (on every backend alike: the rule lives in the service).
+pub async fn self_heals_corrupt_leader_information(ctx: Ctx) {
+    let ha = ctx.process().await;
+    let (_svc, mut e) = contend(&ha, "dispatcher").await;
+    let g = e.granted().await.unwrap();
+    e.confirm(&g, "addr-heal").await.unwrap();
+    let retrieval = ha.leader_retrieval_service(&component_id("dispatcher")).await.unwrap();
+    let want = Some(g.session_id);
+    eventually(quick(&ctx), "leader published", || {
+        let cur = retrieval.current();
+        async move { cur.map(|i| i.session_id) == want }
+    })
+    .await;
+    ctx.harness()
+        .write_leader_record(
+            ctx.cluster_id(),
+            &component_id("dispatcher"),
+            Some(bytes::Bytes::from_static(b"{not leader information")),
+        )
+        .await
+        .unwrap();
+    // Restored, and readable again: the corrupt value does not stick.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(quick(&ctx), "corrupt leader information repaired", || {
+        let cur = retrieval.current();
+        async move { cur.is_some_and(|i| i.address == "addr-heal" && Some(i.session_id) == want) }
+    })
+    .await;
+    let fresh = ha.leader_retrieval_service(&component_id("dispatcher")).await.unwrap();
+    assert_eq!(
+        fresh.current().map(|i| i.session_id),
+        want,
+        "the stored record is repaired"
+    );
+    ha.close().await.unwrap();
+}
+
+/// A leader whose process stops dead (every task frozen, as under SIGSTOP or a long
+/// GC pause) past its term's `valid_until` reports `has_leadership() == false` the
+/// moment it runs again, before any background task has run, and its fenced writes
+/// are refused locally. The process runs on a runtime of its own whose only thread is
+/// blocked for the pause, so no timer of it can fire.
+pub async fn no_action_after_deadline(ctx: Ctx) {
+    let handle = tokio::runtime::Handle::current();
+    let process = ctx.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = rt.block_on(async move {
+            let ha = process.process().await;
+            let (_svc, mut e) = contend(&ha, "dispatcher").await;
+            let g = tokio::time::timeout(quick(&process), e.granted())
+                .await
+                .expect("granted")
+                .unwrap();
+            let counter = ha.checkpoint_id_counter(&ha_core::JobId::random()).await.unwrap();
+            counter.get_and_increment(&g.fence).await.expect("a write while valid");
+            let until = g
+                .valid_until()
+                .expect("a granted term carries the backend's valid_until");
+            let lease_bound = process.crash_timeout() * 2;
+            assert!(
+                until <= tokio::time::Instant::now() + lease_bound,
+                "valid_until {:?} from now is beyond any lease",
+                until.saturating_duration_since(tokio::time::Instant::now())
+            );
+            // The whole process stops: this thread is its only one.
+            let pause = until.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_millis(50);
+            std::thread::sleep(pause);
+            // The first thing it does on waking, before yielding to any other task:
+            let leading = e.has_leadership(&g);
+            let current = e.current().is_some();
+            let write = counter.get_and_increment(&g.fence).await;
+            (leading, current, write.map_err(|err| err.is_not_leader()), ha)
+        });
+        drop(rt);
+        result
+    })
+    .await
+    .unwrap();
+    let (leading, current, write, ha) = outcome;
+    drop(handle);
+    assert!(!leading, "has_leadership() still true after valid_until");
+    assert!(!current, "current() still shows the grant after valid_until");
+    assert_eq!(
+        write,
+        Err(true),
+        "a fenced write after valid_until must be refused as NotLeader"
+    );
+    drop(ha);
 }

@@ -62,9 +62,12 @@ pub const CASES: &[(&str, &str)] = &[
     ("election", "components_share_one_term"),
     ("election", "later_terms_have_higher_epochs"),
     ("election", "self_heals_deleted_leader_information"),
+    ("election", "self_heals_corrupt_leader_information"),
+    ("election", "no_action_after_deadline"),
     ("retrieval", "sees_only_confirmed_leaders"),
     ("retrieval", "follows_handover"),
     ("retrieval", "starts_with_current_leader"),
+    ("retrieval", "corrupt_record_reads_as_no_leader"),
     ("fencing", "stale_leader_rejected_by_every_store"),
     ("fencing", "crashed_leader_rejected_after_handover"),
     ("store", "add_get_list"),
@@ -110,8 +113,12 @@ macro_rules! with_cases {
                 single_contender_is_granted, one_leader_at_a_time, graceful_handover,
                 crash_handover_after_lease, components_share_one_term,
                 later_terms_have_higher_epochs, self_heals_deleted_leader_information,
+                self_heals_corrupt_leader_information, no_action_after_deadline,
             }
-            retrieval { sees_only_confirmed_leaders, follows_handover, starts_with_current_leader }
+            retrieval {
+                sees_only_confirmed_leaders, follows_handover, starts_with_current_leader,
+                corrupt_record_reads_as_no_leader,
+            }
             fencing { stale_leader_rejected_by_every_store, crashed_leader_rejected_after_handover }
             store {
                 add_get_list, add_existing_is_already_exists, replace_is_compare_and_set,
@@ -174,11 +181,14 @@ macro_rules! conformance_suite {
                 components_share_one_term,
                 later_terms_have_higher_epochs,
                 self_heals_deleted_leader_information,
+                self_heals_corrupt_leader_information,
+                no_action_after_deadline,
             }
             retrieval {
                 sees_only_confirmed_leaders,
                 follows_handover,
                 starts_with_current_leader,
+                corrupt_record_reads_as_no_leader,
             }
             fencing {
                 stale_leader_rejected_by_every_store,

@@ -84,3 +84,48 @@ pub async fn starts_with_current_leader(ctx: Ctx) {
     ha.close().await.unwrap();
     observer.close().await.unwrap();
 }
+
+/// A record that cannot be decoded reads as "no leader" for retrievers, whether it is
+/// there when they start or appears later; a valid record after it is seen again.
+pub async fn corrupt_record_reads_as_no_leader(ctx: Ctx) {
+    use ha_core::{LeaderInformation, LeaderSessionId};
+    let observer = ctx.process().await;
+    let component = component_id("dispatcher");
+    let info = LeaderInformation {
+        session_id: LeaderSessionId::random(),
+        address: "addr-valid".into(),
+        epoch: 1,
+        confirmed_at_ms: 1,
+    };
+    let valid = bytes::Bytes::from(info.to_json());
+    let garbage = bytes::Bytes::from_static(b"\x00garbage");
+    ctx.harness()
+        .write_leader_record(ctx.cluster_id(), &component, Some(valid.clone()))
+        .await
+        .unwrap();
+    let retrieval = observer.leader_retrieval_service(&component).await.unwrap();
+    assert_eq!(retrieval.current(), Some(info.clone()));
+    ctx.harness()
+        .write_leader_record(ctx.cluster_id(), &component, Some(garbage.clone()))
+        .await
+        .unwrap();
+    tokio::time::timeout(quick(&ctx), retrieval.wait_for(|v| v.is_none()))
+        .await
+        .expect("a corrupt record reads as no leader")
+        .unwrap();
+    let late = observer.leader_retrieval_service(&component).await.unwrap();
+    assert_eq!(
+        late.current(),
+        None,
+        "a retriever starting on a corrupt record sees no leader"
+    );
+    ctx.harness()
+        .write_leader_record(ctx.cluster_id(), &component, Some(valid))
+        .await
+        .unwrap();
+    tokio::time::timeout(quick(&ctx), late.wait_for(|v| v.as_ref() == Some(&info)))
+        .await
+        .expect("a valid record after a corrupt one is seen")
+        .unwrap();
+    observer.close().await.unwrap();
+}
