@@ -6,17 +6,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions, DeleteOptions};
 use ha_core::driver::{
-    CheckpointIdCounterDriver, ElectionEvent, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
+    CheckpointIdCounterDriver, LeaderElectionDriver, LeaderRecordStream, StateHandleStore, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, Error, HaBackend, JobId, LeaderInformation, Result, StoreNamespace};
-use tokio::sync::{mpsc, watch};
+use ha_core::{ClusterId, ComponentId, Error, HaBackend, JobId, Result, StoreNamespace};
 
 use crate::config::EtcdConfig;
 use crate::counter::EtcdCounter;
 use crate::election::EtcdElectionDriver;
 use crate::error::rpc;
 use crate::keys::Keys;
-use crate::retrieval::EtcdRetrieval;
 use crate::session::{LeaseState, Session};
 use crate::store::EtcdStore;
 
@@ -148,11 +146,7 @@ impl HaBackend for EtcdBackend {
         &self.shared.instance_id
     }
 
-    async fn election_driver(
-        &self,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.shared.check_open()?;
         if group.is_empty() || group.contains('/') {
             return Err(Error::Other {
@@ -161,17 +155,13 @@ impl HaBackend for EtcdBackend {
             });
         }
         Ok(Box::new(
-            EtcdElectionDriver::start(self.shared.clone(), group, events).await,
+            EtcdElectionDriver::start(self.shared.clone(), group, sink).await,
         ))
     }
 
-    async fn retrieval_driver(
-        &self,
-        component: &ComponentId,
-        tx: watch::Sender<Option<LeaderInformation>>,
-    ) -> Result<Box<dyn LeaderRetrievalDriver>> {
+    async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {
         self.shared.check_open()?;
-        Ok(Box::new(EtcdRetrieval::start(&self.shared, component, tx).await?))
+        crate::leader_record::watch(&self.shared, component).await
     }
 
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {

@@ -11,10 +11,9 @@
 //! the next lease. If the leader's own key disappears (revoked lease, operator delete,
 //! cleanup), the grant is revoked and the campaign starts over.
 //!
-//! A second watch follows every leader-information record of the cluster and reports
-//! changes, so the service can restore a record changed from outside.
+//! A grant carries the session lease's validity (see `session`), so the services stop
+//! acting at the lease's certain expiry even if this process was paused.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,16 +21,15 @@ use async_trait::async_trait;
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchOptions,
 };
-use ha_core::driver::{ElectionEvent, LeaderElectionDriver};
+use ha_core::driver::{LeaderElectionDriver, TermSink};
 use ha_core::{ComponentId, Epoch, Fence, LeaderInformation, Result};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backend::Shared;
 use crate::error::{rpc, RpcError};
 use crate::fence::{fenced_txn, first_kv, malformed, revision_of};
 use crate::session::{Holder, LeaseState};
-use crate::watch::{follow, Update};
 
 /// Back-off between campaign attempts while etcd misbehaves.
 const RETRY: Duration = Duration::from_millis(100);
@@ -42,14 +40,13 @@ pub(crate) struct EtcdElectionDriver {
     current_key: Arc<Mutex<Option<String>>>,
     stop: watch::Sender<bool>,
     campaign: Mutex<Option<JoinHandle<()>>>,
-    info_watch: JoinHandle<()>,
 }
 
 impl EtcdElectionDriver {
     /// Joins the election of `group`: the candidacy key exists when this returns (if
     /// etcd answered), so contenders that join one after another are ordered.
-    pub(crate) async fn start(shared: Arc<Shared>, group: &str, events: mpsc::UnboundedSender<ElectionEvent>) -> Self {
-        let holder = Arc::new(Holder::new(events));
+    pub(crate) async fn start(shared: Arc<Shared>, group: &str, sink: TermSink) -> Self {
+        let holder = Arc::new(Holder::new(sink));
         shared.session.register(&holder);
         let current_key: Arc<Mutex<Option<String>>> = Arc::default();
         let (stop, stop_rx) = watch::channel(false);
@@ -71,14 +68,12 @@ impl EtcdElectionDriver {
             }
         }
         let campaign = tokio::spawn(campaign.run(first));
-        let info_watch = tokio::spawn(watch_leader_information(shared.clone(), holder.clone()));
         Self {
             shared,
             holder,
             current_key,
             stop,
             campaign: Mutex::new(Some(campaign)),
-            info_watch,
         }
     }
 
@@ -111,7 +106,6 @@ impl LeaderElectionDriver for EtcdElectionDriver {
     }
 
     async fn resign(&self) -> Result<()> {
-        self.info_watch.abort();
         self.holder.clear();
         self.stop.send_replace(true);
         let task = self.campaign.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -138,7 +132,6 @@ impl LeaderElectionDriver for EtcdElectionDriver {
 
 impl Drop for EtcdElectionDriver {
     fn drop(&mut self) {
-        self.info_watch.abort();
         if let Some(task) = self.campaign.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
@@ -230,7 +223,8 @@ impl Campaign {
             match predecessor {
                 None => {
                     let fence = Fence::new(Epoch(my_rev as u64), key);
-                    if !self.holder.grant_if_active(state, lease, fence) {
+                    let validity = self.shared.session.validity(lease);
+                    if !self.holder.grant_if_active(state, lease, validity, fence) {
                         return Ok(true);
                     }
                     tracing::debug!(%key, epoch = my_rev, "etcd election granted");
@@ -408,65 +402,4 @@ impl Campaign {
         *from = revision_of(&resp) + 1;
         None
     }
-}
-
-/// Follows every leader-information record of the cluster and reports changes.
-async fn watch_leader_information(shared: Arc<Shared>, holder: Arc<Holder>) {
-    let keys = shared.keys.clone();
-    let mut known: BTreeMap<ComponentId, LeaderInformation> = BTreeMap::new();
-    let mut listed = false;
-    let report = move |component: ComponentId, info: Option<LeaderInformation>, known: &mut BTreeMap<_, _>| {
-        let before = match &info {
-            Some(i) => known.insert(component.clone(), i.clone()),
-            None => known.remove(&component),
-        };
-        if before != info {
-            holder.send(ElectionEvent::LeaderInformationChanged { component, info });
-        }
-    };
-    let decode = |key: &str, value: &[u8]| LeaderInformation::from_json(key, value).ok();
-    follow(
-        shared.client.clone(),
-        shared.timeout,
-        shared.keys.leader_dir(),
-        true,
-        None,
-        move |update| match update {
-            Update::Snapshot(kvs) => {
-                let mut now = BTreeMap::new();
-                for kv in kvs {
-                    let key = String::from_utf8_lossy(kv.key());
-                    if let (Some(c), Some(i)) = (keys.component_of(&key), decode(&key, kv.value())) {
-                        now.insert(c, i);
-                    }
-                }
-                if !listed {
-                    listed = true;
-                    known = now;
-                    return;
-                }
-                let gone: Vec<ComponentId> = known.keys().filter(|c| !now.contains_key(*c)).cloned().collect();
-                for c in gone {
-                    report(c, None, &mut known);
-                }
-                for (c, i) in now {
-                    report(c, Some(i), &mut known);
-                }
-            }
-            Update::Put(kv) => {
-                let key = String::from_utf8_lossy(kv.key());
-                if let Some(c) = keys.component_of(&key) {
-                    let info = decode(&key, kv.value());
-                    report(c, info, &mut known);
-                }
-            }
-            Update::Delete(kv) => {
-                let key = String::from_utf8_lossy(kv.key());
-                if let Some(c) = keys.component_of(&key) {
-                    report(c, None, &mut known);
-                }
-            }
-        },
-    )
-    .await;
 }

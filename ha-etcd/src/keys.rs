@@ -50,15 +50,6 @@ impl Keys {
         format!("{}{component}", self.leader_dir())
     }
 
-    /// The component of a leader-information key, `None` for latch keys.
-    pub(crate) fn component_of(&self, key: &str) -> Option<ComponentId> {
-        let rest = key.strip_prefix(&self.leader_dir())?;
-        if rest.contains('/') {
-            return None;
-        }
-        ComponentId::new(rest).ok()
-    }
-
     /// `P/C/<namespace>/`.
     pub(crate) fn namespace_dir(&self, namespace: &str) -> String {
         format!("{}{namespace}/", self.root)
@@ -86,8 +77,10 @@ mod tests {
         assert_eq!(k.latch_dir("default"), "/ha/c1/leader/latch/default/");
         let d = ComponentId::new("dispatcher").unwrap();
         assert_eq!(k.leader_info(&d), "/ha/c1/leader/dispatcher");
-        assert_eq!(k.component_of("/ha/c1/leader/dispatcher"), Some(d));
-        assert_eq!(k.component_of("/ha/c1/leader/latch/default/1f-1"), None);
+        assert!(
+            k.latch_dir("default").starts_with(&k.leader_dir()),
+            "latch keys live beside leader records"
+        );
         assert_eq!(
             k.lock_dir("jobgraphs", "jobGraph-x"),
             "/ha/c1/locks/jobgraphs/jobGraph-x/"

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use etcd_client::Client;
-use ha_core::driver::ElectionEvent;
+use ha_core::driver::{TermSink, Validity};
 use ha_core::Fence;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -52,51 +52,39 @@ pub(crate) enum LeaseState {
     Closed,
 }
 
-/// A candidacy's grant, guarded so that granting and session-loss revocation never
-/// interleave.
+/// A candidacy's term reporting: grants happen only while the lease they came from is
+/// still the active one, checked atomically with the grant.
 pub(crate) struct Holder {
-    events: mpsc::UnboundedSender<ElectionEvent>,
-    granted: Mutex<Option<Fence>>,
+    sink: TermSink,
 }
 
 impl Holder {
-    pub(crate) fn new(events: mpsc::UnboundedSender<ElectionEvent>) -> Self {
-        Self {
-            events,
-            granted: Mutex::new(None),
-        }
+    pub(crate) fn new(sink: TermSink) -> Self {
+        Self { sink }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Fence>> {
-        self.granted.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Grants `fence` iff `state` still shows `lease` as active. Returns whether it did.
-    pub(crate) fn grant_if_active(&self, state: &watch::Receiver<LeaseState>, lease: i64, fence: Fence) -> bool {
-        let mut g = self.lock();
-        let active = matches!(*state.borrow(), LeaseState::Active(l) if l.id == lease);
-        if active && g.is_none() {
-            *g = Some(fence.clone());
-            let _ = self.events.send(ElectionEvent::Granted(fence));
-        }
-        active
+    /// Grants `fence` iff `state` still shows `lease` as active, with the lease's
+    /// validity. Returns whether the lease is still active.
+    pub(crate) fn grant_if_active(
+        &self,
+        state: &watch::Receiver<LeaseState>,
+        lease: i64,
+        validity: Validity,
+        fence: Fence,
+    ) -> bool {
+        let active = || matches!(*state.borrow(), LeaseState::Active(l) if l.id == lease);
+        self.sink.grant_if(fence, validity, active);
+        active()
     }
 
     /// Revokes the grant, if any.
     pub(crate) fn revoke(&self) {
-        if self.lock().take().is_some() {
-            let _ = self.events.send(ElectionEvent::Revoked);
-        }
+        self.sink.revoke();
     }
 
-    /// Forgets the grant without an event (after a resign or close).
+    /// Silences the candidacy for good (after a resign or close).
     pub(crate) fn clear(&self) {
-        self.lock().take();
-    }
-
-    /// Sends a leader-information change.
-    pub(crate) fn send(&self, event: ElectionEvent) {
-        let _ = self.events.send(event);
+        self.sink.resign();
     }
 }
 
@@ -106,6 +94,7 @@ pub(crate) struct Session {
     timeout: Duration,
     state_tx: Arc<watch::Sender<LeaseState>>,
     holders: Arc<Mutex<Vec<Weak<Holder>>>>,
+    validity: Arc<Mutex<(i64, Validity)>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -116,12 +105,17 @@ impl Session {
         let (lease, sent) = grant(&client, ttl, timeout).await?;
         let state_tx = Arc::new(watch::Sender::new(LeaseState::Active(lease)));
         let holders: Arc<Mutex<Vec<Weak<Holder>>>> = Arc::default();
+        let validity = Arc::new(Mutex::new((
+            lease.id,
+            Validity::until(sent + lease.ttl - margin(lease.ttl)),
+        )));
         let keeper = Keeper {
             client: client.clone(),
             requested_ttl: ttl,
             timeout,
             state: state_tx.clone(),
             holders: holders.clone(),
+            validity: validity.clone(),
         };
         let task = tokio::spawn(keeper.run(lease, sent));
         Ok(Self {
@@ -129,8 +123,21 @@ impl Session {
             timeout,
             state_tx,
             holders,
+            validity,
             task: Mutex::new(Some(task)),
         })
+    }
+
+    /// The validity of terms granted on `lease`: until the lease's certain expiry
+    /// minus the margin, extended with every acknowledged keep-alive. Already expired
+    /// if `lease` is not the current one.
+    pub(crate) fn validity(&self, lease: i64) -> Validity {
+        let v = self.validity.lock().unwrap_or_else(|e| e.into_inner());
+        if v.0 == lease {
+            v.1.clone()
+        } else {
+            Validity::until(Instant::now())
+        }
     }
 
     /// A view of the lease state.
@@ -180,6 +187,7 @@ impl Session {
             }
         }
         let Some(id) = self.halt() else { return Ok(()) };
+        self.validity.lock().unwrap_or_else(|e| e.into_inner()).1.expire();
         // With several endpoints the first pick may be a dead member; a request that
         // was never sent is safe to repeat.
         let mut attempts = 0;
@@ -242,12 +250,21 @@ struct Keeper {
     timeout: Duration,
     state: Arc<watch::Sender<LeaseState>>,
     holders: Arc<Mutex<Vec<Weak<Holder>>>>,
+    validity: Arc<Mutex<(i64, Validity)>>,
 }
 
 impl Keeper {
     async fn run(self, mut lease: Lease, mut sent: Instant) {
         loop {
-            let loss = self.keep(lease, sent).await;
+            let validity = {
+                let mut v = self.validity.lock().unwrap_or_else(|e| e.into_inner());
+                if v.0 != lease.id {
+                    *v = (lease.id, Validity::until(sent + lease.ttl - margin(lease.ttl)));
+                }
+                v.1.clone()
+            };
+            let loss = self.keep(lease, sent, &validity).await;
+            validity.expire();
             tracing::warn!(lease = lease.id, ?loss, "etcd session lease lost; revoking leadership");
             self.state.send_replace(LeaseState::Pending);
             for h in self.holders.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -287,7 +304,7 @@ impl Keeper {
 
     /// Keeps `lease` alive until it is lost. `sent` is when its validity last
     /// started (grant or acknowledged keep-alive send time).
-    async fn keep(&self, lease: Lease, sent: Instant) -> Loss {
+    async fn keep(&self, lease: Lease, sent: Instant, validity: &Validity) -> Loss {
         let period = lease.ttl / 3;
         let margin = margin(lease.ttl);
         let mut valid_until = sent + lease.ttl;
@@ -318,6 +335,7 @@ impl Keeper {
             // Opening the stream exchanged one keep-alive that the server answered
             // with a positive TTL.
             valid_until = valid_until.max(opened_at + lease.ttl);
+            validity.extend(valid_until - margin);
             let mut pending: VecDeque<Instant> = VecDeque::new();
             let mut next_send = Instant::now() + period;
             loop {
@@ -339,6 +357,7 @@ impl Keeper {
                                 return Loss::Gone;
                             }
                             valid_until = valid_until.max(at + Duration::from_secs(resp.ttl() as u64));
+                            validity.extend(valid_until - margin);
                         }
                         Ok(None) | Err(_) => break,
                     },

@@ -19,8 +19,8 @@ pub(crate) enum Update<'a> {
     Snapshot(&'a [KeyValue]),
     /// A key was written.
     Put(&'a KeyValue),
-    /// A key was deleted (`kv` carries only the key and revisions).
-    Delete(&'a KeyValue),
+    /// A key was deleted.
+    Delete,
 }
 
 /// Back-off between attempts while etcd is unreachable.
@@ -111,7 +111,7 @@ async fn watch_from(
                     let Some(kv) = ev.kv() else { continue };
                     match ev.event_type() {
                         EventType::Put => on(Update::Put(kv)),
-                        EventType::Delete => on(Update::Delete(kv)),
+                        EventType::Delete => on(Update::Delete),
                     }
                     next = next.max(kv.mod_revision() + 1);
                 }
@@ -163,7 +163,7 @@ mod tests {
                             .unwrap_or_default()
                     ),
                     Update::Put(kv) => format!("put:{}", kv.value_str().unwrap_or("?")),
-                    Update::Delete(_) => "delete".to_string(),
+                    Update::Delete => "delete".to_string(),
                 };
                 log.lock().unwrap().push(entry);
             },

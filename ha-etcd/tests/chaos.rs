@@ -116,8 +116,13 @@ impl Harness for EtcdChaos {
         self.harness.list_records(cluster_id).await
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
-        self.harness.delete_leader_record(cluster_id, component).await
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<bytes::Bytes>,
+    ) -> Result<()> {
+        self.harness.write_leader_record(cluster_id, component, record).await
     }
 
     /// Halts the instance's keep-alive without revoking its lease (see

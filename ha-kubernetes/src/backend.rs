@@ -1,17 +1,16 @@
 //! `KubernetesBackend`: one connected instance ("process") for one cluster-id.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ha_core::driver::{
-    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
-    StoreNamespace,
+    Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, StateHandleStore,
+    StoreNamespace, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, Error, JobId, LeaderInformation, Result};
+use ha_core::{ClusterId, ComponentId, Error, JobId, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::ConfigMaps;
@@ -21,7 +20,6 @@ use crate::counter::KubeCounter;
 use crate::election::{Candidacy, KubeElectionDriver};
 use crate::entry::Entry;
 use crate::names::Names;
-use crate::retrieval::KubeRetrieval;
 use crate::session::Sessions;
 use crate::store::{KubeStore, Location};
 
@@ -36,7 +34,7 @@ pub struct KubernetesBackend {
     core: Arc<Core>,
     watch_task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
-    candidacies: Mutex<Vec<Weak<Candidacy>>>,
+    candidacies: Candidacies<Candidacy>,
 }
 
 impl std::fmt::Debug for KubernetesBackend {
@@ -103,7 +101,7 @@ impl KubernetesBackend {
             core,
             watch_task,
             sweeper,
-            candidacies: Mutex::new(Vec::new()),
+            candidacies: Candidacies::default(),
         })
     }
 
@@ -155,9 +153,7 @@ impl KubernetesBackend {
     }
 
     fn live_candidacies(&self) -> Vec<Arc<Candidacy>> {
-        let mut list = self.candidacies.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|c| c.strong_count() > 0);
-        list.iter().filter_map(Weak::upgrade).collect()
+        self.candidacies.live()
     }
 }
 
@@ -171,27 +167,16 @@ impl HaBackend for KubernetesBackend {
         &self.core.instance_id
     }
 
-    async fn election_driver(
-        &self,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.core.check_open()?;
-        let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group, events).await?;
-        self.candidacies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(&candidacy));
+        let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group, sink).await?;
+        self.candidacies.add(&candidacy);
         Ok(Box::new(driver))
     }
 
-    async fn retrieval_driver(
-        &self,
-        component: &ComponentId,
-        tx: watch::Sender<Option<LeaderInformation>>,
-    ) -> Result<Box<dyn LeaderRetrievalDriver>> {
+    async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {
         self.core.check_open()?;
-        Ok(Box::new(KubeRetrieval::start(&self.core, component, tx).await))
+        Ok(crate::leader_record::watch(&self.core, component).await)
     }
 
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {

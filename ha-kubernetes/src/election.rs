@@ -20,17 +20,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ha_core::driver::{ElectionEvent, LeaderElectionDriver};
+use ha_core::driver::{LeaderElectionDriver, TermSink, Validity};
 use ha_core::{ComponentId, Epoch, Error, Fence, LeaderInformation, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::client::ApiError;
 use crate::core::{Apply, Core, Fencing, Snapshot, Term};
 use crate::epoch::{self, EpochRecord};
-use crate::names::{leader_key, lock_annotation, EPOCH_KEY, LEADER_PREFIX};
+use crate::names::{leader_key, lock_annotation, EPOCH_KEY};
 use crate::record::{now_rfc3339, LeaderRecord};
 
 /// How many times one attempt re-reads after a resourceVersion conflict.
@@ -47,6 +47,7 @@ pub(crate) struct KubeElectionDriver {
 pub(crate) struct Candidacy {
     annotation: String,
     holder: String,
+    sink: TermSink,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,6 +64,7 @@ impl Candidacy {
 
     /// Stops the elector and releases the lock if this candidacy holds it.
     pub(crate) async fn resign(&self, core: &Core) -> Result<()> {
+        self.sink.resign();
         if !self.stop() {
             return Ok(());
         }
@@ -85,11 +87,7 @@ impl Drop for KubeElectionDriver {
 impl KubeElectionDriver {
     /// Starts contending in `group`. The first acquisition attempt completes before
     /// this returns, so a contender that joins a free election first wins it.
-    pub(crate) async fn start(
-        core: Arc<Core>,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<(Self, Arc<Candidacy>)> {
+    pub(crate) async fn start(core: Arc<Core>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
         let annotation = lock_annotation(group)?;
         let holder = core.holder_identity(group);
         let mut elector = Elector {
@@ -97,11 +95,11 @@ impl KubeElectionDriver {
             group: group.to_string(),
             annotation: annotation.clone(),
             holder: holder.clone(),
-            events,
+            sink: sink.clone(),
             snapshots: core.snapshots.clone(),
             observed: None,
             term: None,
-            leader_info: BTreeMap::new(),
+            validity: None,
             latest: None,
         };
         elector.on_snapshot();
@@ -109,6 +107,7 @@ impl KubeElectionDriver {
         let candidacy = Arc::new(Candidacy {
             annotation,
             holder,
+            sink,
             task: Mutex::new(Some(tokio::spawn(elector.run(started)))),
         });
         Ok((
@@ -207,14 +206,15 @@ struct Elector {
     group: String,
     annotation: String,
     holder: String,
-    events: mpsc::UnboundedSender<ElectionEvent>,
+    sink: TermSink,
     snapshots: watch::Receiver<Snapshot>,
     /// The raw record last seen and the local instant it was first seen.
     observed: Option<(String, Instant)>,
     /// `(epoch, start of the last successful renewal)` while leading.
     term: Option<(u64, Instant)>,
-    /// Published leader information last seen, to report changes.
-    leader_info: BTreeMap<String, String>,
+    /// Validity of the current term: the start of its last successful renewal +
+    /// renew-deadline, extended by each renewal.
+    validity: Option<Validity>,
     /// The newest copy of the cluster ConfigMap known (own writes, watch): a leader
     /// renews with one guarded update of it, without reading first.
     latest: Option<ConfigMap>,
@@ -251,7 +251,7 @@ impl Elector {
         let mut next_attempt = first.0 + timings.retry_period;
         let (mut last_attempt, mut answered) = first;
         loop {
-            if self.events.is_closed() {
+            if self.sink.is_closed() {
                 return;
             }
             if let Some((epoch, renewed_at)) = self.term {
@@ -272,6 +272,9 @@ impl Elector {
                                 ha_core::metrics::record_keepalive("kubernetes", started.elapsed());
                                 self.term = Some((epoch, started));
                                 self.core.set_term(&self.holder, Term { epoch, valid_until: started + timings.renew_deadline });
+                                if let Some(v) = &self.validity {
+                                    v.extend(started + timings.renew_deadline);
+                                }
                                 next_attempt = started + timings.retry_period;
                             }
                             Some(Ok(_)) => {
@@ -344,15 +347,18 @@ impl Elector {
     }
 
     fn step_down(&mut self, reason: &str) {
+        if let Some(v) = self.validity.take() {
+            v.expire();
+        }
         if self.term.take().is_some() {
             self.core.end_term(&self.holder);
             tracing::info!(holder = %self.holder, group = %self.group, reason, "leadership given up");
-            let _ = self.events.send(ElectionEvent::Revoked);
+            self.sink.revoke();
         }
     }
 
     /// Takes in the latest snapshot of the shared watch: the lock record (a newer
-    /// term means we lost it) and changes of published leader information.
+    /// term means we lost it).
     fn on_snapshot(&mut self) {
         let snapshot = self.snapshots.borrow_and_update().clone();
         if !snapshot.synced {
@@ -378,41 +384,6 @@ impl Elector {
             }
         }
         self.observe(raw.as_deref());
-        let info: BTreeMap<String, String> = cm
-            .and_then(|c| c.data.as_ref())
-            .map(|d| {
-                d.iter()
-                    .filter(|(k, _)| k.starts_with(LEADER_PREFIX))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if info != self.leader_info {
-            let keys: std::collections::BTreeSet<&String> = info.keys().chain(self.leader_info.keys()).collect();
-            for key in keys {
-                let (now, before) = (info.get(key), self.leader_info.get(key));
-                if now == before {
-                    continue;
-                }
-                let Ok(component) = ComponentId::new(&key[LEADER_PREFIX.len()..]) else {
-                    continue;
-                };
-                let info = match now {
-                    Some(v) => match LeaderInformation::from_json(key, v.as_bytes()) {
-                        Ok(i) => Some(i),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable leader information");
-                            continue;
-                        }
-                    },
-                    None => None,
-                };
-                let _ = self
-                    .events
-                    .send(ElectionEvent::LeaderInformationChanged { component, info });
-            }
-            self.leader_info = info;
-        }
     }
 
     /// The epoch of a first term: above any epoch of this group found in per-job
@@ -536,7 +507,9 @@ impl Elector {
         match tokio::time::timeout_at(valid_until, self.raise_job_epochs(&fence)).await {
             Ok(Ok(())) => {
                 tracing::info!(holder = %self.holder, group = %self.group, epoch, "leader lock acquired");
-                let _ = self.events.send(ElectionEvent::Granted(fence));
+                let validity = Validity::until(valid_until);
+                self.validity = Some(validity.clone());
+                self.sink.grant(fence, validity);
                 true
             }
             outcome => {

@@ -87,8 +87,13 @@ impl Harness for TokenHarness {
         self.inner.list_records(cluster_id).await
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
-        self.inner.delete_leader_record(cluster_id, component).await
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<bytes::Bytes>,
+    ) -> Result<()> {
+        self.inner.write_leader_record(cluster_id, component, record).await
     }
 }
 

@@ -1,22 +1,20 @@
 //! `ZooKeeperBackend`: one session of one cluster-id, and the drivers built on it.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ha_core::driver::{
-    CheckpointIdCounterDriver, ElectionEvent, HaBackend, LeaderElectionDriver, LeaderRetrievalDriver, StateHandleStore,
-    StoreNamespace,
+    Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, StateHandleStore,
+    StoreNamespace, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, Error, JobId, LeaderInformation, Result};
-use tokio::sync::{mpsc, watch};
+use ha_core::{ClusterId, ComponentId, Error, JobId, Result};
 use zookeeper_client as zk;
 
 use crate::config::ZooKeeperConfig;
 use crate::counter::ZkCounter;
 use crate::election::{Candidacy, ZkElectionDriver};
 use crate::paths::Paths;
-use crate::retrieval::ZkRetrieval;
 use crate::session::Sessions;
 use crate::store::ZkStore;
 
@@ -26,7 +24,7 @@ pub(crate) struct Inner {
     pub(crate) instance_id: String,
     pub(crate) paths: Paths,
     pub(crate) sessions: Sessions,
-    candidacies: Mutex<Vec<Weak<Candidacy>>>,
+    candidacies: Candidacies<Candidacy>,
 }
 
 /// Connection state of a backend instance, as ZooKeeper reports it.
@@ -74,7 +72,7 @@ impl ZooKeeperBackend {
                 instance_id,
                 paths,
                 sessions,
-                candidacies: Mutex::new(Vec::new()),
+                candidacies: Candidacies::default(),
             }),
         })
     }
@@ -167,27 +165,17 @@ impl HaBackend for ZooKeeperBackend {
         &self.inner.instance_id
     }
 
-    async fn election_driver(
-        &self,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.check_open()?;
-        let (driver, weak) = ZkElectionDriver::start(self.inner.clone(), group, events).await?;
-        let mut list = self.inner.candidacies.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|c| c.strong_count() > 0);
-        list.push(weak);
+        let (driver, candidacy) = ZkElectionDriver::start(self.inner.clone(), group, sink).await?;
+        self.inner.candidacies.add(&candidacy);
         Ok(Box::new(driver))
     }
 
-    async fn retrieval_driver(
-        &self,
-        component: &ComponentId,
-        tx: watch::Sender<Option<LeaderInformation>>,
-    ) -> Result<Box<dyn LeaderRetrievalDriver>> {
+    async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {
         self.check_open()?;
         let path = self.inner.paths.leader_info(component);
-        Ok(Box::new(ZkRetrieval::start(self.inner.clone(), path, tx).await?))
+        crate::leader_record::watch(self.inner.clone(), path).await
     }
 
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {
@@ -210,14 +198,7 @@ impl HaBackend for ZooKeeperBackend {
         if self.inner.sessions.is_closed() {
             return Ok(());
         }
-        let candidacies: Vec<Arc<Candidacy>> = self
-            .inner
-            .candidacies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .filter_map(|c| c.upgrade())
-            .collect();
+        let candidacies = self.inner.candidacies.take_all();
         tracing::debug!(instance = %self.inner.instance_id, candidacies = candidacies.len(), "closing ZooKeeper backend");
         for c in candidacies {
             crate::election::resign(&c).await?;

@@ -16,13 +16,19 @@
 //! - *reconnected* (same session): nothing happens; watches are re-established;
 //! - *lost* (expired/closed): revoked, then the candidacy re-enters the election on a
 //!   new session with a new node.
+//!
+//! Validity: while leading, the candidacy renews every third of the session timeout
+//! with `sync` + `exists` on its own node. The node is ephemeral, so finding it after
+//! a `sync` (which goes through the ZooKeeper leader) proves the session was alive at
+//! the ensemble when the renewal was sent; the term is valid until that send time +
+//! the session timeout − a margin. A paused process therefore stops acting at that
+//! deadline, before any of its tasks has run.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ha_core::driver::{ElectionEvent, LeaderElectionDriver};
+use ha_core::driver::{LeaderElectionDriver, TermSink, Validity};
 use ha_core::{ComponentId, Epoch, Error, Fence, LeaderInformation, Result};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
@@ -37,6 +43,7 @@ struct CandState {
     uuid: Option<String>,
     node: Option<String>,
     leading: Option<Fence>,
+    validity: Option<Validity>,
 }
 
 /// One candidacy: shared by its driver and its tasks.
@@ -44,7 +51,7 @@ pub(crate) struct Candidacy {
     pub(crate) inner: Arc<Inner>,
     group: String,
     dir: String,
-    events: mpsc::UnboundedSender<ElectionEvent>,
+    sink: TermSink,
     st: Mutex<CandState>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -73,33 +80,63 @@ impl Candidacy {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn emit(&self, event: ElectionEvent) {
-        let st = self.lock();
-        if !st.resigned {
-            let _ = self.events.send(event);
-        }
-    }
-
     fn is_leading(&self) -> bool {
         self.lock().leading.is_some()
     }
 
-    fn grant(&self, fence: Fence) {
+    /// Safety margin subtracted from a renewal's certain validity.
+    fn margin(session: std::time::Duration) -> std::time::Duration {
+        (session / 5).max(std::time::Duration::from_millis(100))
+    }
+
+    fn grant(&self, fence: Fence, checked_at: Instant, session: std::time::Duration) {
         let mut st = self.lock();
         if st.resigned || st.leading.is_some() {
             return;
         }
         tracing::info!(group = %self.group, epoch = fence.epoch.0, node = %fence.token, "ZooKeeper latch leads");
+        let validity = Validity::until(checked_at + session - Self::margin(session));
         st.leading = Some(fence.clone());
-        let _ = self.events.send(ElectionEvent::Granted(fence));
+        st.validity = Some(validity.clone());
+        self.sink.grant(fence, validity);
     }
 
     fn revoke(&self, why: &str) {
         let mut st = self.lock();
+        if let Some(v) = st.validity.take() {
+            v.expire();
+        }
         if let Some(f) = st.leading.take() {
             tracing::warn!(group = %self.group, epoch = f.epoch.0, reason = why, "ZooKeeper leadership revoked");
-            if !st.resigned {
-                let _ = self.events.send(ElectionEvent::Revoked);
+            self.sink.revoke();
+        }
+    }
+
+    /// While leading: renews the term's validity every third of the session timeout
+    /// (`sync` + `exists` of our node). Ends the term if the node is gone.
+    async fn renew(&self, client: &zk::Client, node: &str) -> TermEnd {
+        let session = client.session_timeout();
+        let period = session / 3;
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(validity) = self.lock().validity.clone() else {
+                continue;
+            };
+            let sent = Instant::now();
+            let limit = self.inner.sessions.request_timeout(client);
+            let checked = tokio::time::timeout(limit, async {
+                client.sync(node).await?;
+                client.check_stat(node).await
+            })
+            .await;
+            match checked {
+                Ok(Ok(Some(stat))) if stat.ephemeral_owner == client.session_id().0 => {
+                    validity.extend(sent + session - Self::margin(session));
+                }
+                Ok(Ok(_)) => return TermEnd::NodeGone,
+                Ok(Err(e)) if is_session_gone(&e) => return TermEnd::SessionLost,
+                // Not renewed: the validity runs out by itself.
+                Ok(Err(_)) | Err(_) => {}
             }
         }
     }
@@ -154,9 +191,9 @@ impl Candidacy {
             TermEnd::Failed(e) => {
                 self.revoke("election failed");
                 tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
-                if !e.is_retryable() {
+                if !e.is_retryable() && !self.lock().resigned {
                     // E.g. permission denied: the service reports it; we keep trying.
-                    self.emit(ElectionEvent::Error(e));
+                    self.sink.fail(e);
                 }
             }
         }
@@ -236,9 +273,11 @@ impl Candidacy {
     /// Contends with `node` while watching the connection state.
     async fn contend_with(&self, client: &zk::Client, node: LatchNode) -> TermEnd {
         let grace = self.inner.sessions.suspended_grace(client);
+        let path = node.path.clone();
         tokio::select! {
             end = self.contend(client, node) => end,
             end = self.monitor(client, grace) => end,
+            end = self.renew(client, &path) => end,
         }
     }
 
@@ -331,6 +370,7 @@ impl Candidacy {
             };
             if idx == 0 {
                 if !self.is_leading() {
+                    let checked_at = Instant::now();
                     let Some(stat) = attempt!(client.check_stat(&node.path)) else {
                         return TermEnd::NodeGone;
                     };
@@ -341,7 +381,11 @@ impl Candidacy {
                         });
                     }
                     let czxid = if stat.czxid > 0 { stat.czxid } else { node.czxid };
-                    self.grant(Fence::new(Epoch(czxid as u64), node.path.clone()));
+                    self.grant(
+                        Fence::new(Epoch(czxid as u64), node.path.clone()),
+                        checked_at,
+                        client.session_timeout(),
+                    );
                 }
                 // The leader watches the children (not only its node): it notices its
                 // node going, and a late duplicate of its own create queued behind it.
@@ -377,6 +421,7 @@ impl Candidacy {
             let mut st = self.lock();
             st.resigned = true;
             st.leading = None;
+            self.sink.resign();
             (st.uuid.take(), st.node.take())
         };
         for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
@@ -416,17 +461,13 @@ pub(crate) struct ZkElectionDriver {
 impl ZkElectionDriver {
     /// Joins the election: the latch node exists when this returns, so candidates
     /// that join earlier are ahead in line.
-    pub(crate) async fn start(
-        inner: Arc<Inner>,
-        group: &str,
-        events: mpsc::UnboundedSender<ElectionEvent>,
-    ) -> Result<(Self, std::sync::Weak<Candidacy>)> {
+    pub(crate) async fn start(inner: Arc<Inner>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
         crate::paths::check_segment("election group", group)?;
         let candidacy = Arc::new(Candidacy {
             dir: inner.paths.latch_dir(group),
             inner,
             group: group.to_string(),
-            events,
+            sink,
             st: Mutex::new(CandState::default()),
             tasks: Mutex::new(Vec::new()),
         });
@@ -436,14 +477,13 @@ impl ZkElectionDriver {
             .await
             .map_err(|e| read_error(&candidacy.dir, e))?;
         let election = tokio::spawn(candidacy.clone().run(Some((live, node))));
-        let info = tokio::spawn(crate::leader_info::watch_changes(candidacy.clone()));
-        candidacy
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend([election, info]);
-        let weak = Arc::downgrade(&candidacy);
-        Ok((Self { candidacy }, weak))
+        candidacy.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(election);
+        Ok((
+            Self {
+                candidacy: candidacy.clone(),
+            },
+            candidacy,
+        ))
     }
 }
 

@@ -1,39 +1,26 @@
 //! Published leader information: `leader/<component>/connection_info` (JSON), written
-//! with fenced multis, and the watch that reports changes to the election service
-//! (which restores records changed or deleted from outside).
+//! with fenced multis and read raw (decoding is the services').
 
-use std::sync::Arc;
-
-use ha_core::driver::ElectionEvent;
+use bytes::Bytes;
 use ha_core::{ComponentId, Error, Fence, LeaderInformation, Result};
 use zookeeper_client as zk;
 
 use crate::backend::Inner;
-use crate::election::Candidacy;
 use crate::error::write_error;
 use crate::fenced::MultiFailure;
 
 impl Inner {
-    /// Reads and decodes a `connection_info` node; `None` if absent or undecodable
-    /// (a corrupt record is treated as no leader, and the leader repairs it).
-    pub(crate) async fn read_leader_information(&self, path: &str) -> Result<Option<LeaderInformation>> {
-        let raw = self
-            .sessions
+    /// Reads a `connection_info` node raw; `None` if absent.
+    pub(crate) async fn read_leader_record(&self, path: &str) -> Result<Option<Bytes>> {
+        self.sessions
             .read(path, |c| async move {
                 match c.get_data(path).await {
-                    Ok((data, _)) => Ok(Some(data)),
+                    Ok((data, _)) => Ok(Some(Bytes::from(data))),
                     Err(zk::Error::NoNode) => Ok(None),
                     Err(e) => Err(e),
                 }
             })
-            .await?;
-        Ok(raw.and_then(|data| match LeaderInformation::from_json(path, &data) {
-            Ok(info) => Some(info),
-            Err(e) => {
-                tracing::warn!(%path, error = %e, "ignoring corrupt leader information");
-                None
-            }
-        }))
+            .await
     }
 
     /// Publishes `info` for `component`: set, or create (with parents) if absent;
@@ -115,52 +102,6 @@ impl Inner {
                 ..
             }) => Ok(()),
             Err(f) => Err(f.into_error(fence, op, &path, |_, e| write_error(op, &path, e))),
-        }
-    }
-}
-
-/// Emits `LeaderInformationChanged` for every change under `leader/` (one
-/// persistent recursive watch, re-registered on a new session).
-pub(crate) async fn watch_changes(candidacy: Arc<Candidacy>) {
-    let dir = candidacy.inner.paths.leader_dir();
-    let backoff = candidacy.inner.sessions.config().retry_wait;
-    loop {
-        let live = match candidacy.inner.sessions.live().await {
-            Ok(l) => l,
-            Err(Error::Closed { .. }) => return,
-            Err(_) => {
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        let client = live.client;
-        let mut watcher = match client.watch(&dir, zk::AddWatchMode::PersistentRecursive).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not watch leader information; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        loop {
-            let event = watcher.changed().await;
-            if event.event_type == zk::EventType::Session {
-                if event.session_state.is_terminated() {
-                    break;
-                }
-                continue;
-            }
-            let Some(component) = candidacy.inner.paths.component_of(&event.path) else {
-                continue;
-            };
-            let info = match candidacy.inner.read_leader_information(&event.path).await {
-                Ok(info) => info,
-                Err(e) => {
-                    tracing::debug!(%component, error = %e, "could not read changed leader information");
-                    continue;
-                }
-            };
-            candidacy.emit(ElectionEvent::LeaderInformationChanged { component, info });
         }
     }
 }

@@ -40,11 +40,6 @@ impl Paths {
         &self.cluster
     }
 
-    /// `R/C/leader`
-    pub(crate) fn leader_dir(&self) -> String {
-        format!("{}/leader", self.cluster)
-    }
-
     /// `R/C/leader/latch/<group>`
     pub(crate) fn latch_dir(&self, group: &str) -> String {
         format!("{}/leader/latch/{group}", self.cluster)
@@ -53,13 +48,6 @@ impl Paths {
     /// `R/C/leader/<component>/connection_info`
     pub(crate) fn leader_info(&self, component: &ComponentId) -> String {
         format!("{}/leader/{component}/connection_info", self.cluster)
-    }
-
-    /// The component of a `…/leader/<component>/connection_info` path.
-    pub(crate) fn component_of(&self, path: &str) -> Option<ComponentId> {
-        let rest = path.strip_prefix(&self.cluster)?.strip_prefix("/leader/")?;
-        let component = rest.strip_suffix("/connection_info")?;
-        ComponentId::new(component).ok()
     }
 
     /// `R/C/<namespace>`
@@ -90,8 +78,6 @@ mod tests {
         assert_eq!(p.latch_dir("cluster"), "/ha/c1/leader/latch/cluster");
         let comp = ComponentId::new("dispatcher").unwrap();
         assert_eq!(p.leader_info(&comp), "/ha/c1/leader/dispatcher/connection_info");
-        assert_eq!(p.component_of(&p.leader_info(&comp)), Some(comp));
-        assert_eq!(p.component_of("/ha/c1/leader/latch/cluster/_c_x-latch-1"), None);
         assert_eq!(
             p.namespace(&StoreNamespace::Checkpoints(job.clone())),
             "/ha/c1/jobs/j1/checkpoints"

@@ -145,13 +145,15 @@ impl RetainedView {
     }
 }
 
-type SharedView = Arc<Mutex<Option<RetainedView>>>;
+/// One job's retained view, `None` until loaded.
+type ViewCell = Mutex<Option<RetainedView>>;
+type SharedView = Arc<ViewCell>;
 
 /// The retained views of one process, one per job, shared by every
 /// [`CompletedCheckpointStore`] handle of that job so that none subsumes from a stale
 /// view.
 #[derive(Clone, Default)]
-pub(crate) struct RetainedViews(Arc<std::sync::Mutex<HashMap<JobId, Weak<Mutex<Option<RetainedView>>>>>>);
+pub(crate) struct RetainedViews(Arc<std::sync::Mutex<HashMap<JobId, Weak<ViewCell>>>>);
 
 impl std::fmt::Debug for RetainedViews {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

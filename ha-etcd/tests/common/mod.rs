@@ -126,12 +126,19 @@ impl Harness for EtcdHarness {
             .collect())
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<bytes::Bytes>,
+    ) -> Result<()> {
         let mut c = Client::connect(&self.endpoints, None).await.map_err(unavailable)?;
-        c.delete(format!("{PREFIX}/{cluster_id}/leader/{component}"), None)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let key = format!("{PREFIX}/{cluster_id}/leader/{component}");
+        match record {
+            Some(raw) => c.put(key, raw.to_vec(), None).await.map(|_| ()),
+            None => c.delete(key, None).await.map(|_| ()),
+        }
+        .map_err(unavailable)
     }
 
     /// Stops the instance's keep-alive loop without revoking its lease, then drops

@@ -192,17 +192,35 @@ impl Harness for KubeHarness {
         Ok(())
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
-        let patch = serde_json::json!({"data": {format!("leader.{component}"): null}});
-        self.config_maps()
-            .await
-            .patch(
-                &format!("{cluster_id}-cluster-config-map"),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(|e| ha_core::Error::unavailable("patch ConfigMap", e))?;
-        Ok(())
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<Bytes>,
+    ) -> Result<()> {
+        let name = format!("{cluster_id}-cluster-config-map");
+        let value = record.map(|r| String::from_utf8_lossy(&r).into_owned());
+        let patch = serde_json::json!({"data": {format!("leader.{component}"): value}});
+        let cms = self.config_maps().await;
+        match cms.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 && value.is_some() => {
+                // No ConfigMap yet: create it as the backend would (same labels).
+                let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                    "metadata": {
+                        "name": name,
+                        "labels": {"app": cluster_id.as_str(), "configmap-type": "high-availability"},
+                    },
+                    "data": {format!("leader.{component}"): value},
+                }))
+                .map_err(|e| ha_core::Error::unavailable("build ConfigMap", e))?;
+                cms.create(&kube::api::PostParams::default(), &cm)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ha_core::Error::unavailable("create ConfigMap", e))
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(ha_core::Error::unavailable("patch ConfigMap", e)),
+        }
     }
 }

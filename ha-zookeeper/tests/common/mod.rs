@@ -135,13 +135,49 @@ impl Harness for ZkHarness {
         list_tree(&self.admin().await?, &self.cluster_path(cluster_id)).await
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<bytes::Bytes>,
+    ) -> Result<()> {
         let path = format!("{}/leader/{component}/connection_info", self.cluster_path(cluster_id));
-        match self.admin().await?.delete(&path, None).await {
+        write_record(&self.admin().await?, &path, record, zk::Acls::anyone_all()).await
+    }
+}
+
+/// Writes (creating parents) or deletes the node at `path` behind the services' back.
+pub(crate) async fn write_record(
+    client: &zk::Client,
+    path: &str,
+    record: Option<bytes::Bytes>,
+    acls: zk::Acls<'static>,
+) -> Result<()> {
+    let failed = |e| Error::unavailable("write leader record", e);
+    let Some(data) = record else {
+        return match client.delete(path, None).await {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
-            Err(e) => Err(Error::unavailable("delete leader record", e)),
+            Err(e) => Err(failed(e)),
+        };
+    };
+    match client.set_data(path, &data, None).await {
+        Ok(_) => return Ok(()),
+        Err(zk::Error::NoNode) => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let persistent = zk::CreateMode::Persistent.with_acls(acls);
+    let mut prefix = String::new();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        prefix.push('/');
+        prefix.push_str(part);
+        let bytes: &[u8] = if i + 1 == parts.len() { &data } else { &[] };
+        match client.create(&prefix, bytes, &persistent).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(e) => return Err(failed(e)),
         }
     }
+    Ok(())
 }
 
 /// Freezes a contender as SIGSTOP would: its connection stays open, nothing flows.

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_core::{ClusterId, ComponentId, Error, HaBackend, Result};
+use ha_core::{ClusterId, ComponentId, HaBackend, Result};
 use ha_testkit::{Harness, TestCerts, ZooKeeperOptions, ZooKeeperServer, ZooKeeperTls};
 use ha_zookeeper::{AclMode, ZooKeeperBackend, ZooKeeperConfig, ZooKeeperTlsConfig};
 use zookeeper_client as zk;
@@ -138,11 +138,14 @@ impl Harness for SecureHarness {
         .await
     }
 
-    async fn delete_leader_record(&self, cluster_id: &ClusterId, component: &ComponentId) -> Result<()> {
+    async fn write_leader_record(
+        &self,
+        cluster_id: &ClusterId,
+        component: &ComponentId,
+        record: Option<bytes::Bytes>,
+    ) -> Result<()> {
         let path = format!("{}/leader/{component}/connection_info", self.cluster_path(cluster_id));
-        match self.zk.raw_client(Some(HA_DIGEST)).await.delete(&path, None).await {
-            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
-            Err(e) => Err(Error::unavailable("delete leader record", e)),
-        }
+        let client = self.zk.raw_client(Some(HA_DIGEST)).await;
+        super::write_record(&client, &path, record, zk::Acls::creator_all()).await
     }
 }

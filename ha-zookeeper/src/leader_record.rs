@@ -1,5 +1,5 @@
-//! Leader retrieval: a persistent watch (ZooKeeper ≥ 3.6) on one component's
-//! `connection_info` node, feeding a `tokio::sync::watch` channel.
+//! The raw leader record of a component (`leader/<component>/connection_info`) as a
+//! stream, through a persistent watch (ZooKeeper ≥ 3.6).
 //!
 //! The current value is read right after the watch is registered, so no change can
 //! fall between the two. After a reconnect the node is read again (changes made while
@@ -8,46 +8,17 @@
 
 use std::sync::Arc;
 
-use ha_core::driver::LeaderRetrievalDriver;
-use ha_core::{Error, LeaderInformation, Result};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use ha_core::driver::{leader_record_stream, LeaderRecordStream, RecordSender};
+use ha_core::{Error, Result};
 use zookeeper_client as zk;
 
 use crate::backend::Inner;
 
-pub(crate) struct ZkRetrieval {
-    task: JoinHandle<()>,
-}
-
-impl LeaderRetrievalDriver for ZkRetrieval {}
-
-impl Drop for ZkRetrieval {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn publish(tx: &watch::Sender<Option<LeaderInformation>>, info: Option<LeaderInformation>) {
-    tx.send_if_modified(|cur| {
-        let changed = *cur != info;
-        *cur = info;
-        changed
-    });
-}
-
-impl ZkRetrieval {
-    /// Registers the watch, sends the current value, then follows changes.
-    pub(crate) async fn start(
-        inner: Arc<Inner>,
-        path: String,
-        tx: watch::Sender<Option<LeaderInformation>>,
-    ) -> Result<Self> {
-        let first = register(&inner, &path).await?;
-        publish(&tx, inner.read_leader_information(&path).await?);
-        let task = tokio::spawn(follow(inner, path, tx, first));
-        Ok(Self { task })
-    }
+/// Registers the watch, reads the current value, then follows changes.
+pub(crate) async fn watch(inner: Arc<Inner>, path: String) -> Result<LeaderRecordStream> {
+    let first = register(&inner, &path).await?;
+    let current = inner.read_leader_record(&path).await?;
+    Ok(leader_record_stream(current, move |tx| follow(inner, path, tx, first)))
 }
 
 async fn register(inner: &Inner, path: &str) -> Result<zk::PersistentWatcher> {
@@ -58,12 +29,7 @@ async fn register(inner: &Inner, path: &str) -> Result<zk::PersistentWatcher> {
         .map_err(|e| crate::error::read_error(path, e))
 }
 
-async fn follow(
-    inner: Arc<Inner>,
-    path: String,
-    tx: watch::Sender<Option<LeaderInformation>>,
-    first: zk::PersistentWatcher,
-) {
+async fn follow(inner: Arc<Inner>, path: String, tx: RecordSender, first: zk::PersistentWatcher) {
     let backoff = inner.sessions.config().retry_wait;
     let mut watcher = Some(first);
     loop {
@@ -80,8 +46,10 @@ async fn follow(
             },
         };
         // Whatever happened before this (re-)registration is read now.
-        if let Ok(info) = inner.read_leader_information(&path).await {
-            publish(&tx, info);
+        if let Ok(record) = inner.read_leader_record(&path).await {
+            if !tx.send(record) {
+                return;
+            }
         }
         loop {
             let event = w.changed().await;
@@ -93,8 +61,12 @@ async fn follow(
                     continue;
                 }
             }
-            match inner.read_leader_information(&path).await {
-                Ok(info) => publish(&tx, info),
+            match inner.read_leader_record(&path).await {
+                Ok(record) => {
+                    if !tx.send(record) {
+                        return;
+                    }
+                }
                 Err(e) => tracing::debug!(%path, error = %e, "could not read leader information"),
             }
         }
