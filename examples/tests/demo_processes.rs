@@ -10,6 +10,9 @@ use ha_testkit::{EtcdServer, ZooKeeperServer};
 fn run_demo(config: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ha.yaml");
+    // Setting up the cluster creates its payload storage; ha-rs never creates a
+    // missing storage root itself (it may be a volume that is not mounted).
+    std::fs::create_dir(dir.path().join("payloads")).unwrap();
     let config = config.replace("PAYLOADS", &format!("file://{}/payloads", dir.path().display()));
     std::fs::write(&path, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ha-demo"))

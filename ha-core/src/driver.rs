@@ -24,8 +24,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::ids::{ClusterId, ComponentId, Fence, JobId, LeaderInformation, Version, Versioned};
+use crate::ids::{ClusterId, ComponentId, ElectionGroup, Fence, JobId, LeaderInformation, Version, Versioned};
 
+pub mod kit;
 mod record;
 mod term;
 
@@ -171,7 +172,7 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
 
     /// Joins the election of `group`; terms are reported to `sink`. One driver per
     /// group carries all of the group's components (see the service).
-    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>>;
+    async fn election_driver(&self, group: &ElectionGroup, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>>;
 
     /// The raw published leader record of `component` (the bytes the election driver
     /// wrote): the value current at the call first (`None` when absent), then every

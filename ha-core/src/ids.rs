@@ -110,6 +110,16 @@ label_id!(
 );
 
 label_id!(
+    /// An election group: the components that share one backend election (and fail
+    /// over together). Validated once here for every backend: at most 56 characters
+    /// so that it fits every backend's naming (a Kubernetes lock annotation, a
+    /// ZooKeeper node, an etcd key segment).
+    ElectionGroup,
+    "election group",
+    56
+);
+
+label_id!(
     /// A job's id. [`JobId::random`] makes a Flink-style 32-hex-digit id.
     JobId,
     "job id",

@@ -38,5 +38,7 @@ pub mod storage;
 pub use config::{BackendProvider, BackendRegistry, HaConfig};
 pub use driver::{HaBackend, StoreNamespace};
 pub use error::{BoxError, Error, Result};
-pub use ids::{ClusterId, ComponentId, Epoch, Fence, JobId, LeaderInformation, LeaderSessionId, Version, Versioned};
+pub use ids::{
+    ClusterId, ComponentId, ElectionGroup, Epoch, Fence, JobId, LeaderInformation, LeaderSessionId, Version, Versioned,
+};
 pub use services::*;

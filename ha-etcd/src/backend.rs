@@ -8,7 +8,7 @@ use etcd_client::{Client, ConnectOptions, DeleteOptions};
 use ha_core::driver::{
     CheckpointIdCounterDriver, LeaderElectionDriver, LeaderRecordStream, StateHandleStore, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, Error, HaBackend, JobId, Result, StoreNamespace};
+use ha_core::{ClusterId, ComponentId, ElectionGroup, Error, HaBackend, JobId, Result, StoreNamespace};
 
 use crate::config::EtcdConfig;
 use crate::counter::EtcdCounter;
@@ -146,16 +146,10 @@ impl HaBackend for EtcdBackend {
         &self.shared.instance_id
     }
 
-    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &ElectionGroup, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.shared.check_open()?;
-        if group.is_empty() || group.contains('/') {
-            return Err(Error::Other {
-                message: format!("election group `{group}` must be non-empty and contain no `/`"),
-                source: None,
-            });
-        }
         Ok(Box::new(
-            EtcdElectionDriver::start(self.shared.clone(), group, sink).await,
+            EtcdElectionDriver::start(self.shared.clone(), group.as_str(), sink).await,
         ))
     }
 

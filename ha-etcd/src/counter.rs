@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use etcd_client::{Compare, CompareOp, TxnOp};
+use ha_core::driver::kit::{decode_counter, encode_counter};
 use ha_core::driver::CheckpointIdCounterDriver;
 use ha_core::{Error, Fence, JobId, Result, Version, Versioned};
 
@@ -34,10 +35,7 @@ impl CheckpointIdCounterDriver for EtcdCounter {
         let Some(kv) = resp.kvs().first() else {
             return Ok(None);
         };
-        let value = std::str::from_utf8(kv.value())
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| Error::corrupt(self.key.clone(), None, "counter is not a decimal u64"))?;
+        let value = decode_counter(&self.key, kv.value())?;
         Ok(Some(Versioned {
             value,
             version: Version(kv.mod_revision() as u64),
@@ -55,7 +53,7 @@ impl CheckpointIdCounterDriver for EtcdCounter {
             "counter compare-and-set",
             &self.key,
             vec![condition],
-            vec![TxnOp::put(self.key.clone(), value.to_string(), None)],
+            vec![TxnOp::put(self.key.clone(), encode_counter(value), None)],
             vec![],
         )
         .await?;

@@ -7,7 +7,7 @@ use ha_core::driver::{
     Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, StateHandleStore,
     StoreNamespace, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, Error, JobId, Result};
+use ha_core::{ClusterId, ComponentId, ElectionGroup, Error, JobId, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -167,9 +167,9 @@ impl HaBackend for KubernetesBackend {
         &self.core.instance_id
     }
 
-    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &ElectionGroup, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.core.check_open()?;
-        let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group, sink).await?;
+        let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group.as_str(), sink).await?;
         self.candidacies.add(&candidacy);
         Ok(Box::new(driver))
     }

@@ -8,7 +8,7 @@ use ha_core::driver::{
     Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, StateHandleStore,
     StoreNamespace, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, Error, JobId, Result};
+use ha_core::{ClusterId, ComponentId, ElectionGroup, Error, JobId, Result};
 use zookeeper_client as zk;
 
 use crate::config::ZooKeeperConfig;
@@ -165,9 +165,9 @@ impl HaBackend for ZooKeeperBackend {
         &self.inner.instance_id
     }
 
-    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &ElectionGroup, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.check_open()?;
-        let (driver, candidacy) = ZkElectionDriver::start(self.inner.clone(), group, sink).await?;
+        let (driver, candidacy) = ZkElectionDriver::start(self.inner.clone(), group.as_str(), sink).await?;
         self.inner.candidacies.add(&candidacy);
         Ok(Box::new(driver))
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ha_core::driver::kit::{decode_counter, encode_counter};
 use ha_core::driver::CheckpointIdCounterDriver;
 use ha_core::{Error, Fence, Result, Version, Versioned};
 use zookeeper_client as zk;
@@ -49,10 +50,7 @@ impl CheckpointIdCounterDriver for ZkCounter {
             })
             .await?;
         let Some((data, stat)) = raw else { return Ok(None) };
-        let value = std::str::from_utf8(&data)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::corrupt(path, None, "checkpoint id counter is not a decimal u64"))?;
+        let value = decode_counter(path, &data)?;
         Ok(Some(Versioned {
             value,
             version: Version(stat.version.max(0) as u64),
@@ -61,7 +59,7 @@ impl CheckpointIdCounterDriver for ZkCounter {
 
     async fn compare_and_set(&self, fence: &Fence, expected: Option<Version>, value: u64) -> Result<Version> {
         let path = self.path.as_str();
-        let data = value.to_string().into_bytes();
+        let data = encode_counter(value).into_bytes();
         match expected {
             None => {
                 let persistent = self.inner.sessions.create_options(zk::CreateMode::Persistent);

@@ -16,7 +16,7 @@ use crate::driver::{
     StateHandleStore, StoreNamespace, TermSink,
 };
 use crate::error::{Error, Result};
-use crate::ids::{ClusterId, ComponentId, Fence, JobId, LeaderInformation};
+use crate::ids::{ClusterId, ComponentId, ElectionGroup, Fence, JobId, LeaderInformation};
 
 /// A connected embedded backend instance. Dropping every handle to it (the instance
 /// and the drivers it made) without [`HaBackend::close`] behaves as a crash: its
@@ -164,7 +164,7 @@ impl HaBackend for EmbeddedBackend {
         &self.inner.instance_id
     }
 
-    async fn election_driver(&self, group: &str, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
+    async fn election_driver(&self, group: &ElectionGroup, sink: TermSink) -> Result<Box<dyn LeaderElectionDriver>> {
         self.inner.check_open()?;
         let candidacy = Arc::new(Candidacy {
             group: group.to_string(),

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use super::retrieval::decode_lenient;
 use crate::driver::{ElectionEvent, HaBackend, LeaderElectionDriver, TermSink};
 use crate::error::{Error, Result};
-use crate::ids::{ComponentId, Epoch, Fence, LeaderInformation, LeaderSessionId};
+use crate::ids::{ComponentId, ElectionGroup, Epoch, Fence, LeaderInformation, LeaderSessionId};
 
 /// A granted leadership term for one component.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -126,8 +126,9 @@ impl std::fmt::Debug for LeaderElectionService {
 impl LeaderElectionService {
     /// Joins the election of `group` on `backend`.
     pub async fn start(backend: Arc<dyn HaBackend>, group: &str) -> Result<Self> {
+        let group = ElectionGroup::new(group)?;
         let (sink, rx) = TermSink::channel();
-        let driver = backend.election_driver(group, sink).await?;
+        let driver = backend.election_driver(&group, sink).await?;
         let inner = Arc::new(Inner {
             backend,
             driver,
