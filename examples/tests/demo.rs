@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn demo_recovers_from_last_acknowledged_checkpoint() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let out = Command::new(common::example("ha-demo"))
         .args(["--before-crash", "4", "--after-crash", "3", "--interval-ms", "50"])
         .env_remove("HA_HIGH_AVAILABILITY_TYPE")
         .output()
@@ -27,7 +29,7 @@ fn demo_reports_bad_config_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("ha.yaml");
     std::fs::write(&path, "high-availability.type: zookeper\n").expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let out = Command::new(common::example("ha-demo"))
         .arg("--config")
         .arg(&path)
         .output()
@@ -47,7 +49,7 @@ fn demo_serves_prometheus_metrics() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let mut child = Command::new(common::example("ha-demo"))
         .args([
             "--before-crash",
             "3",

@@ -8,8 +8,8 @@
 //! (`--budget-secs` per measurement). `--quick` is a smoke run of ~30 s.
 //!
 //! ```text
-//! cargo run --release -p examples --bin ha-bench
-//! cargo run --release -p examples --bin ha-bench -- --quick --backends zookeeper,etcd
+//! cargo run --release -p ha-bench
+//! cargo run --release -p ha-bench -- --quick --backends zookeeper,etcd
 //! ```
 
 mod counter;
@@ -164,7 +164,9 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()))
         .with_writer(std::io::stderr)
         .try_init();
-    examples::register_backends();
+    ha_zookeeper::register();
+    ha_etcd::register();
+    ha_kubernetes::register();
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::ScaleChild {
