@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// Path of the built example `name`. `cargo test -p ha-examples` (and `--all-targets`)
 /// builds the examples before it runs the tests; a test run that selects only one
 /// test target does not, so the path is checked.
-pub fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/examples/<name>
     let profile_dir = exe
