@@ -59,7 +59,6 @@ async fn take_turns(config: HaConfig, component: ComponentId) -> ha_core::Result
 async fn run(args: Args) -> ha_core::Result<()> {
     ha_examples::register_backends();
     let config = HaConfig::load(args.config.as_deref())?;
-    ha_examples::check_backend_compiled(&config)?;
     let component = ComponentId::new(args.component)?;
     let embedded = config.mode() == "embedded";
     let limit = args.changes.or(embedded.then_some(4));

@@ -56,7 +56,6 @@ struct Args {
 async fn run(args: Args) -> ha_core::Result<()> {
     ha_examples::register_backends();
     let config = HaConfig::load(args.config.as_deref())?;
-    ha_examples::check_backend_compiled(&config)?;
     let job = JobId::new(args.job)?;
     let ha = HaServices::from_config(&config).await?;
     println!(

@@ -147,7 +147,6 @@ async fn run(args: Args) -> Result<bool, ha_core::Error> {
         println!("metrics: http://{addr}/metrics");
     }
     let config = HaConfig::load(args.config.as_deref())?;
-    ha_examples::check_backend_compiled(&config)?;
     let interval = Duration::from_millis(args.interval_ms);
     if let Some(name) = &args.child {
         let job = JobId::new(args.job.clone().unwrap_or_default())?;

@@ -5,19 +5,11 @@
 //! `etcd`, `kubernetes`), off by default so that the failover demo builds from a fresh
 //! clone with only the Rust toolchain.
 
-use ha_core::config::KEY_TYPE;
-use ha_core::{Error, HaConfig, Result};
-
-/// Backend modes that are cargo features of this package, and whether each is
-/// compiled in.
-const FEATURE_MODES: [(&str, bool); 3] = [
-    ("zookeeper", cfg!(feature = "zookeeper")),
-    ("etcd", cfg!(feature = "etcd")),
-    ("kubernetes", cfg!(feature = "kubernetes")),
-];
+use ha_core::BackendRegistry;
 
 /// Registers every backend compiled into the examples with the process-wide registry,
-/// so that `high-availability.type` can name any of them.
+/// so that `high-availability.type` can name any of them; a backend left out gets an
+/// error naming the cargo feature that adds it.
 pub fn register_backends() {
     // `embedded` is built into ha-core.
     #[cfg(feature = "zookeeper")]
@@ -26,20 +18,18 @@ pub fn register_backends() {
     ha_etcd::register();
     #[cfg(feature = "kubernetes")]
     ha_kubernetes::register();
-}
-
-/// Fails with an error naming the cargo feature when `config` selects a backend that
-/// this build of the examples leaves out.
-pub fn check_backend_compiled(config: &HaConfig) -> Result<()> {
-    let mode = config.mode();
-    match FEATURE_MODES.iter().find(|(m, _)| *m == mode) {
-        Some((_, false)) => Err(Error::config(
-            KEY_TYPE,
+    let left_out = [
+        ("zookeeper", cfg!(feature = "zookeeper")),
+        ("etcd", cfg!(feature = "etcd")),
+        ("kubernetes", cfg!(feature = "kubernetes")),
+    ];
+    for (mode, _) in left_out.into_iter().filter(|(_, compiled)| !compiled) {
+        BackendRegistry::explain_unregistered_global(
+            mode,
             format!(
-                "mode `{mode}` is not compiled into this example; run it with \
+                "a cargo feature of the examples: \
                  `cargo run --features {mode} --example …`"
             ),
-        )),
-        _ => Ok(()),
+        );
     }
 }

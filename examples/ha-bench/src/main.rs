@@ -52,7 +52,7 @@ impl Budget {
 enum Section {
     /// Graceful and crash hand-over (with peers).
     Handover,
-    /// Fenced pointer write vs raw write.
+    /// Fenced pointer add, pointer write (vs a raw write) and leader-information write.
     Writes,
     /// Counter increments/s vs a raw CAS loop.
     Counter,
@@ -109,7 +109,7 @@ struct Opts {
     /// Crash hand-overs per system [default: 20, quick: 1].
     #[arg(long)]
     crash_runs: Option<usize>,
-    /// Pointer writes per system [default: 300, quick: 20].
+    /// Writes of each kind per system [default: 300, quick: 20].
     #[arg(long)]
     write_ops: Option<usize>,
     /// Counter increments per round, spread over 16 tasks [default: 800, quick: 64].
@@ -354,7 +354,11 @@ fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: 
 async fn measure_writes(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {
     let b = kind.name();
     let fenced = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
-        Ok(s) => Measurement::from_durations(b, "fenced_pointer_write", &s),
+        Ok(w) => {
+            report.push(Measurement::from_durations(b, "fenced_pointer_add", &w.add));
+            report.push(Measurement::from_durations(b, "fenced_leader_info_write", &w.confirm));
+            Measurement::from_durations(b, "fenced_pointer_write", &w.replace)
+        }
         Err(err) => return report.failed(b, "fenced_pointer_write", &err.to_string()),
     };
     match writes::raw(e, kind, plan.write_ops, Budget::new(plan.budget)).await {

@@ -1,17 +1,9 @@
 //! The backends compiled into this `hactl` (one cargo feature each).
 
-use ha_core::config::KEY_TYPE;
-use ha_core::{Error, Result};
-
-/// Modes that are cargo features of `hactl`, and whether each is compiled in.
-const FEATURE_MODES: [(&str, bool); 3] = [
-    ("zookeeper", cfg!(feature = "zookeeper")),
-    ("etcd", cfg!(feature = "etcd")),
-    ("kubernetes", cfg!(feature = "kubernetes")),
-];
+use ha_core::BackendRegistry;
 
 /// Adds the compiled-in backends to the process-wide registry (`embedded` is built
-/// into ha-core).
+/// into ha-core); a mode whose feature was left out gets an error naming it.
 pub(crate) fn register() {
     #[cfg(feature = "zookeeper")]
     ha_zookeeper::register();
@@ -19,18 +11,18 @@ pub(crate) fn register() {
     ha_etcd::register();
     #[cfg(feature = "kubernetes")]
     ha_kubernetes::register();
-}
-
-/// Refuses a mode whose feature this build leaves out, naming the feature.
-pub(crate) fn check_compiled(mode: &str) -> Result<()> {
-    match FEATURE_MODES.iter().find(|(m, _)| *m == mode) {
-        Some((_, false)) => Err(Error::config(
-            KEY_TYPE,
+    let left_out = [
+        ("zookeeper", cfg!(feature = "zookeeper")),
+        ("etcd", cfg!(feature = "etcd")),
+        ("kubernetes", cfg!(feature = "kubernetes")),
+    ];
+    for (mode, _) in left_out.into_iter().filter(|(_, compiled)| !compiled) {
+        BackendRegistry::explain_unregistered_global(
+            mode,
             format!(
-                "mode `{mode}` is not compiled into this hactl (cargo feature `{mode}`); \
+                "this hactl was built without the cargo feature `{mode}`; \
                  rebuild with it, e.g. `cargo install --path examples/hactl --features {mode}`"
             ),
-        )),
-        _ => Ok(()),
+        );
     }
 }

@@ -96,7 +96,6 @@ async fn run(args: Args) -> ha_core::Result<()> {
     }
     backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
-    backends::check_compiled(config.mode())?;
     if let Some(id) = &args.cluster_id {
         config = config.with(KEY_CLUSTER_ID, id.clone())?;
     }

@@ -38,6 +38,8 @@ pub trait BackendProvider: Send + Sync {
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
     providers: BTreeMap<&'static str, Arc<dyn BackendProvider>>,
+    /// Why a mode is not registered (see [`BackendRegistry::explain_unregistered`]).
+    unregistered: BTreeMap<&'static str, String>,
 }
 
 impl std::fmt::Debug for BackendRegistry {
@@ -77,6 +79,21 @@ impl BackendRegistry {
         self.providers.insert(provider.mode(), provider);
     }
 
+    /// Records why `mode` is not registered in this program, e.g. "built without the
+    /// cargo feature `etcd`", so that a config selecting it gets that reason in its
+    /// error. Registering the mode later makes the reason moot.
+    pub fn explain_unregistered(&mut self, mode: &'static str, reason: impl Into<String>) {
+        self.unregistered.insert(mode, reason.into());
+    }
+
+    /// [`BackendRegistry::explain_unregistered`] on the process-wide registry.
+    pub fn explain_unregistered_global(mode: &'static str, reason: impl Into<String>) {
+        global_lock()
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .explain_unregistered(mode, reason);
+    }
+
     /// Registered mode strings, sorted.
     pub fn modes(&self) -> Vec<&'static str> {
         self.providers.keys().copied().collect()
@@ -89,13 +106,16 @@ impl BackendRegistry {
             return Ok(p.clone());
         }
         let valid = self.modes().join(", ");
-        let hint = KNOWN_EXTERNAL
-            .iter()
-            .find(|(m, _)| *m == mode)
-            .map(|(_, krate)| {
-                format!(" (`{mode}` is provided by the `{krate}` crate, which this program does not register)")
-            })
-            .unwrap_or_default();
+        let hint = match self.unregistered.get(mode) {
+            Some(reason) => format!(" ({reason})"),
+            None => KNOWN_EXTERNAL
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .map(|(_, krate)| {
+                    format!(" (`{mode}` is provided by the `{krate}` crate, which this program does not register)")
+                })
+                .unwrap_or_default(),
+        };
         Err(Error::config(
             KEY_TYPE,
             format!("unknown mode `{mode}`{hint}; valid values: {valid}"),
