@@ -90,9 +90,14 @@ fn print_json<T: serde::Serialize>(value: &T) -> ha_core::Result<()> {
 
 async fn run(args: Args) -> ha_core::Result<()> {
     if let Command::Completions { shell } = args.command {
-        let mut cli = Args::command();
-        clap_complete::generate(shell, &mut cli, "hactl", &mut std::io::stdout());
-        return Ok(());
+        // Into a buffer first: clap_complete panics on a write error, and a closed
+        // pipe (`hactl completions bash | head`) is not one worth reporting.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "hactl", &mut script);
+        return match std::io::stdout().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(e)),
+            _ => Ok(()),
+        };
     }
     backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
