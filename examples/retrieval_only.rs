@@ -95,11 +95,5 @@ async fn run(args: Args) -> ha_core::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("retrieval-only: {e}");
-            ExitCode::from(2)
-        }
-    }
+    ha_examples::exit_code("retrieval-only", run(Args::parse()).await)
 }

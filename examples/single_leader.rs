@@ -115,11 +115,5 @@ async fn run(args: Args) -> ha_core::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("single-leader: {e}");
-            ExitCode::from(2)
-        }
-    }
+    ha_examples::exit_code("single-leader", run(Args::parse()).await)
 }

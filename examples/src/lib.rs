@@ -5,6 +5,8 @@
 //! `etcd`, `kubernetes`), off by default so that the failover demo builds from a fresh
 //! clone with only the Rust toolchain.
 
+use std::process::ExitCode;
+
 use ha_core::BackendRegistry;
 
 /// Registers every backend compiled into the examples with the process-wide registry,
@@ -18,18 +20,19 @@ pub fn register_backends() {
     ha_etcd::register();
     #[cfg(feature = "kubernetes")]
     ha_kubernetes::register();
-    let left_out = [
-        ("zookeeper", cfg!(feature = "zookeeper")),
-        ("etcd", cfg!(feature = "etcd")),
-        ("kubernetes", cfg!(feature = "kubernetes")),
-    ];
-    for (mode, _) in left_out.into_iter().filter(|(_, compiled)| !compiled) {
-        BackendRegistry::explain_unregistered_global(
-            mode,
-            format!(
-                "a cargo feature of the examples: \
-                 `cargo run --features {mode} --example …`"
-            ),
-        );
+    BackendRegistry::explain_unregistered_global(|mode| {
+        format!("a cargo feature of the examples: `cargo run --features {mode} --example …`")
+    });
+}
+
+/// The exit code of an example program: 0 on success, 2 with the error (which names
+/// the config key where one is at fault) on stderr.
+pub fn exit_code(program: &str, result: ha_core::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -88,3 +88,15 @@ fn demo_serves_prometheus_metrics() {
     assert!(body.contains("ha_leader{group=\"cluster\"} 1"), "{body}");
     assert!(body.contains("ha_store_write_seconds"), "{body}");
 }
+
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn a_backend_left_out_names_its_feature() {
+    let out = Command::new(common::example("ha-demo"))
+        .env("HA_HIGH_AVAILABILITY_TYPE", "etcd")
+        .output()
+        .expect("run ha-demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cargo run --features etcd --example"), "{stderr}");
+}

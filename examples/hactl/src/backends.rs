@@ -11,18 +11,10 @@ pub(crate) fn register() {
     ha_etcd::register();
     #[cfg(feature = "kubernetes")]
     ha_kubernetes::register();
-    let left_out = [
-        ("zookeeper", cfg!(feature = "zookeeper")),
-        ("etcd", cfg!(feature = "etcd")),
-        ("kubernetes", cfg!(feature = "kubernetes")),
-    ];
-    for (mode, _) in left_out.into_iter().filter(|(_, compiled)| !compiled) {
-        BackendRegistry::explain_unregistered_global(
-            mode,
-            format!(
-                "this hactl was built without the cargo feature `{mode}`; \
-                 rebuild with it, e.g. `cargo install --path examples/hactl --features {mode}`"
-            ),
-        );
-    }
+    BackendRegistry::explain_unregistered_global(|mode| {
+        format!(
+            "this hactl was built without the cargo feature `{mode}`; rebuild with it, \
+             e.g. `cargo install --path examples/hactl --features {mode}`"
+        )
+    });
 }

@@ -38,7 +38,8 @@ pub trait BackendProvider: Send + Sync {
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
     providers: BTreeMap<&'static str, Arc<dyn BackendProvider>>,
-    /// Why a mode is not registered (see [`BackendRegistry::explain_unregistered`]).
+    /// Why a backend crate's mode is not registered (see
+    /// [`BackendRegistry::explain_unregistered`]).
     unregistered: BTreeMap<&'static str, String>,
 }
 
@@ -79,19 +80,24 @@ impl BackendRegistry {
         self.providers.insert(provider.mode(), provider);
     }
 
-    /// Records why `mode` is not registered in this program, e.g. "built without the
-    /// cargo feature `etcd`", so that a config selecting it gets that reason in its
-    /// error. Registering the mode later makes the reason moot.
-    pub fn explain_unregistered(&mut self, mode: &'static str, reason: impl Into<String>) {
-        self.unregistered.insert(mode, reason.into());
+    /// Records why the backend crates' modes (`zookeeper`, `etcd`, `kubernetes`) that
+    /// are not registered by now are missing from this program, e.g. "built without
+    /// the cargo feature `etcd`", so that a config selecting one gets `reason(mode)` in
+    /// its error. Call it after registering the backends the program has.
+    pub fn explain_unregistered(&mut self, reason: impl Fn(&str) -> String) {
+        for (mode, _) in KNOWN_EXTERNAL {
+            if !self.providers.contains_key(mode) {
+                self.unregistered.insert(mode, reason(mode));
+            }
+        }
     }
 
     /// [`BackendRegistry::explain_unregistered`] on the process-wide registry.
-    pub fn explain_unregistered_global(mode: &'static str, reason: impl Into<String>) {
+    pub fn explain_unregistered_global(reason: impl Fn(&str) -> String) {
         global_lock()
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .explain_unregistered(mode, reason);
+            .explain_unregistered(reason);
     }
 
     /// Registered mode strings, sorted.

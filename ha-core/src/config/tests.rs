@@ -71,7 +71,7 @@ fn custom_registry() -> BackendRegistry {
 #[test]
 fn an_unregistered_mode_gives_the_recorded_reason() {
     let mut registry = BackendRegistry::with_builtin();
-    registry.explain_unregistered("etcd", "this build leaves out the cargo feature `etcd`");
+    registry.explain_unregistered(|mode| format!("this build leaves out the cargo feature `{mode}`"));
     let cfg = HaConfig::from_entries(entries(&[(KEY_TYPE, "etcd")])).unwrap();
     let err = registry.validate(&cfg).unwrap_err().to_string();
     assert!(
