@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn demo_recovers_from_last_acknowledged_checkpoint() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let out = Command::new(common::example("ha-demo"))
         .args(["--before-crash", "4", "--after-crash", "3", "--interval-ms", "50"])
         .env_remove("HA_HIGH_AVAILABILITY_TYPE")
         .output()
@@ -27,7 +29,7 @@ fn demo_reports_bad_config_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("ha.yaml");
     std::fs::write(&path, "high-availability.type: zookeper\n").expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let out = Command::new(common::example("ha-demo"))
         .arg("--config")
         .arg(&path)
         .output()
@@ -47,7 +49,7 @@ fn demo_serves_prometheus_metrics() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let mut child = Command::new(common::example("ha-demo"))
         .args([
             "--before-crash",
             "3",
@@ -85,4 +87,16 @@ fn demo_serves_prometheus_metrics() {
     );
     assert!(body.contains("ha_leader{group=\"cluster\"} 1"), "{body}");
     assert!(body.contains("ha_store_write_seconds"), "{body}");
+}
+
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn a_backend_left_out_names_its_feature() {
+    let out = Command::new(common::example("ha-demo"))
+        .env("HA_HIGH_AVAILABILITY_TYPE", "etcd")
+        .output()
+        .expect("run ha-demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cargo run --features etcd --example"), "{stderr}");
 }

@@ -1,11 +1,13 @@
 //! `ha-demo --processes` on real servers: SIGKILL hand-over and a SIGSTOPped leader
-//! whose writes must be rejected after it resumes.
+//! whose writes must be rejected after it resumes. Each backend's test needs that
+//! backend's cargo feature (`--features etcd,zookeeper`, or `--all-features`).
 
+#![cfg(any(feature = "etcd", feature = "zookeeper"))]
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
 
-use ha_testkit::{EtcdServer, ZooKeeperServer};
+use std::process::Command;
 
 fn run_demo(config: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -15,7 +17,7 @@ fn run_demo(config: &str) {
     std::fs::create_dir(dir.path().join("payloads")).unwrap();
     let config = config.replace("PAYLOADS", &format!("file://{}/payloads", dir.path().display()));
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ha-demo"))
+    let out = Command::new(common::example("ha-demo"))
         .arg("--config")
         .arg(&path)
         .args(["--processes", "--before-crash", "4", "--interval-ms", "50"])
@@ -32,9 +34,10 @@ fn run_demo(config: &str) {
     assert!(stdout.contains("result                 OK"), "{stdout}");
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn processes_on_etcd() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = ha_testkit::EtcdServer::start().unwrap();
     run_demo(&format!(
         "high-availability.type: etcd\nhigh-availability.storageDir: PAYLOADS\n\
          high-availability.etcd.endpoints: {}\nhigh-availability.etcd.lease-ttl: 2 s\n",
@@ -42,9 +45,10 @@ fn processes_on_etcd() {
     ));
 }
 
+#[cfg(feature = "zookeeper")]
 #[test]
 fn processes_on_zookeeper() {
-    let zk = ZooKeeperServer::start().unwrap();
+    let zk = ha_testkit::ZooKeeperServer::start().unwrap();
     run_demo(&format!(
         "high-availability.type: zookeeper\nhigh-availability.storageDir: PAYLOADS\n\
          high-availability.zookeeper.quorum: {}\nhigh-availability.zookeeper.client.session-timeout: 2 s\n",

@@ -38,6 +38,9 @@ pub trait BackendProvider: Send + Sync {
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
     providers: BTreeMap<&'static str, Arc<dyn BackendProvider>>,
+    /// Why a backend crate's mode is not registered (see
+    /// [`BackendRegistry::explain_unregistered`]).
+    unregistered: BTreeMap<&'static str, String>,
 }
 
 impl std::fmt::Debug for BackendRegistry {
@@ -77,6 +80,26 @@ impl BackendRegistry {
         self.providers.insert(provider.mode(), provider);
     }
 
+    /// Records why the backend crates' modes (`zookeeper`, `etcd`, `kubernetes`) that
+    /// are not registered by now are missing from this program, e.g. "built without
+    /// the cargo feature `etcd`", so that a config selecting one gets `reason(mode)` in
+    /// its error. Call it after registering the backends the program has.
+    pub fn explain_unregistered(&mut self, reason: impl Fn(&str) -> String) {
+        for (mode, _) in KNOWN_EXTERNAL {
+            if !self.providers.contains_key(mode) {
+                self.unregistered.insert(mode, reason(mode));
+            }
+        }
+    }
+
+    /// [`BackendRegistry::explain_unregistered`] on the process-wide registry.
+    pub fn explain_unregistered_global(reason: impl Fn(&str) -> String) {
+        global_lock()
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .explain_unregistered(reason);
+    }
+
     /// Registered mode strings, sorted.
     pub fn modes(&self) -> Vec<&'static str> {
         self.providers.keys().copied().collect()
@@ -89,13 +112,16 @@ impl BackendRegistry {
             return Ok(p.clone());
         }
         let valid = self.modes().join(", ");
-        let hint = KNOWN_EXTERNAL
-            .iter()
-            .find(|(m, _)| *m == mode)
-            .map(|(_, krate)| {
-                format!(" (`{mode}` is provided by the `{krate}` crate, which this program does not register)")
-            })
-            .unwrap_or_default();
+        let hint = match self.unregistered.get(mode) {
+            Some(reason) => format!(" ({reason})"),
+            None => KNOWN_EXTERNAL
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .map(|(_, krate)| {
+                    format!(" (`{mode}` is provided by the `{krate}` crate, which this program does not register)")
+                })
+                .unwrap_or_default(),
+        };
         Err(Error::config(
             KEY_TYPE,
             format!("unknown mode `{mode}`{hint}; valid values: {valid}"),

@@ -69,6 +69,18 @@ fn custom_registry() -> BackendRegistry {
 }
 
 #[test]
+fn an_unregistered_mode_gives_the_recorded_reason() {
+    let mut registry = BackendRegistry::with_builtin();
+    registry.explain_unregistered(|mode| format!("this build leaves out the cargo feature `{mode}`"));
+    let cfg = HaConfig::from_entries(entries(&[(KEY_TYPE, "etcd")])).unwrap();
+    let err = registry.validate(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown mode `etcd` (this build leaves out the cargo feature `etcd`)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_storage_dir_for_a_remote_mode() {
     let cfg = HaConfig::from_entries(entries(&[(KEY_TYPE, "custom")])).unwrap();
     let err = custom_registry().validate(&cfg).unwrap_err().to_string();

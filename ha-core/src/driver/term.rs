@@ -39,8 +39,20 @@ const UNBOUNDED: u64 = u64::MAX;
 /// The core checks it whenever the application asks or writes, so a process resumed
 /// after a pause longer than its lease stops acting at once, before any background
 /// task had a chance to notice. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Validity(Arc<AtomicU64>);
+
+impl std::fmt::Debug for Validity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.valid_until() {
+            None => f.write_str("Validity(unbounded)"),
+            Some(t) => match t.checked_duration_since(Instant::now()) {
+                Some(left) => write!(f, "Validity({left:?} left)"),
+                None => f.write_str("Validity(expired)"),
+            },
+        }
+    }
+}
 
 impl Validity {
     /// Valid until `until`.
@@ -167,6 +179,29 @@ impl TermSink {
             .tx
             .send(ElectionEvent::Granted(fence.with_validity(validity)));
         true
+    }
+
+    /// Applies an event another sink reported, keeping the contract: lets a wrapping
+    /// backend sit between an inner driver and the service (give the inner driver a
+    /// sink of its own, forward what it reports here). A grant keeps the validity its
+    /// fence carries. Returns whether the event was passed on.
+    pub fn report(&self, event: ElectionEvent) -> bool {
+        match event {
+            ElectionEvent::Granted(fence) => {
+                let mut s = self.lock();
+                if s.granted || s.resigned {
+                    return false;
+                }
+                s.granted = true;
+                self.inner.tx.send(ElectionEvent::Granted(fence)).is_ok()
+            }
+            ElectionEvent::Revoked => self.revoke(),
+            ElectionEvent::Error(e) => {
+                let resigned = self.lock().resigned;
+                self.fail(e);
+                !resigned
+            }
+        }
     }
 
     /// Ends the current term, if one is granted. Returns whether it did.

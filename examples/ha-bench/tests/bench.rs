@@ -66,6 +66,8 @@ fn quick_run_reports_every_measurement() {
         "crash_handover",
         "crash_handover_minus_ttl",
         "fenced_pointer_write",
+        "fenced_pointer_add",
+        "fenced_leader_info_write",
         "counter_increments",
         "time_to_grant_all",
         "memory_per_component",

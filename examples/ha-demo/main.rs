@@ -3,6 +3,12 @@
 //! leader (drops it without resigning), a new leader recovers the job graph and the
 //! latest checkpoint and continues. Exits 0 only if the job resumed from the last
 //! acknowledged checkpoint.
+//!
+//! ```text
+//! cargo run --example ha-demo
+//! cargo run --example ha-demo -- --metrics-addr 127.0.0.1:9464 --linger-ms 60000
+//! cargo run --features zookeeper --example ha-demo -- --config zk.yaml --processes
+//! ```
 
 mod child;
 mod job;
@@ -129,7 +135,7 @@ async fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
 }
 
 async fn run(args: Args) -> Result<bool, ha_core::Error> {
-    examples::register_backends();
+    ha_examples::register_backends();
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)

@@ -2,7 +2,7 @@
 //! `kubectl` or the conformance suite's real-cluster mode can talk to it:
 //!
 //! ```sh
-//! cargo run -p ha-kubernetes --example kube_emulator -- /tmp/emulator.kubeconfig
+//! cargo run -p ha-testkit --bin kube-emulator -- /tmp/emulator.kubeconfig
 //! kubectl --kubeconfig /tmp/emulator.kubeconfig get configmaps -n ha-test
 //! HA_KUBE_TEST_KUBECONFIG=/tmp/emulator.kubeconfig HA_KUBE_TEST_NAMESPACE=ha-test \
 //!   cargo test -p ha-kubernetes --test conformance

@@ -8,8 +8,8 @@
 //! (`--budget-secs` per measurement). `--quick` is a smoke run of ~30 s.
 //!
 //! ```text
-//! cargo run --release -p examples --bin ha-bench
-//! cargo run --release -p examples --bin ha-bench -- --quick --backends zookeeper,etcd
+//! cargo run --release -p ha-bench
+//! cargo run --release -p ha-bench -- --quick --backends zookeeper,etcd
 //! ```
 
 mod counter;
@@ -52,7 +52,7 @@ impl Budget {
 enum Section {
     /// Graceful and crash hand-over (with peers).
     Handover,
-    /// Fenced pointer write vs raw write.
+    /// Fenced pointer add, pointer write (vs a raw write) and leader-information write.
     Writes,
     /// Counter increments/s vs a raw CAS loop.
     Counter,
@@ -109,7 +109,7 @@ struct Opts {
     /// Crash hand-overs per system [default: 20, quick: 1].
     #[arg(long)]
     crash_runs: Option<usize>,
-    /// Pointer writes per system [default: 300, quick: 20].
+    /// Writes of each kind per system [default: 300, quick: 20].
     #[arg(long)]
     write_ops: Option<usize>,
     /// Counter increments per round, spread over 16 tasks [default: 800, quick: 64].
@@ -164,7 +164,9 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()))
         .with_writer(std::io::stderr)
         .try_init();
-    examples::register_backends();
+    ha_zookeeper::register();
+    ha_etcd::register();
+    ha_kubernetes::register();
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::ScaleChild {
@@ -352,7 +354,11 @@ fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: 
 async fn measure_writes(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {
     let b = kind.name();
     let fenced = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
-        Ok(s) => Measurement::from_durations(b, "fenced_pointer_write", &s),
+        Ok(w) => {
+            report.push(Measurement::from_durations(b, "fenced_pointer_add", &w.add));
+            report.push(Measurement::from_durations(b, "fenced_leader_info_write", &w.confirm));
+            Measurement::from_durations(b, "fenced_pointer_write", &w.replace)
+        }
         Err(err) => return report.failed(b, "fenced_pointer_write", &err.to_string()),
     };
     match writes::raw(e, kind, plan.write_ops, Budget::new(plan.budget)).await {

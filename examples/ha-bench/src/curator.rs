@@ -13,7 +13,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use crate::handover::QUEUE_SETTLE;
 use crate::{BoxResult, Budget};
 
-const SOURCE: &str = include_str!("java/LatchContender.java");
+const SOURCE: &str = include_str!("../java/LatchContender.java");
 
 /// Jars of the Debian packages `libcurator-recipes-java` and its dependencies.
 const JARS: &[&str] = &[

@@ -7,21 +7,26 @@
 //! hactl --config ha.yaml inspect KEY       decode one entry (e.g. leader/dispatcher)
 //! hactl --config ha.yaml cleanup --cluster-id C [--yes]
 //! ```
-//! `--json` prints machine-readable output.
+//! `--json` prints machine-readable output; `hactl completions bash|zsh|fish|elvish|powershell`
+//! prints a shell completion script.
+//!
+//! Each backend client is a cargo feature (`zookeeper`, `etcd`, `kubernetes`, all on
+//! by default); a mode that was left out is refused with the feature to turn on.
 
+mod backends;
 mod render;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ha_core::config::KEY_CLUSTER_ID;
 use ha_core::{inspect, ComponentId, HaConfig, HaServices, JobId};
 
 /// Command line.
 #[derive(Parser, Debug)]
-#[command(name = "hactl", about = "Inspect and clean up ha-rs HA state")]
+#[command(name = "hactl", version, about = "Inspect and clean up ha-rs HA state")]
 struct Args {
     /// HA config file (.yaml/.yml/.toml); HA_* environment overrides apply.
     #[arg(long, global = true)]
@@ -63,6 +68,11 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print a completion script for SHELL, e.g. `hactl completions bash > ~/.local/share/bash-completion/completions/hactl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn fail(message: impl std::fmt::Display) -> ha_core::Error {
@@ -79,7 +89,17 @@ fn print_json<T: serde::Serialize>(value: &T) -> ha_core::Result<()> {
 }
 
 async fn run(args: Args) -> ha_core::Result<()> {
-    examples::register_backends();
+    if let Command::Completions { shell } = args.command {
+        // Into a buffer first: clap_complete panics on a write error, and a closed
+        // pipe (`hactl completions bash | head`) is not one worth reporting.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "hactl", &mut script);
+        return match std::io::stdout().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(e)),
+            _ => Ok(()),
+        };
+    }
+    backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
     if let Some(id) = &args.cluster_id {
         config = config.with(KEY_CLUSTER_ID, id.clone())?;
@@ -147,6 +167,7 @@ async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Re
             println!("deleted all HA data of cluster {cluster} ({records} payloads)");
             Ok(())
         }
+        Command::Completions { .. } => Ok(()),
     }
 }
 

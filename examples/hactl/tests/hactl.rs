@@ -54,3 +54,32 @@ fn bad_keys_and_config_are_explained() {
     assert_eq!(code, 2);
     assert!(err.contains("`high-availability.cluster-id`"), "{err}");
 }
+
+#[test]
+fn version_and_completions() {
+    let (code, out, _) = hactl(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("hactl {}", env!("CARGO_PKG_VERSION")));
+    let (code, out, err) = hactl(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_hactl()") && out.contains("checkpoints"), "{out}");
+    let (code, out, _) = hactl(&["completions", "zsh"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("#compdef hactl"), "{out}");
+}
+
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn a_backend_left_out_names_its_feature() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hactl"))
+        .arg("status")
+        .env("HA_HIGH_AVAILABILITY_TYPE", "etcd")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("built without the cargo feature `etcd`") && err.contains("--features etcd"),
+        "{err}"
+    );
+}
