@@ -32,8 +32,20 @@ pub use rng::SplitMix64;
 
 use crate::{Harness, StorageMode};
 
-/// Payload-storage faults in every schedule: storage unavailable, storage slow.
-const STORAGE_FAULTS: usize = 2;
+/// Makes the payload storage unavailable or slow for one to two leases, then heals it.
+async fn storage_fault(ctx: &crate::Ctx, lease: Duration, rng: &mut SplitMix64) -> String {
+    let hold = lease + Duration::from_millis(rng.below(lease.as_millis() as u64 + 1));
+    let (mode, name) = if rng.below(2) == 0 {
+        (StorageMode::Unavailable, "payload storage unavailable")
+    } else {
+        let latency = Duration::from_millis(20 + rng.below(180));
+        (StorageMode::Slow(latency), "payload storage slow")
+    };
+    ctx.storage_condition().set(mode);
+    tokio::time::sleep(hold).await;
+    ctx.storage_condition().set(StorageMode::Healthy);
+    format!("{name} ({mode:?}) for {} ms", hold.as_millis())
+}
 
 /// Stops and restarts one contender's link to the backend (its whole session), as a
 /// process freeze would.
@@ -202,8 +214,9 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     let mut stale_leader_freezes = 0;
     let mut thawed_leaders = Vec::new();
     let backend_faults = target.backend_faults();
+    let mut storage_rng = SplitMix64::new(config.seed ^ 0x5707_a6e5_0000_0001);
     for _ in 0..config.faults {
-        let kinds = 2 + STORAGE_FAULTS + backend_faults.len();
+        let kinds = 2 + backend_faults.len();
         let choice = rng.below(kinds as u64) as usize;
         // Half of the faults hit the acting leader, where they matter most.
         let leader = slots.iter().position(|s| s.is_leading());
@@ -233,21 +246,8 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
                 let how = if stale { " (leader, right before a write)" } else { "" };
                 format!("freeze contender {slot}{how} for {} ms", hold.as_millis())
             }
-            2 | 3 => {
-                let hold = lease + Duration::from_millis(rng.below(lease.as_millis() as u64 + 1));
-                let (mode, name) = if choice == 2 {
-                    (StorageMode::Unavailable, "payload storage unavailable")
-                } else {
-                    let latency = Duration::from_millis(20 + rng.below(180));
-                    (StorageMode::Slow(latency), "payload storage slow")
-                };
-                ctx.storage_condition().set(mode);
-                tokio::time::sleep(hold).await;
-                ctx.storage_condition().set(StorageMode::Healthy);
-                format!("{name} ({mode:?}) for {} ms", hold.as_millis())
-            }
             n => {
-                let name = backend_faults[n - 2 - STORAGE_FAULTS];
+                let name = backend_faults[n - 2];
                 if let Err(e) = target.inject_backend_fault(name, &mut rng).await {
                     tracing::warn!(fault = name, error = %e, "backend fault failed");
                 }
@@ -260,6 +260,18 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
             healed: Instant::now(),
         });
         faults.push(what);
+        // Payload-storage faults come from a stream of their own, so that a seed's
+        // other faults stay what they were before storage faults existed.
+        if storage_rng.below(3) == 0 {
+            let start = Instant::now();
+            let what = storage_fault(&ctx, lease, &mut storage_rng).await;
+            history.record(Event::Fault {
+                what: what.clone(),
+                start,
+                healed: Instant::now(),
+            });
+            faults.push(what);
+        }
         tokio::time::sleep(config.settle).await;
         // The next fault waits until a leader writes again (at most the bound of the
         // leaderless-gap check): "a leader is back within the bound after a fault
