@@ -1,10 +1,15 @@
-//! The backend seams: the small traits a backend implements.
+//! The backend seams: the small traits a backend implements, and how to write one.
 //!
 //! A backend (ZooKeeper, etcd, Kubernetes, embedded, or a custom one) implements
-//! [`HaBackend`] and the four driver traits it hands out. Everything that must behave
-//! the same on every backend (confirmation, retention, subsumption, recovery order,
-//! idempotent retries, the counter's CAS loop, cleanup of payloads) lives once in the
-//! generic services of this crate and is *not* part of these traits.
+//! [`HaBackend`] and the three driver traits it hands out ([`LeaderElectionDriver`],
+//! [`StateHandleStore`], [`CheckpointIdCounterDriver`]), plus a raw leader-record
+//! stream. Everything that must behave the same on every backend lives once in the
+//! generic services of this crate and is *not* part of these traits: one grant per
+//! term and silence after resign ([`TermSink`]), leadership bounded by the clock
+//! ([`Validity`]), confirmation, drift repair of published leader records, decoding
+//! and de-duplication for retrieval, retention, subsumption, recovery order,
+//! quarantine, idempotent retries, the counter's CAS loop and its monotonicity, and
+//! cleanup of payloads.
 //!
 //! # Contract shared by all drivers
 //! - Every mutating call that takes a [`Fence`] is applied only if the fence's term
@@ -13,9 +18,42 @@
 //!   and changes nothing.
 //! - A call whose request may have reached the backend but whose reply was lost fails
 //!   with [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown), never with a plain
-//!   failure.
+//!   failure ([`kit::Delivery`] and [`kit::bounded`] classify timeouts that way).
 //! - A backend instance is one "process": one session/lease. Locks and candidacies it
 //!   creates live exactly as long as that session.
+//!
+//! # Writing your own backend
+//! 1. **Session.** `connect` opens one session (lease, ZooKeeper session, identity) per
+//!    instance; `close` resigns every candidacy (keep them in a [`Candidacies`]
+//!    registry), releases locks and ends the session; dropping an instance without
+//!    `close` must behave as a crash (the session ends only by timeout).
+//! 2. **Election.** [`HaBackend::election_driver`] starts one candidacy of an
+//!    [`ElectionGroup`] (already validated) and reports through the given
+//!    [`TermSink`]: `grant(fence, validity)` when it wins, `revoke()` when the term is
+//!    lost or can no longer be proven, `fail(error)` for errors it cannot recover from.
+//!    The sink drops what would break the event order, so the backend need not track
+//!    it. The fence's `epoch` must grow with every new term; its `token` identifies the
+//!    term for the backend's own fencing check. The [`Validity`] is the local monotonic
+//!    time until which no other contender can be granted: start of the last confirmed
+//!    renewal + lease − a margin, extended with [`Validity::extend`] after each
+//!    successful renewal (or [`Validity::unbounded`] if the backend has no lease and
+//!    refuses every stale write server-side). `publish`/`delete_leader_information`
+//!    write the raw record fenced; `resign` leaves at once so another contender is
+//!    granted without waiting for a lease.
+//! 3. **Retrieval.** [`HaBackend::watch_leader_record`] returns the raw record as a
+//!    [`LeaderRecordStream`] (current value first, `None` when absent, then every
+//!    change); [`leader_record_stream`] builds one from a watch task.
+//! 4. **Stores.** [`StateHandleStore`] (one per [`StoreNamespace`]) and
+//!    [`CheckpointIdCounterDriver`] (store the value with [`kit::encode_counter`]) as
+//!    their docs say, every write fenced atomically.
+//! 5. **Registration.** A [`BackendProvider`](crate::BackendProvider) names the mode
+//!    string and its `high-availability.<mode>.*` keys;
+//!    [`BackendRegistry::register_global`](crate::BackendRegistry::register_global)
+//!    makes `high-availability.type: <mode>` choose it.
+//! 6. **Proof.** Implement `ha_testkit::Harness` for it and run
+//!    `ha_testkit::conformance_suite!(MyHarness::new())`: every case of the suite
+//!    runs against it. The workspace's `examples/custom_backend` is a complete,
+//!    passing example (a backend that wraps another one).
 
 use std::fmt;
 use std::sync::Arc;
