@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ha_core::storage::StateHandle;
-use ha_core::{checkpoint_key, CompletedCheckpoint, Error, JobId, JobStatus, StoreNamespace};
+use ha_core::{
+    checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore, Error, Fence, HaServices, JobId, JobStatus,
+    LeaderElectionService, StoreNamespace,
+};
 
 use super::util::{contend, payload, quick};
 use crate::Ctx;
@@ -17,6 +20,44 @@ fn cp(job: &JobId, id: u64) -> CompletedCheckpoint {
         checkpoint_id: id,
         data: payload("cp", id),
     }
+}
+
+/// A granted leader of a fresh job that added checkpoints `ids`.
+struct Leader {
+    ha: HaServices,
+    _election: LeaderElectionService,
+    fence: Fence,
+    job: JobId,
+    store: CompletedCheckpointStore,
+}
+
+async fn leader_with(ctx: &Ctx, retain: usize, ids: std::ops::RangeInclusive<u64>) -> Leader {
+    let ha = ctx.process_retaining(retain).await;
+    let (election, mut e) = contend(&ha, "dispatcher").await;
+    let fence = e.granted().await.unwrap().fence;
+    let job = JobId::random();
+    let store = ha.completed_checkpoint_store(&job).await.unwrap();
+    for id in ids {
+        store.add_checkpoint(&fence, cp(&job, id)).await.unwrap();
+    }
+    Leader {
+        ha,
+        _election: election,
+        fence,
+        job,
+        store,
+    }
+}
+
+/// The stored pointer of checkpoint `id` of `job`.
+async fn stored_handle(ha: &HaServices, job: &JobId, id: u64) -> StateHandle {
+    let raw = ha
+        .backend()
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    let v = raw.get(&checkpoint_key(id)).await.unwrap().unwrap();
+    StateHandle::from_bytes(&checkpoint_key(id), &v.value).unwrap()
 }
 
 async fn checkpoint_payloads(ctx: &Ctx, job: &JobId) -> usize {
@@ -128,28 +169,22 @@ pub async fn recovery_in_id_order(ctx: Ctx) {
 /// quarantined; recovery falls back to the newest readable checkpoint and does not
 /// report them again.
 pub async fn quarantine_corrupt_and_missing(ctx: Ctx) {
-    let ha = ctx.process_retaining(10).await;
-    let (_s, mut e) = contend(&ha, "dispatcher").await;
-    let f = e.granted().await.unwrap().fence;
-    let job = JobId::random();
-    let store = ha.completed_checkpoint_store(&job).await.unwrap();
-    for id in 1..=4u64 {
-        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
-    }
+    let Leader {
+        ha,
+        _election,
+        fence: f,
+        job,
+        store,
+    } = leader_with(&ctx, 10, 1..=4).await;
     let raw = ha
         .backend()
         .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
         .await
         .unwrap();
-    let handle = |id: u64| {
-        let raw = raw.clone();
-        async move {
-            let v = raw.get(&checkpoint_key(id)).await.unwrap().unwrap();
-            StateHandle::from_bytes(&checkpoint_key(id), &v.value).unwrap()
-        }
-    };
-    ctx.storage_faults().delete_payload(&handle(3).await.path);
-    ctx.storage_faults().truncate_payload(&handle(4).await.path);
+    ctx.storage_faults()
+        .delete_payload(&stored_handle(&ha, &job, 3).await.path);
+    ctx.storage_faults()
+        .truncate_payload(&stored_handle(&ha, &job, 4).await.path);
     raw.add_and_lock(&f, &checkpoint_key(5), Bytes::from_static(b"\x00not a pointer"))
         .await
         .unwrap();
@@ -372,14 +407,13 @@ fn ids(recovered: &ha_core::RecoveredCheckpoints) -> Vec<u64> {
 /// URL and leaves every pointer as it was; once the storage is back, everything is
 /// recovered. Missing storage is an environment error, not corruption.
 pub async fn missing_storage_is_an_error_not_quarantine(ctx: Ctx) {
-    let a = ctx.process_retaining(3).await;
-    let (_s, mut e) = contend(&a, "dispatcher").await;
-    let f = e.granted().await.unwrap().fence;
-    let job = JobId::random();
-    let store = a.completed_checkpoint_store(&job).await.unwrap();
-    for id in 1..=3u64 {
-        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
-    }
+    let Leader {
+        ha: a,
+        _election,
+        fence: f,
+        job,
+        ..
+    } = leader_with(&ctx, 3, 1..=3).await;
     ctx.storage_faults().unmount();
     let b = ctx.process_retaining(3).await;
     let store_b = b.completed_checkpoint_store(&job).await.unwrap();
@@ -459,14 +493,13 @@ pub async fn never_subsumes_the_checkpoint_just_added(ctx: Ctx) {
 /// still locks it says so; the next attempt after that process let go removes it,
 /// payload included.
 pub async fn terminal_shutdown_reports_entries_still_locked(ctx: Ctx) {
-    let a = ctx.process_retaining(2).await;
-    let (_s, mut e) = contend(&a, "dispatcher").await;
-    let f = e.granted().await.unwrap().fence;
-    let job = JobId::random();
-    let store = a.completed_checkpoint_store(&job).await.unwrap();
-    for id in 1..=2u64 {
-        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
-    }
+    let Leader {
+        ha: a,
+        _election,
+        fence: f,
+        job,
+        store,
+    } = leader_with(&ctx, 2, 1..=2).await;
     let b = ctx.process().await;
     let raw_b = b
         .backend()
@@ -495,21 +528,14 @@ pub async fn terminal_shutdown_reports_entries_still_locked(ctx: Ctx) {
 /// back to an older checkpoint: it fails naming the policy key and the unreadable
 /// payload, and changes nothing.
 pub async fn fail_policy_refuses_fallback(ctx: Ctx) {
-    let a = ctx.process_retaining(3).await;
-    let (_s, mut e) = contend(&a, "dispatcher").await;
-    let f = e.granted().await.unwrap().fence;
-    let job = JobId::random();
-    let store = a.completed_checkpoint_store(&job).await.unwrap();
-    for id in 1..=3u64 {
-        store.add_checkpoint(&f, cp(&job, id)).await.unwrap();
-    }
-    let raw = a
-        .backend()
-        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
-        .await
-        .unwrap();
-    let pointer = raw.get(&checkpoint_key(3)).await.unwrap().unwrap();
-    let h3 = StateHandle::from_bytes(&checkpoint_key(3), &pointer.value).unwrap();
+    let Leader {
+        ha: a,
+        _election,
+        fence: f,
+        job,
+        store,
+    } = leader_with(&ctx, 3, 1..=3).await;
+    let h3 = stored_handle(&a, &job, 3).await;
     ctx.storage_faults().truncate_payload(&h3.path);
     let strict = ctx
         .process_retaining(3)

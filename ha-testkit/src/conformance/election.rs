@@ -143,32 +143,19 @@ pub async fn later_terms_have_higher_epochs(ctx: Ctx) {
 /// If the published leader information is deleted from outside while we lead, the
 /// service writes it back.
 pub async fn self_heals_deleted_leader_information(ctx: Ctx) {
-    let ha = ctx.process().await;
-    let (_svc, mut e) = contend(&ha, "dispatcher").await;
-    let g = e.granted().await.unwrap();
-    e.confirm(&g, "addr-heal").await.unwrap();
-    let retrieval = ha.leader_retrieval_service(&component_id("dispatcher")).await.unwrap();
-    let want = Some(g.session_id);
-    eventually(quick(&ctx), "leader published", || {
-        let cur = retrieval.current();
-        async move { cur.map(|i| i.session_id) == want }
-    })
-    .await;
-    ctx.harness()
-        .write_leader_record(ctx.cluster_id(), &component_id("dispatcher"), None)
-        .await
-        .unwrap();
-    eventually(quick(&ctx), "leader information restored", || {
-        let cur = retrieval.current();
-        async move { cur.is_some_and(|i| i.address == "addr-heal" && Some(i.session_id) == want) }
-    })
-    .await;
-    ha.close().await.unwrap();
+    heals_tampered_record(ctx, None).await;
 }
 
 /// If the published leader information is overwritten with garbage while we lead, the
 /// service writes it back (on every backend alike: the rule lives in the service).
 pub async fn self_heals_corrupt_leader_information(ctx: Ctx) {
+    let garbage = bytes::Bytes::from_static(b"{not leader information");
+    heals_tampered_record(ctx, Some(garbage)).await;
+}
+
+/// A confirmed leader's record is replaced by `tampered` (deleted with `None`) from
+/// outside; the leader restores it, and the stored record is readable again.
+async fn heals_tampered_record(ctx: Ctx, tampered: Option<bytes::Bytes>) {
     let ha = ctx.process().await;
     let (_svc, mut e) = contend(&ha, "dispatcher").await;
     let g = e.granted().await.unwrap();
@@ -181,16 +168,12 @@ pub async fn self_heals_corrupt_leader_information(ctx: Ctx) {
     })
     .await;
     ctx.harness()
-        .write_leader_record(
-            ctx.cluster_id(),
-            &component_id("dispatcher"),
-            Some(bytes::Bytes::from_static(b"{not leader information")),
-        )
+        .write_leader_record(ctx.cluster_id(), &component_id("dispatcher"), tampered)
         .await
         .unwrap();
-    // Restored, and readable again: the corrupt value does not stick.
+    // Give the change time to reach the retriever, then wait for the repair.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    eventually(quick(&ctx), "corrupt leader information repaired", || {
+    eventually(quick(&ctx), "leader information restored", || {
         let cur = retrieval.current();
         async move { cur.is_some_and(|i| i.address == "addr-heal" && Some(i.session_id) == want) }
     })
