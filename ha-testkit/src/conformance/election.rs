@@ -193,7 +193,6 @@ async fn heals_tampered_record(ctx: Ctx, tampered: Option<bytes::Bytes>) {
 /// are refused locally. The process runs on a runtime of its own whose only thread is
 /// blocked for the pause, so no timer of it can fire.
 pub async fn no_action_after_deadline(ctx: Ctx) {
-    let handle = tokio::runtime::Handle::current();
     let process = ctx.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -233,7 +232,6 @@ pub async fn no_action_after_deadline(ctx: Ctx) {
     .await
     .unwrap();
     let (leading, current, write, ha) = outcome;
-    drop(handle);
     assert!(!leading, "has_leadership() still true after valid_until");
     assert!(!current, "current() still shows the grant after valid_until");
     assert_eq!(
