@@ -1,5 +1,5 @@
 //! Fault injection for the Kubernetes API emulator: latency, injected errors, lost
-//! replies, dropped watches and a fully unavailable server.
+//! replies, delayed creates, dropped watches and a fully unavailable server.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +13,11 @@ struct State {
     /// Only requests whose path or body contain this lose their replies.
     lose_matching: Option<String>,
     unavailable: bool,
+    /// The next create (POST) whose path or body contains the fragment is held this
+    /// long before it is applied.
+    delay_create: Option<(String, Duration)>,
+    /// Creates held so far by [`KubeFaults::delay_next_create`].
+    delayed_creates: u32,
 }
 
 /// What the emulator does to the next request, decided by [`KubeFaults`].
@@ -84,9 +89,34 @@ impl KubeFaults {
         self.lock().unavailable
     }
 
+    /// Holds the next create (POST) whose path or body contains `fragment` for
+    /// `delay` before applying it, as an API server that applies a request long after
+    /// the client gave up on it. The request is applied even if the client has
+    /// closed the connection by then.
+    pub fn delay_next_create(&self, fragment: &str, delay: Duration) {
+        self.lock().delay_create = Some((fragment.to_string(), delay));
+    }
+
+    /// How many creates [`delay_next_create`](Self::delay_next_create) has held so far.
+    pub fn delayed_creates(&self) -> u32 {
+        self.lock().delayed_creates
+    }
+
     /// Clears every fault.
     pub fn reset(&self) {
         *self.lock() = State::default();
+    }
+
+    /// The delay to hold a create for, consuming the switch if it matches.
+    pub(crate) fn create_delay(&self, matches: &dyn Fn(&str) -> bool) -> Option<Duration> {
+        let mut s = self.lock();
+        let delay = match &s.delay_create {
+            Some((fragment, delay)) if matches(fragment) => *delay,
+            _ => return None,
+        };
+        s.delay_create = None;
+        s.delayed_creates += 1;
+        Some(delay)
     }
 
     pub(crate) fn verdict(&self, mutating: bool, watch: bool, matches: &dyn Fn(&str) -> bool) -> Verdict {
