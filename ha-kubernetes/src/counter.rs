@@ -1,5 +1,6 @@
 //! The checkpoint-id counter: the `counter` key of the job's ConfigMap, as a decimal
-//! (Flink's layout), fenced by the job's `epoch`.
+//! (Flink's layout), fenced by the job's `epoch`. A leader's read claims the
+//! ConfigMap for its term first (see `core`).
 //!
 //! The value itself serves as the compare-and-set version: a counter only moves
 //! forward except through `set_count`, and a CAS that matches an equal value hands out
@@ -39,6 +40,7 @@ fn parse(key: &str, raw: &str) -> Result<u64> {
 impl CheckpointIdCounterDriver for KubeCounter {
     async fn read(&self) -> Result<Option<Versioned<u64>>> {
         self.core.check_open()?;
+        self.core.claim(&self.config_map).await?;
         let cm = self
             .core
             .cms
@@ -87,7 +89,8 @@ impl CheckpointIdCounterDriver for KubeCounter {
                 Fencing::Epoch(fence),
                 false,
                 |data| {
-                    if data.remove(COUNTER_KEY).is_none() {
+                    // An empty ConfigMap goes too, also when the counter was gone.
+                    if data.remove(COUNTER_KEY).is_none() && !only_epoch_left(data) {
                         return Ok(Apply::Keep(()));
                     }
                     Ok(if only_epoch_left(data) {
@@ -98,5 +101,9 @@ impl CheckpointIdCounterDriver for KubeCounter {
                 },
             )
             .await
+            .or_else(|e| match e {
+                Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            })
     }
 }
