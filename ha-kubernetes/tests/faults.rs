@@ -300,10 +300,13 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
         .expect("b granted")
         .unwrap();
     assert!(gb.epoch > stale.epoch);
+    // The new leader recovers the job, which claims its ConfigMap for the new term.
+    let recovered = b.completed_checkpoint_store(&job).await.unwrap().recover(&gb.fence).await.unwrap();
+    assert_eq!(recovered.checkpoints, vec![cp(id)]);
     let epoch_json = c.config_map(&job_cm).await.expect("job ConfigMap").data.unwrap()["epoch"].clone();
     assert!(
         epoch_json.contains(&format!("\"epoch\":{}", gb.epoch.0)),
-        "new leader raised the job's epoch before being granted: {epoch_json}"
+        "the new leader's recovery claimed the job's ConfigMap: {epoch_json}"
     );
     let before = (
         c.config_map(&c.cluster_cm()).await.unwrap().data,
@@ -319,8 +322,18 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
     };
     let graphs = other.job_graph_store().await.unwrap();
     assert_not_leader(
-        "cluster ConfigMap: job graph",
+        "job ConfigMap: job graph",
         graphs.put_job_graph(&stale.fence, &changed).await,
+    );
+    let new_job = JobId::random();
+    assert_not_leader(
+        "cluster ConfigMap: registering a new job's ConfigMap",
+        other
+            .checkpoint_id_counter(&new_job)
+            .await
+            .unwrap()
+            .get_and_increment(&stale.fence)
+            .await,
     );
     let cps = other.completed_checkpoint_store(&job).await.unwrap();
     assert_not_leader(
@@ -416,9 +429,10 @@ async fn lost_reply_is_outcome_unknown() {
         .await
         .unwrap();
     let name = "checkpointID-0000000000000000001";
-    // Only the request creating the job's ConfigMap loses its reply (background
-    // renewals must not consume the fault).
-    c.emulator().faults().lose_next_replies_to(1, job.as_str());
+    // Only the request creating the job's ConfigMap (the only one carrying the entry's
+    // name: not the registration of the creation, not background renewals) loses its
+    // reply.
+    c.emulator().faults().lose_next_replies_to(1, name);
     match store.add_and_lock(&g.fence, name, Bytes::from_static(b"v")).await {
         Err(Error::OutcomeUnknown { key, .. }) => assert!(key.contains(name), "{key}"),
         other => panic!("expected OutcomeUnknown, got {other:?}"),
