@@ -200,7 +200,13 @@ mod tests {
         assert!(matches!(ApiError::classify(own(), true), ApiError::Unavailable(_)));
         assert!(matches!(ApiError::classify(proxy(), true), ApiError::Unknown(_)));
         assert!(matches!(ApiError::classify(proxy(), false), ApiError::Unavailable(_)));
-        assert!(matches!(ApiError::classify(api(429, UNPARSED_STATUS), true), ApiError::Unavailable(_)));
-        assert!(matches!(ApiError::classify(api(500, "InternalError"), true), ApiError::Unknown(_)));
+        assert!(matches!(
+            ApiError::classify(api(429, UNPARSED_STATUS), true),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApiError::classify(api(500, "InternalError"), true),
+            ApiError::Unknown(_)
+        ));
     }
 }

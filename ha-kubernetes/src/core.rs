@@ -164,10 +164,13 @@ impl Core {
         let prefix = format!("{}-", self.instance_id);
         let terms = self.terms();
         let valid = || {
-            terms.iter().filter(|(_, t)| now < t.valid_until).filter_map(|(holder, t)| {
-                let g = holder.strip_prefix(&prefix)?.rsplit_once('-')?.0;
-                Some((g, holder, t.epoch))
-            })
+            terms
+                .iter()
+                .filter(|(_, t)| now < t.valid_until)
+                .filter_map(|(holder, t)| {
+                    let g = holder.strip_prefix(&prefix)?.rsplit_once('-')?.0;
+                    Some((g, holder, t.epoch))
+                })
         };
         let pick = |want: &str| valid().find(|(g, _, _)| *g == want);
         let (g, holder, epoch) = group.and_then(pick).or_else(|| pick(DEFAULT_GROUP))?;
@@ -181,7 +184,8 @@ impl Core {
     fn note_claim(&self, name: &str, fence: &Fence) {
         if let Some((_, holder)) = epoch::parse_token(fence) {
             if self.is_own(holder) {
-                self.claimed().insert(name.to_string(), (holder.to_string(), fence.epoch.0));
+                self.claimed()
+                    .insert(name.to_string(), (holder.to_string(), fence.epoch.0));
             }
         }
     }
@@ -298,16 +302,25 @@ impl Core {
     /// acquired the lock, no older term can register, and the newer term claims every
     /// registered name before it is granted.
     async fn register_creation(&self, name: &str, fence: &Fence, key: &str) -> Result<()> {
-        let record = EpochRecord::for_fence(fence).ok_or_else(|| fence.rejected(key))?.to_json();
+        let record = EpochRecord::for_fence(fence)
+            .ok_or_else(|| fence.rejected(key))?
+            .to_json();
         let marker = format!("{PENDING_PREFIX}{name}");
         let cluster = self.names.cluster_config_map();
-        Box::pin(self.update(&cluster, key, "register creation", Fencing::Lock(fence), false, |data| {
-            if data.get(&marker) == Some(&record) {
-                return Ok(Apply::Keep(()));
-            }
-            data.insert(marker.clone(), record.clone());
-            Ok(Apply::Write(()))
-        }))
+        Box::pin(self.update(
+            &cluster,
+            key,
+            "register creation",
+            Fencing::Lock(fence),
+            false,
+            |data| {
+                if data.get(&marker) == Some(&record) {
+                    return Ok(Apply::Keep(()));
+                }
+                data.insert(marker.clone(), record.clone());
+                Ok(Apply::Write(()))
+            },
+        ))
         .await
     }
 
@@ -316,13 +329,20 @@ impl Core {
     async fn unregister_creation(&self, name: &str, fence: &Fence) {
         let marker = format!("{PENDING_PREFIX}{name}");
         let cluster = self.names.cluster_config_map();
-        let removed = Box::pin(self.update(&cluster, &marker, "unregister creation", Fencing::Lock(fence), false, |data| {
-            Ok(if data.remove(&marker).is_some() {
-                Apply::Write(())
-            } else {
-                Apply::Keep(())
-            })
-        }))
+        let removed = Box::pin(self.update(
+            &cluster,
+            &marker,
+            "unregister creation",
+            Fencing::Lock(fence),
+            false,
+            |data| {
+                Ok(if data.remove(&marker).is_some() {
+                    Apply::Write(())
+                } else {
+                    Apply::Keep(())
+                })
+            },
+        ))
         .await;
         if let Err(e) = removed {
             tracing::debug!(error = %e, %marker, "could not drop a creation registration; the next term will");
@@ -368,19 +388,29 @@ impl Core {
         for created in futures::future::join_all(creates).await {
             created?;
         }
-        tracing::info!(count = pending.len(), "claimed ConfigMaps whose creation an older term had registered");
+        tracing::info!(
+            count = pending.len(),
+            "claimed ConfigMaps whose creation an older term had registered"
+        );
         let cluster = self.names.cluster_config_map();
-        self.update(&cluster, "pending creations", "drop registrations", Fencing::Lock(fence), false, |data| {
-            let before = data.len();
-            for name in &pending {
-                data.remove(&format!("{PENDING_PREFIX}{name}"));
-            }
-            Ok(if data.len() == before {
-                Apply::Keep(())
-            } else {
-                Apply::Write(())
-            })
-        })
+        self.update(
+            &cluster,
+            "pending creations",
+            "drop registrations",
+            Fencing::Lock(fence),
+            false,
+            |data| {
+                let before = data.len();
+                for name in &pending {
+                    data.remove(&format!("{PENDING_PREFIX}{name}"));
+                }
+                Ok(if data.len() == before {
+                    Apply::Keep(())
+                } else {
+                    Apply::Write(())
+                })
+            },
+        )
         .await
     }
 

@@ -431,7 +431,10 @@ impl Elector {
         let max = cms
             .iter()
             .filter_map(|c| c.data.as_ref())
-            .flat_map(|d| d.iter().filter(|(k, _)| *k == EPOCH_KEY || k.starts_with(PENDING_PREFIX)))
+            .flat_map(|d| {
+                d.iter()
+                    .filter(|(k, _)| *k == EPOCH_KEY || k.starts_with(PENDING_PREFIX))
+            })
             .filter_map(|(_, r)| EpochRecord::parse(r))
             .filter(|r| r.group == self.group)
             .map(|r| r.epoch)

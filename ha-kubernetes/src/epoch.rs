@@ -118,4 +118,15 @@ mod tests {
         assert_eq!(check(None, &bad).unwrap(), EpochCheck::Stale);
         assert_eq!(EpochRecord::for_fence(&f).unwrap().group, "cluster");
     }
+
+    #[test]
+    fn same_epoch_under_another_holder_is_not_current() {
+        let f = Fence::new(Epoch(5), token("cluster", "me"));
+        let other = EpochRecord {
+            group: "cluster".into(),
+            epoch: 5,
+            holder: "someone-else".into(),
+        };
+        assert_eq!(check(Some(&other), &f).unwrap(), EpochCheck::Raise);
+    }
 }

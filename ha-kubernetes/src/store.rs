@@ -106,9 +106,14 @@ impl KubeStore {
         }
     }
 
-    /// Reads the ConfigMap `cm` after claiming it for this instance's term.
+    /// Reads the ConfigMap `cm`, after claiming it for this instance's term if it is
+    /// a per-job ConfigMap. Result ConfigMaps are not claimed by reads (a new leader
+    /// reads every result at start-up): an older term's late `mark_clean` only ends a
+    /// cleanup that term had finished, and a late creation is claimed at the grant.
     async fn read_config_map(&self, cm: &str, key: &str) -> Result<Option<ConfigMap>> {
-        self.core.claim(cm).await?;
+        if !matches!(self.location, Location::JobResults) {
+            self.core.claim(cm).await?;
+        }
         self.core.cms.get(cm).await.map_err(|e| e.into_error("get", key))
     }
 
@@ -178,7 +183,9 @@ impl StateHandleStore for KubeStore {
             return Err(Error::NotFound { key });
         };
         self.core.sessions.ensure(&self.core).await?;
-        self.core.claim(&cm).await?;
+        if !matches!(self.location, Location::JobResults) {
+            self.core.claim(&cm).await?;
+        }
         let owner = self.core.instance_id.clone();
         self.core
             .update(&cm, &key, "lock", Fencing::Unfenced, false, |data| {
@@ -261,7 +268,13 @@ impl StateHandleStore for KubeStore {
         // *before* the sessions were listed may be judged by that list: a lock taken
         // since (its owner's session may be newer than the list) always counts, so a
         // concurrent lock wins over the removal.
-        let seen = self.read_entry(name).await.ok().flatten().map(|e| e.locks).unwrap_or_default();
+        let seen = self
+            .read_entry(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.locks)
+            .unwrap_or_default();
         let live = self.core.sessions.live_owners(&self.core).await?;
         self.core
             .update(&cm, &key, "remove", Fencing::Epoch(fence), false, |data| {

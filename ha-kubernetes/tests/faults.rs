@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ha_core::storage::StateStorage;
 use futures::StreamExt;
+use ha_core::storage::StateStorage;
 use ha_core::{
     CompletedCheckpoint, Error, HaServices, JobGraph, JobId, JobResult, JobStatus, LeaderElection,
     LeaderElectionService, LeaderGrant, StoreNamespace, DEFAULT_ELECTION_GROUP,
@@ -301,7 +301,13 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
         .unwrap();
     assert!(gb.epoch > stale.epoch);
     // The new leader recovers the job, which claims its ConfigMap for the new term.
-    let recovered = b.completed_checkpoint_store(&job).await.unwrap().recover(&gb.fence).await.unwrap();
+    let recovered = b
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&gb.fence)
+        .await
+        .unwrap();
     assert_eq!(recovered.checkpoints, vec![cp(id)]);
     let epoch_json = c.config_map(&job_cm).await.expect("job ConfigMap").data.unwrap()["epoch"].clone();
     assert!(
@@ -831,7 +837,7 @@ async fn late_create_of_deposed_leader_is_refused() {
     let fence = ga.fence.clone();
     let late = tokio::spawn(async move { counter.get_and_increment(&fence).await });
     wait_until("a's create to reach the server", Duration::from_secs(5), || {
-        faults.delayed_creates() == 1
+        faults.delayed_requests() == 1
     })
     .await;
     let held = Instant::now();
@@ -879,7 +885,10 @@ async fn finished_jobs_do_not_fill_the_cluster_config_map() {
                     job_id: job.clone(),
                     data: Bytes::from_static(b"graph"),
                 };
-                graphs.put_job_graph(fence, &graph).await.unwrap_or_else(|e| fail(i, "put_job_graph", e));
+                graphs
+                    .put_job_graph(fence, &graph)
+                    .await
+                    .unwrap_or_else(|e| fail(i, "put_job_graph", e));
                 let id = a
                     .checkpoint_id_counter(job)
                     .await
@@ -898,7 +907,10 @@ async fn finished_jobs_do_not_fill_the_cluster_config_map() {
                     status: JobStatus::Finished,
                     data: Bytes::from_static(b"result"),
                 };
-                results.create_dirty(fence, &result).await.unwrap_or_else(|e| fail(i, "create_dirty", e));
+                results
+                    .create_dirty(fence, &result)
+                    .await
+                    .unwrap_or_else(|e| fail(i, "create_dirty", e));
                 let cleanup = a
                     .cleanup_job(fence, job, JobStatus::Finished)
                     .await
@@ -911,7 +923,10 @@ async fn finished_jobs_do_not_fill_the_cluster_config_map() {
         .await;
     let cluster = c.config_map(&c.cluster_cm()).await.expect("cluster ConfigMap");
     let size = serde_json::to_vec(&cluster).unwrap().len();
-    assert!(size < 64 * 1024, "cluster ConfigMap is {size} bytes after {JOBS} finished jobs");
+    assert!(
+        size < 64 * 1024,
+        "cluster ConfigMap is {size} bytes after {JOBS} finished jobs"
+    );
     for job in jobs.iter().step_by(97) {
         assert_eq!(
             results.state(job).await.unwrap(),
@@ -921,5 +936,104 @@ async fn finished_jobs_do_not_fill_the_cluster_config_map() {
         let job_cm = format!("{}-{job}-config-map", c.cluster_id);
         assert!(c.config_map(&job_cm).await.is_none(), "{job_cm} left after cleanup");
     }
+    a.close().await.ok();
+}
+
+/// Epochs never go back: after the lock record was corrupted, and after the cluster
+/// ConfigMap was deleted, the next term's epoch is above the epoch stored in a job's
+/// ConfigMap, and the new leader writes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_never_goes_back_after_the_lock_record_is_lost() {
+    let c = Cluster::new();
+    let a = c.process().await;
+    let job = JobId::random();
+    let mut job_epoch = 0;
+    for round in 0..3 {
+        let (s, mut e) = contend(&a).await;
+        let g = granted(&mut e).await;
+        if round == 2 {
+            a.checkpoint_id_counter(&job)
+                .await
+                .unwrap()
+                .get_and_increment(&g.fence)
+                .await
+                .unwrap();
+            job_epoch = g.epoch.0;
+        }
+        s.close().await.unwrap();
+    }
+    assert!(job_epoch >= 3, "three terms: {job_epoch}");
+    let cms = c.harness.config_maps().await;
+    let corrupt =
+        serde_json::json!({"metadata": {"annotations": {"control-plane.alpha.kubernetes.io/leader": "not a record"}}});
+    cms.patch(
+        &c.cluster_cm(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&corrupt),
+    )
+    .await
+    .unwrap();
+    let b = c.process().await;
+    let (sb, mut eb) = contend(&b).await;
+    let gb = granted(&mut eb).await;
+    assert!(
+        gb.epoch.0 > job_epoch,
+        "after a corrupt lock record the epoch went back to {} (job {job} holds epoch {job_epoch})",
+        gb.epoch.0
+    );
+    let counter = b.checkpoint_id_counter(&job).await.unwrap();
+    assert_eq!(counter.get_and_increment(&gb.fence).await.unwrap(), 2);
+    sb.close().await.unwrap();
+    cms.delete(&c.cluster_cm(), &Default::default()).await.unwrap();
+    let (_sc, mut ec) = contend(&b).await;
+    let gc = granted(&mut ec).await;
+    assert!(
+        gc.epoch.0 > gb.epoch.0,
+        "after the cluster ConfigMap was deleted the epoch went back to {} (job {job} holds epoch {})",
+        gc.epoch.0,
+        gb.epoch.0
+    );
+    assert_eq!(counter.get_and_increment(&gc.fence).await.unwrap(), 3);
+    a.close().await.ok();
+    b.close().await.ok();
+}
+
+/// A lock taken while a removal is under way always wins: the removal, whose read of
+/// the entry the emulator holds until the new owner (whose session did not exist when
+/// the removal started) has locked it, leaves the entry and its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lock_wins_over_removal() {
+    let c = Cluster::new();
+    let a = c.process().await;
+    let (_sa, mut ea) = contend(&a).await;
+    let ga = granted(&mut ea).await;
+    let job = JobId::random();
+    let name = "checkpointID-0000000000000000001";
+    let ns = StoreNamespace::Checkpoints(job.clone());
+    let store_a = a.backend().state_handle_store(&ns).await.unwrap();
+    store_a
+        .add_and_lock(&ga.fence, name, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    store_a.release(name).await.unwrap();
+    let n = c.process().await;
+    let store_n = n.backend().state_handle_store(&ns).await.unwrap();
+    let job_cm = format!("{}-{job}-config-map", c.cluster_id);
+    let faults = c.emulator().faults();
+    faults.delay_next("GET", &job_cm, Duration::from_millis(400));
+    let fence = ga.fence.clone();
+    let remover = tokio::spawn(async move { store_a.release_and_try_remove(&fence, name).await });
+    wait_until("the removal's read to be held", Duration::from_secs(5), || {
+        faults.delayed_requests() == 1
+    })
+    .await;
+    store_n.get_and_lock(name).await.unwrap();
+    let removed = remover.await.unwrap().unwrap();
+    assert!(!removed, "the removal stripped a concurrent lock and removed the entry");
+    assert_eq!(
+        store_n.lock_owners(name).await.unwrap(),
+        vec![n.backend().instance_id().to_string()]
+    );
+    n.close().await.ok();
     a.close().await.ok();
 }

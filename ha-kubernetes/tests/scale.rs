@@ -51,31 +51,36 @@ fn checkpoint(job: &JobId) -> CompletedCheckpoint {
     }
 }
 
-/// `jobs` running jobs, each with a job graph and one checkpoint.
-async fn running_jobs(ha: &HaServices, fence: &ha_core::Fence, jobs: usize) -> Vec<JobId> {
+/// `jobs` running jobs, each with one checkpoint (so a per-job ConfigMap) and, with
+/// `graphs`, a job graph; `HA_SCALE_SETUP_TASKS` (default 8) at a time.
+async fn running_jobs(ha: &HaServices, fence: &ha_core::Fence, jobs: usize, graphs: bool) -> Vec<JobId> {
+    let tasks = list_env("HA_SCALE_SETUP_TASKS", "8")[0] as usize;
     let ids: Vec<JobId> = (0..jobs).map(|_| JobId::random()).collect();
-    let graphs = ha.job_graph_store().await.unwrap();
+    let store = ha.job_graph_store().await.unwrap();
     futures::stream::iter(ids.iter())
         .map(|job| {
-            let graphs = &graphs;
+            let store = &store;
             async move {
-                let graph = JobGraph {
-                    job_id: job.clone(),
-                    data: Bytes::from_static(b"graph"),
-                };
-                graphs.put_job_graph(fence, &graph).await.unwrap();
+                if graphs {
+                    let graph = JobGraph {
+                        job_id: job.clone(),
+                        data: Bytes::from_static(b"graph"),
+                    };
+                    store.put_job_graph(fence, &graph).await.unwrap();
+                }
                 let store = ha.completed_checkpoint_store(job).await.unwrap();
                 store.add_checkpoint(fence, checkpoint(job)).await.unwrap();
             }
         })
-        .buffer_unordered(8)
+        .buffer_unordered(tasks)
         .collect::<Vec<()>>()
         .await;
     ids
 }
 
 /// Crash → granted and crash → every job's checkpoint recovered (16 recoveries at a
-/// time), for each job count and latency.
+/// time), for each job count and latency; each job has a per-job ConfigMap with one
+/// checkpoint, set up without latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn measure_failover() {
@@ -89,7 +94,7 @@ async fn measure_failover() {
             let (sa, mut ea) = contend(&a).await;
             let ga = ea.granted().await.unwrap();
             let setup = Instant::now();
-            let ids = running_jobs(&a, &ga.fence, jobs as usize).await;
+            let ids = running_jobs(&a, &ga.fence, jobs as usize, false).await;
             let setup = setup.elapsed();
             let b = process(&h, &cluster_id, &url).await;
             let (_sb, mut eb) = contend(&b).await;
@@ -143,7 +148,7 @@ async fn measure_failover() {
 }
 
 /// Bytes one watcher of the cluster ConfigMap receives per renewal of the leader, with
-/// `HA_SCALE_JOBS` (default 1,000) running jobs.
+/// `HA_SCALE_JOBS` (default 1,000) running jobs, each with a job graph and a checkpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn measure_bytes_per_renewal() {
@@ -155,7 +160,7 @@ async fn measure_bytes_per_renewal() {
     let a = process(&h, &cluster_id, &url).await;
     let (_sa, mut ea) = contend(&a).await;
     let ga = ea.granted().await.unwrap();
-    running_jobs(&a, &ga.fence, jobs).await;
+    running_jobs(&a, &ga.fence, jobs, true).await;
     let cms = h.config_maps().await;
     let cfg = watcher::Config::default().fields(&format!("metadata.name={cluster_id}-cluster-config-map"));
     let mut stream = std::pin::pin!(watcher::watcher(cms, cfg));

@@ -361,8 +361,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     let Ok(input) = parsed else {
         return Ok(failure(400, "BadRequest", "the request body is not valid JSON", None));
     };
-    if method == Method::POST {
-        if let Some(delay) = shared.faults.create_delay(&matches) {
+    if let Some(delay) = shared.faults.request_delay(method.as_str(), &matches) {
+        if method != Method::POST {
+            tokio::time::sleep(delay).await;
+        } else {
             // Applied by a task of its own, so a client that gives up (closes the
             // connection) does not cancel it: the server applies it late.
             let (shared, target) = (shared.clone(), target.clone());
