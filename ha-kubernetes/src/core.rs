@@ -6,7 +6,8 @@
 //! `epoch` the first time it touches it ([`Core::claim`] before a read while leading,
 //! or inside the first fenced write), so a new leader's grant costs nothing per job.
 //! Creating such a ConfigMap is fenced by first registering it in the cluster
-//! ConfigMap (`pendingCreate.<name>`, in a guarded update that checks the lock); a new
+//! ConfigMap (`pendingCreate.<name>`, in a guarded update that checks the lock; the
+//! next registration drops it once the ConfigMap exists); a new
 //! term claims every ConfigMap an older term registered before it is granted
 //! ([`Core::claim_pending`]), so a deposed leader's create that arrives late finds the
 //! ConfigMap there (409) and then a newer epoch.
@@ -81,6 +82,8 @@ pub(crate) struct Core {
     terms: Mutex<HashMap<String, Term>>,
     /// ConfigMaps this instance has claimed: name → `(holder, epoch)` of the term.
     claimed: Mutex<HashMap<String, (String, u64)>>,
+    /// Registrations (`pendingCreate.<name>`) whose ConfigMap exists now.
+    created: Mutex<Vec<String>>,
     closed: AtomicBool,
     candidacies: AtomicU64,
 }
@@ -104,6 +107,7 @@ impl Core {
             sessions,
             terms: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
+            created: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             candidacies: AtomicU64::new(0),
         }
@@ -231,6 +235,16 @@ impl Core {
         }
     }
 
+    /// Whether the lock record, freshly read, names the fence's term.
+    async fn check_lock_fresh(&self, fence: &Fence, op: &'static str, key: &str) -> Result<()> {
+        let cluster = self
+            .cms
+            .get(&self.names.cluster_config_map())
+            .await
+            .map_err(|e| e.into_error(op, key))?;
+        Self::check_lock(&cluster.ok_or_else(|| fence.rejected(key))?, fence, key)
+    }
+
     /// A new HA ConfigMap with the cluster's labels.
     pub(crate) fn new_config_map(&self, name: &str, data: BTreeMap<String, String>) -> ConfigMap {
         ConfigMap {
@@ -275,10 +289,10 @@ impl Core {
                 EpochCheck::Raise => {}
             }
             if !epoch::strictly_older(stored.as_ref(), &fence) {
-                let cluster = self.cms.get(&self.names.cluster_config_map()).await;
-                let cluster = cluster.map_err(|e| e.into_error("claim", name))?;
-                if cluster.is_none_or(|c| Self::check_lock(&c, &fence, name).is_err()) {
-                    return Ok(());
+                match self.check_lock_fresh(&fence, "claim", name).await {
+                    Ok(()) => {}
+                    Err(Error::NotLeader { .. }) => return Ok(()),
+                    Err(e) => return Err(e),
                 }
             }
             let Some(record) = EpochRecord::for_fence(&fence) else {
@@ -300,53 +314,43 @@ impl Core {
     /// Registers the coming creation of `name` by the fence's term in the cluster
     /// ConfigMap, in a guarded update that checks the lock record: after a newer term
     /// acquired the lock, no older term can register, and the newer term claims every
-    /// registered name before it is granted.
+    /// registered name before it is granted. The same write drops the registrations
+    /// of creations that have completed since the last one (one write per creation;
+    /// the few left at any time are claimed, with 409, by the next term).
     async fn register_creation(&self, name: &str, fence: &Fence, key: &str) -> Result<()> {
         let record = EpochRecord::for_fence(fence)
             .ok_or_else(|| fence.rejected(key))?
             .to_json();
         let marker = format!("{PENDING_PREFIX}{name}");
         let cluster = self.names.cluster_config_map();
-        Box::pin(self.update(
+        let done = std::mem::take(&mut *self.created());
+        let registered = Box::pin(self.update(
             &cluster,
             key,
             "register creation",
             Fencing::Lock(fence),
             false,
             |data| {
-                if data.get(&marker) == Some(&record) {
-                    return Ok(Apply::Keep(()));
+                let mut changed = false;
+                for m in done.iter().filter(|m| **m != marker) {
+                    changed |= data.remove(m).is_some();
                 }
-                data.insert(marker.clone(), record.clone());
-                Ok(Apply::Write(()))
-            },
-        ))
-        .await
-    }
-
-    /// Drops this term's registration of `name` once the ConfigMap exists (best
-    /// effort: a leftover is claimed and dropped by the next term).
-    async fn unregister_creation(&self, name: &str, fence: &Fence) {
-        let marker = format!("{PENDING_PREFIX}{name}");
-        let cluster = self.names.cluster_config_map();
-        let removed = Box::pin(self.update(
-            &cluster,
-            &marker,
-            "unregister creation",
-            Fencing::Lock(fence),
-            false,
-            |data| {
-                Ok(if data.remove(&marker).is_some() {
-                    Apply::Write(())
-                } else {
-                    Apply::Keep(())
-                })
+                if data.get(&marker) != Some(&record) {
+                    data.insert(marker.clone(), record.clone());
+                    changed = true;
+                }
+                Ok(if changed { Apply::Write(()) } else { Apply::Keep(()) })
             },
         ))
         .await;
-        if let Err(e) = removed {
-            tracing::debug!(error = %e, %marker, "could not drop a creation registration; the next term will");
+        if registered.is_err() {
+            self.created().extend(done);
         }
+        registered
+    }
+
+    fn created(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Before a new term is granted: claims every ConfigMap whose creation an older
@@ -439,7 +443,7 @@ impl Core {
             let current = self.cms.get(name).await.map_err(|e| e.into_error(op, key))?;
             let mut data = current.as_ref().and_then(|c| c.data.clone()).unwrap_or_default();
             let mut raise = None;
-            let mut registered = None;
+            let mut registered = false;
             match fencing {
                 Fencing::Unfenced => {}
                 Fencing::Lock(fence) => {
@@ -449,16 +453,11 @@ impl Core {
                 Fencing::Epoch(fence) if current.is_none() => {
                     if create {
                         self.register_creation(name, fence, key).await?;
-                        registered = Some(fence);
+                        registered = true;
                         raise = EpochRecord::for_fence(fence);
                     } else {
                         // Nothing to compare with: the lock record decides.
-                        let cluster = self
-                            .cms
-                            .get(&self.names.cluster_config_map())
-                            .await
-                            .map_err(|e| e.into_error(op, key))?;
-                        Self::check_lock(&cluster.ok_or_else(|| fence.rejected(key))?, fence, key)?;
+                        self.check_lock_fresh(fence, op, key).await?;
                     }
                 }
                 Fencing::Epoch(fence) => {
@@ -471,13 +470,7 @@ impl Core {
                             // local validity; anything else by the lock record.
                             let own = epoch::parse_token(fence).is_some_and(|(_, h)| self.is_own(h));
                             if !own || !epoch::strictly_older(stored.as_ref(), fence) {
-                                let cluster = self
-                                    .cms
-                                    .get(&self.names.cluster_config_map())
-                                    .await
-                                    .map_err(|e| e.into_error(op, key))?;
-                                let cm = cluster.ok_or_else(|| fence.rejected(key))?;
-                                Self::check_lock(&cm, fence, key)?;
+                                self.check_lock_fresh(fence, op, key).await?;
                             }
                             raise = EpochRecord::for_fence(fence);
                         }
@@ -519,9 +512,10 @@ impl Core {
                 None if create => self.cms.create(&self.new_config_map(name, data)).await,
                 None => return Err(Error::NotFound { key: key.to_string() }),
             };
-            if let (Some(fence), Ok(_) | Err(ApiError::Conflict)) = (registered, &written) {
-                // The ConfigMap exists now: the registration has done its work.
-                self.unregister_creation(name, fence).await;
+            if let (true, Ok(_) | Err(ApiError::Conflict)) = (registered, &written) {
+                // The ConfigMap exists now: the registration has done its work; the
+                // next registration drops it.
+                self.created().push(format!("{PENDING_PREFIX}{name}"));
             }
             match written {
                 Ok(_) => {

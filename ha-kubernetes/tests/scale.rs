@@ -108,23 +108,26 @@ async fn measure_failover() {
             let to_grant = crashed.elapsed();
             let (to_recovered, failures) = match granted {
                 Ok(Ok(gb)) => {
-                    let failures: usize = futures::stream::iter(ids.iter())
+                    let failures: Vec<String> = futures::stream::iter(ids.iter())
                         .map(|job| {
                             let (b, fence) = (&b, &gb.fence);
                             async move {
                                 let store = b.completed_checkpoint_store(job).await.unwrap();
                                 match store.recover(fence).await {
-                                    Ok(r) if r.checkpoints.len() == 1 => 0,
-                                    _ => 1,
+                                    Ok(r) if r.checkpoints.len() == 1 => None,
+                                    Ok(r) => Some(format!("{} checkpoints", r.checkpoints.len())),
+                                    Err(e) => Some(e.to_string()),
                                 }
                             }
                         })
                         .buffer_unordered(16)
-                        .collect::<Vec<usize>>()
-                        .await
-                        .iter()
-                        .sum();
-                    (Some(crashed.elapsed()), failures)
+                        .filter_map(|f| async move { f })
+                        .collect()
+                        .await;
+                    if let Some(first) = failures.first() {
+                        println!("first recovery failure of {}: {first}", failures.len());
+                    }
+                    (Some(crashed.elapsed()), failures.len())
                 }
                 _ => (None, jobs as usize),
             };
