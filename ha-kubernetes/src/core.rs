@@ -57,7 +57,8 @@ pub(crate) enum Fencing<'a> {
     Unfenced,
     /// The ConfigMap carries the lock: its record must name the fence's term.
     Lock(&'a Fence),
-    /// A per-job ConfigMap: its `epoch` must be the fence's (raised after a lock check).
+    /// A per-job or result ConfigMap: its `epoch` must be the fence's (claimed if older,
+    /// creation registered first).
     Epoch(&'a Fence),
 }
 
