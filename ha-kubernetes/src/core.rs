@@ -281,6 +281,14 @@ impl Core {
             let Some(fence) = self.own_fence(stored.as_ref().map(|s| s.group.as_str())) else {
                 return Ok(());
             };
+            // A read never takes a ConfigMap from another election group.
+            if stored
+                .as_ref()
+                .zip(epoch::parse_token(&fence))
+                .is_some_and(|(s, (g, _))| s.group != g)
+            {
+                return Ok(());
+            }
             match epoch::check(stored.as_ref(), &fence)? {
                 EpochCheck::Stale => return Ok(()),
                 EpochCheck::Current => {
