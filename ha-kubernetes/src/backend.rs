@@ -182,9 +182,9 @@ impl HaBackend for KubernetesBackend {
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {
         self.core.check_open()?;
         let location = match namespace {
-            StoreNamespace::JobGraphs => Location::job_graphs(),
-            StoreNamespace::JobResults => Location::job_results(),
-            StoreNamespace::Checkpoints(job) => Location::Job(job.clone()),
+            StoreNamespace::JobGraphs => Location::JobGraphs,
+            StoreNamespace::JobResults => Location::JobResults,
+            StoreNamespace::Checkpoints(job) => Location::Checkpoints(job.clone()),
         };
         Ok(Arc::new(KubeStore::new(self.core.clone(), location)))
     }

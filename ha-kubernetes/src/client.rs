@@ -26,11 +26,17 @@ pub(crate) enum ApiError {
     Denied(String),
     /// 422 and other 4xx refusals.
     Rejected(String),
-    /// Nothing was applied: the server refused (503, 429) or a read failed.
+    /// Nothing was applied: the API server refused (429, or its own 503), or a read
+    /// failed.
     Unavailable(BoxError),
-    /// A write was sent but its reply was lost (timeout, closed connection, 5xx).
+    /// A write was sent but its outcome is unknown (timeout, closed connection, a 5xx
+    /// other than the API server's own 503).
     Unknown(BoxError),
 }
+
+/// The reason kube gives a failure whose body was not a Kubernetes `Status` (it
+/// came from something in front of the API server).
+const UNPARSED_STATUS: &str = "Failed to parse error data";
 
 impl ApiError {
     fn classify(e: kube::Error, mutating: bool) -> Self {
@@ -41,7 +47,14 @@ impl ApiError {
                 413 => ApiError::TooLarge,
                 422 if status.message.contains("Too long") || status.message.contains("too long") => ApiError::TooLarge,
                 401 | 403 => ApiError::Denied(status.message.clone()),
-                429 | 503 => ApiError::Unavailable(Box::new(kube::Error::Api(status))),
+                // 429: the API server's (or a proxy's) rate limit, before anything
+                // is forwarded. 503 on a write: "not applied" only if the API server
+                // itself answered (a `Status` body); a load balancer or L7 proxy in
+                // front of it may answer 503 after the request went through.
+                429 => ApiError::Unavailable(Box::new(kube::Error::Api(status))),
+                503 if !mutating || status.reason != UNPARSED_STATUS => {
+                    ApiError::Unavailable(Box::new(kube::Error::Api(status)))
+                }
                 code if code >= 500 && mutating => ApiError::Unknown(Box::new(kube::Error::Api(status))),
                 code if code >= 500 => ApiError::Unavailable(Box::new(kube::Error::Api(status))),
                 _ => ApiError::Rejected(status.message.clone()),
@@ -166,5 +179,34 @@ impl ConfigMaps {
         self.bounded(true, self.api.delete_collection(&DeleteParams::default(), &list))
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("unavailable", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn a_503_on_a_write_is_unknown_unless_the_api_server_sent_it() {
+        let own = || api(503, "ServiceUnavailable");
+        let proxy = || api(503, UNPARSED_STATUS);
+        assert!(matches!(ApiError::classify(own(), true), ApiError::Unavailable(_)));
+        assert!(matches!(ApiError::classify(proxy(), true), ApiError::Unknown(_)));
+        assert!(matches!(ApiError::classify(proxy(), false), ApiError::Unavailable(_)));
+        assert!(matches!(
+            ApiError::classify(api(429, UNPARSED_STATUS), true),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApiError::classify(api(500, "InternalError"), true),
+            ApiError::Unknown(_)
+        ));
     }
 }

@@ -1,6 +1,16 @@
 //! The state one backend instance shares between its drivers: the client, names,
 //! timings, the terms this instance holds, the shared cluster-ConfigMap watch, and the
 //! fenced read-modify-write that every HA write goes through.
+//!
+//! Per-job and job-result ConfigMaps are claimed lazily: a term raises a ConfigMap's
+//! `epoch` the first time it touches it ([`Core::claim`] before a read while leading,
+//! or inside the first fenced write), so a new leader's grant costs nothing per job.
+//! Creating such a ConfigMap is fenced by first registering it in the cluster
+//! ConfigMap (`pendingCreate.<name>`, in a guarded update that checks the lock; the
+//! next registration drops it once the ConfigMap exists); a new
+//! term claims every ConfigMap an older term registered before it is granted
+//! ([`Core::claim_pending`]), so a deposed leader's create that arrives late finds the
+//! ConfigMap there (409) and then a newer epoch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +25,7 @@ use tokio::time::Instant;
 use crate::client::{ApiError, ConfigMaps, MAX_CONFIG_MAP_BYTES};
 use crate::config::LeaseTimings;
 use crate::epoch::{self, EpochCheck, EpochRecord};
-use crate::names::{lock_annotation, Names, EPOCH_KEY};
+use crate::names::{lock_annotation, Names, DEFAULT_GROUP, EPOCH_KEY, PENDING_PREFIX};
 use crate::record::LeaderRecord;
 use crate::session::Sessions;
 
@@ -47,7 +57,8 @@ pub(crate) enum Fencing<'a> {
     Unfenced,
     /// The ConfigMap carries the lock: its record must name the fence's term.
     Lock(&'a Fence),
-    /// A per-job ConfigMap: its `epoch` must be the fence's (raised after a lock check).
+    /// A per-job or result ConfigMap: its `epoch` must be the fence's (claimed if older,
+    /// creation registered first).
     Epoch(&'a Fence),
 }
 
@@ -70,6 +81,10 @@ pub(crate) struct Core {
     pub(crate) snapshots: watch::Receiver<Snapshot>,
     pub(crate) sessions: Sessions,
     terms: Mutex<HashMap<String, Term>>,
+    /// ConfigMaps this instance has claimed: name → `(holder, epoch)` of the term.
+    claimed: Mutex<HashMap<String, (String, u64)>>,
+    /// Registrations (`pendingCreate.<name>`) whose ConfigMap exists now.
+    created: Mutex<Vec<String>>,
     closed: AtomicBool,
     candidacies: AtomicU64,
 }
@@ -92,6 +107,8 @@ impl Core {
             snapshots,
             sessions,
             terms: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(HashMap::new()),
+            created: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             candidacies: AtomicU64::new(0),
         }
@@ -140,13 +157,60 @@ impl Core {
         self.terms().values().any(|t| now < t.valid_until)
     }
 
+    /// Whether `holder` is one of this instance's candidacies.
+    fn is_own(&self, holder: &str) -> bool {
+        holder.starts_with(&format!("{}-", self.instance_id))
+    }
+
+    /// The fence of a locally valid term this instance holds, preferring `group`,
+    /// then the default group (holder identities are `<instance>-<group>-<n>`).
+    fn own_fence(&self, group: Option<&str>) -> Option<Fence> {
+        let now = Instant::now();
+        let prefix = format!("{}-", self.instance_id);
+        let terms = self.terms();
+        let valid = || {
+            terms
+                .iter()
+                .filter(|(_, t)| now < t.valid_until)
+                .filter_map(|(holder, t)| {
+                    let g = holder.strip_prefix(&prefix)?.rsplit_once('-')?.0;
+                    Some((g, holder, t.epoch))
+                })
+        };
+        let pick = |want: &str| valid().find(|(g, _, _)| *g == want);
+        let (g, holder, epoch) = group.and_then(pick).or_else(|| pick(DEFAULT_GROUP))?;
+        Some(Fence::new(ha_core::Epoch(epoch), epoch::token(g, holder)))
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note_claim(&self, name: &str, fence: &Fence) {
+        if let Some((_, holder)) = epoch::parse_token(fence) {
+            if self.is_own(holder) {
+                self.claimed()
+                    .insert(name.to_string(), (holder.to_string(), fence.epoch.0));
+            }
+        }
+    }
+
+    fn has_claimed(&self, name: &str, fence: &Fence) -> bool {
+        let Some((_, holder)) = epoch::parse_token(fence) else {
+            return false;
+        };
+        self.claimed()
+            .get(name)
+            .is_some_and(|(h, e)| h == holder && *e == fence.epoch.0)
+    }
+
     /// A fence of one of this instance's own candidacies is honoured only while its
     /// term is locally valid: the leader stops acting before its renew deadline.
     fn check_local(&self, fence: &Fence, key: &str) -> Result<()> {
         let Some((_, holder)) = epoch::parse_token(fence) else {
             return Err(fence.rejected(key));
         };
-        if !holder.starts_with(&format!("{}-", self.instance_id)) {
+        if !self.is_own(holder) {
             return Ok(());
         }
         match self.terms().get(holder) {
@@ -172,13 +236,23 @@ impl Core {
         }
     }
 
+    /// Whether the lock record, freshly read, names the fence's term.
+    async fn check_lock_fresh(&self, fence: &Fence, op: &'static str, key: &str) -> Result<()> {
+        let cluster = self
+            .cms
+            .get(&self.names.cluster_config_map())
+            .await
+            .map_err(|e| e.into_error(op, key))?;
+        Self::check_lock(&cluster.ok_or_else(|| fence.rejected(key))?, fence, key)
+    }
+
     /// A new HA ConfigMap with the cluster's labels.
     pub(crate) fn new_config_map(&self, name: &str, data: BTreeMap<String, String>) -> ConfigMap {
         ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: Some(self.namespace.clone()),
-                labels: Some(self.names.labels()),
+                labels: Some(self.names.config_map_labels(name)),
                 ..Default::default()
             },
             data: Some(data),
@@ -186,10 +260,181 @@ impl Core {
         }
     }
 
+    /// Claims the per-job or job-result ConfigMap `name` for this instance's term
+    /// before a read while it leads (once per term): a resourceVersion-guarded raise
+    /// of its `epoch`, so that no older term's write lands after this term read it.
+    /// Does nothing if this instance leads no term, the ConfigMap is absent, or a
+    /// newer term owns it (reads are not fenced).
+    pub(crate) async fn claim(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        if let Some(fence) = self.own_fence(None) {
+            if self.has_claimed(name, &fence) {
+                return Ok(());
+            }
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(mut cm) = self.cms.get(name).await.map_err(|e| e.into_error("claim", name))? else {
+                return Ok(());
+            };
+            let data = cm.data.get_or_insert_with(Default::default);
+            let stored = data.get(EPOCH_KEY).and_then(|r| EpochRecord::parse(r));
+            let Some(fence) = self.own_fence(stored.as_ref().map(|s| s.group.as_str())) else {
+                return Ok(());
+            };
+            // A read never takes a ConfigMap from another election group.
+            if stored
+                .as_ref()
+                .zip(epoch::parse_token(&fence))
+                .is_some_and(|(s, (g, _))| s.group != g)
+            {
+                return Ok(());
+            }
+            match epoch::check(stored.as_ref(), &fence)? {
+                EpochCheck::Stale => return Ok(()),
+                EpochCheck::Current => {
+                    self.note_claim(name, &fence);
+                    return Ok(());
+                }
+                EpochCheck::Raise => {}
+            }
+            if !epoch::strictly_older(stored.as_ref(), &fence) {
+                match self.check_lock_fresh(&fence, "claim", name).await {
+                    Ok(()) => {}
+                    Err(Error::NotLeader { .. }) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(record) = EpochRecord::for_fence(&fence) else {
+                return Ok(());
+            };
+            data.insert(EPOCH_KEY.to_string(), record.to_json());
+            match self.cms.replace(name, &cm).await {
+                Ok(_) => {
+                    self.note_claim(name, &fence);
+                    return Ok(());
+                }
+                Err(ApiError::Conflict) => continue,
+                Err(e) => return Err(e.into_error("claim", name)),
+            }
+        }
+        Err(Error::VersionConflict { key: name.to_string() })
+    }
+
+    /// Registers the coming creation of `name` by the fence's term in the cluster
+    /// ConfigMap, in a guarded update that checks the lock record: after a newer term
+    /// acquired the lock, no older term can register, and the newer term claims every
+    /// registered name before it is granted. The same write drops the registrations
+    /// of creations that have completed since the last one (one write per creation;
+    /// the few left at any time are claimed, with 409, by the next term).
+    async fn register_creation(&self, name: &str, fence: &Fence, key: &str) -> Result<()> {
+        let record = EpochRecord::for_fence(fence)
+            .ok_or_else(|| fence.rejected(key))?
+            .to_json();
+        let marker = format!("{PENDING_PREFIX}{name}");
+        let cluster = self.names.cluster_config_map();
+        let done = std::mem::take(&mut *self.created());
+        let registered = Box::pin(self.update(
+            &cluster,
+            key,
+            "register creation",
+            Fencing::Lock(fence),
+            false,
+            |data| {
+                let mut changed = false;
+                for m in done.iter().filter(|m| **m != marker) {
+                    changed |= data.remove(m).is_some();
+                }
+                if data.get(&marker) != Some(&record) {
+                    data.insert(marker.clone(), record.clone());
+                    changed = true;
+                }
+                Ok(if changed { Apply::Write(()) } else { Apply::Keep(()) })
+            },
+        ))
+        .await;
+        if registered.is_err() {
+            self.created().extend(done);
+        }
+        registered
+    }
+
+    fn created(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Before a new term is granted: claims every ConfigMap whose creation an older
+    /// term of the fence's group registered in `cluster` (the cluster ConfigMap as the
+    /// acquisition wrote it) by creating it with this term's epoch (409 if it exists:
+    /// then its writes are fenced by resourceVersion and epoch), then drops those
+    /// registrations. Costs one request per creation that was in flight, none per job.
+    pub(crate) async fn claim_pending(&self, fence: &Fence, cluster: Option<&ConfigMap>) -> Result<()> {
+        let Some((group, _)) = epoch::parse_token(fence) else {
+            return Err(fence.rejected("pending creations"));
+        };
+        let pending: Vec<String> = cluster
+            .and_then(|c| c.data.as_ref())
+            .map(|d| {
+                d.iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix(PENDING_PREFIX)?, EpochRecord::parse(v)?)))
+                    .filter(|(_, r)| r.group == group && r.epoch < fence.epoch.0)
+                    .map(|(name, _)| name.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let record = EpochRecord::for_fence(fence).ok_or_else(|| fence.rejected("pending creations"))?;
+        let creates = pending.iter().map(|name| {
+            let cm = self.new_config_map(name, BTreeMap::from([(EPOCH_KEY.to_string(), record.to_json())]));
+            async move {
+                match self.cms.create(&cm).await {
+                    Ok(_) => {
+                        self.note_claim(name, fence);
+                        Ok(())
+                    }
+                    Err(ApiError::Conflict) => Ok(()),
+                    Err(e) => Err(e.into_error("claim pending creation", name)),
+                }
+            }
+        });
+        for created in futures::future::join_all(creates).await {
+            created?;
+        }
+        tracing::info!(
+            count = pending.len(),
+            "claimed ConfigMaps whose creation an older term had registered"
+        );
+        let cluster = self.names.cluster_config_map();
+        self.update(
+            &cluster,
+            "pending creations",
+            "drop registrations",
+            Fencing::Lock(fence),
+            false,
+            |data| {
+                let before = data.len();
+                for name in &pending {
+                    data.remove(&format!("{PENDING_PREFIX}{name}"));
+                }
+                Ok(if data.len() == before {
+                    Apply::Keep(())
+                } else {
+                    Apply::Write(())
+                })
+            },
+        )
+        .await
+    }
+
     /// Reads `name`, fences, applies `f` to its data and writes the result back with a
     /// resourceVersion precondition, retrying from the read when the ConfigMap changed
     /// in between. The fence check uses the same read as the write, so it holds at the
     /// moment the write lands. `key` names the entry in errors.
+    ///
+    /// With [`Fencing::Epoch`] the write also claims the ConfigMap for the fence's
+    /// term (raises its `epoch`); creating it (`create`) is registered in the cluster
+    /// ConfigMap first.
     pub(crate) async fn update<T>(
         &self,
         name: &str,
@@ -207,11 +452,22 @@ impl Core {
             let current = self.cms.get(name).await.map_err(|e| e.into_error(op, key))?;
             let mut data = current.as_ref().and_then(|c| c.data.clone()).unwrap_or_default();
             let mut raise = None;
+            let mut registered = false;
             match fencing {
                 Fencing::Unfenced => {}
                 Fencing::Lock(fence) => {
                     let cm = current.as_ref().ok_or_else(|| fence.rejected(key))?;
                     Self::check_lock(cm, fence, key)?;
+                }
+                Fencing::Epoch(fence) if current.is_none() => {
+                    if create {
+                        self.register_creation(name, fence, key).await?;
+                        registered = true;
+                        raise = EpochRecord::for_fence(fence);
+                    } else {
+                        // Nothing to compare with: the lock record decides.
+                        self.check_lock_fresh(fence, op, key).await?;
+                    }
                 }
                 Fencing::Epoch(fence) => {
                     let stored = data.get(EPOCH_KEY).and_then(|r| EpochRecord::parse(r));
@@ -219,13 +475,12 @@ impl Core {
                         EpochCheck::Stale => return Err(fence.rejected(key)),
                         EpochCheck::Current => {}
                         EpochCheck::Raise => {
-                            let cluster = self
-                                .cms
-                                .get(&self.names.cluster_config_map())
-                                .await
-                                .map_err(|e| e.into_error(op, key))?;
-                            let cm = cluster.ok_or_else(|| fence.rejected(key))?;
-                            Self::check_lock(&cm, fence, key)?;
+                            // An own term raising an older epoch is proven by its
+                            // local validity; anything else by the lock record.
+                            let own = epoch::parse_token(fence).is_some_and(|(_, h)| self.is_own(h));
+                            if !own || !epoch::strictly_older(stored.as_ref(), fence) {
+                                self.check_lock_fresh(fence, op, key).await?;
+                            }
                             raise = EpochRecord::for_fence(fence);
                         }
                     }
@@ -239,7 +494,10 @@ impl Core {
             if delete {
                 let Some(cm) = current else { return Ok(value) };
                 match self.cms.delete(name, cm.metadata.resource_version.clone()).await {
-                    Ok(_) => return Ok(value),
+                    Ok(_) => {
+                        self.claimed().remove(name);
+                        return Ok(value);
+                    }
                     Err(ApiError::Conflict) => continue,
                     Err(e) => return Err(e.into_error(op, key)),
                 }
@@ -263,8 +521,18 @@ impl Core {
                 None if create => self.cms.create(&self.new_config_map(name, data)).await,
                 None => return Err(Error::NotFound { key: key.to_string() }),
             };
+            if let (true, Ok(_) | Err(ApiError::Conflict)) = (registered, &written) {
+                // The ConfigMap exists now: the registration has done its work; the
+                // next registration drops it.
+                self.created().push(format!("{PENDING_PREFIX}{name}"));
+            }
             match written {
-                Ok(_) => return Ok(value),
+                Ok(_) => {
+                    if let Fencing::Epoch(fence) = fencing {
+                        self.note_claim(name, fence);
+                    }
+                    return Ok(value);
+                }
                 Err(ApiError::Conflict) => continue,
                 Err(ApiError::TooLarge) => {
                     return Err(Error::TooLarge {

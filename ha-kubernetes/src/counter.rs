@@ -1,5 +1,6 @@
 //! The checkpoint-id counter: the `counter` key of the job's ConfigMap, as a decimal
-//! (Flink's layout), fenced by the job's `epoch`.
+//! (Flink's layout), fenced by the job's `epoch`. A leader's read claims the
+//! ConfigMap for its term first (see `core`).
 //!
 //! The value itself serves as the compare-and-set version: a counter only moves
 //! forward except through `set_count`, and a CAS that matches an equal value hands out
@@ -8,6 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ha_core::driver::kit::{decode_counter, encode_counter};
 use ha_core::driver::CheckpointIdCounterDriver;
 use ha_core::{Error, Fence, JobId, Result, Version, Versioned};
 
@@ -30,15 +32,14 @@ impl KubeCounter {
 }
 
 fn parse(key: &str, raw: &str) -> Result<u64> {
-    raw.trim()
-        .parse()
-        .map_err(|_| Error::corrupt(key, None, format!("counter `{raw}` is not an unsigned integer")))
+    decode_counter(key, raw.as_bytes())
 }
 
 #[async_trait]
 impl CheckpointIdCounterDriver for KubeCounter {
     async fn read(&self) -> Result<Option<Versioned<u64>>> {
         self.core.check_open()?;
+        self.core.claim(&self.config_map).await?;
         let cm = self
             .core
             .cms
@@ -71,7 +72,7 @@ impl CheckpointIdCounterDriver for KubeCounter {
                     if current.map(Version) != expected {
                         return Err(Error::VersionConflict { key: key.clone() });
                     }
-                    data.insert(COUNTER_KEY.to_string(), value.to_string());
+                    data.insert(COUNTER_KEY.to_string(), encode_counter(value));
                     Ok(Apply::Write(Version(value)))
                 },
             )
@@ -87,7 +88,8 @@ impl CheckpointIdCounterDriver for KubeCounter {
                 Fencing::Epoch(fence),
                 false,
                 |data| {
-                    if data.remove(COUNTER_KEY).is_none() {
+                    // An empty ConfigMap goes too, also when the counter was gone.
+                    if data.remove(COUNTER_KEY).is_none() && !only_epoch_left(data) {
                         return Ok(Apply::Keep(()));
                     }
                     Ok(if only_epoch_left(data) {
@@ -98,5 +100,9 @@ impl CheckpointIdCounterDriver for KubeCounter {
                 },
             )
             .await
+            .or_else(|e| match e {
+                Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            })
     }
 }

@@ -11,8 +11,10 @@
 //!   (Revoked, and its own writes are refused locally) — before any contender can
 //!   judge the record expired, since `renew-deadline < lease-duration` and that
 //!   renewal landed after it started.
-//! - Before it reports `Granted`, a new leader raises the `epoch` of every per-job
-//!   ConfigMap of its group, so a stale leader's per-job writes fail from then on.
+//! - Before it reports `Granted`, a new leader claims the ConfigMaps whose creation an
+//!   older term registered (creations possibly still in flight); every other per-job
+//!   ConfigMap is claimed when the term first touches it (see `core`), so the grant
+//!   costs nothing per job.
 //! - Resigning releases the lock (empty `holderIdentity`, as client-go's
 //!   `ReleaseOnCancel`); the others learn it from the shared watch and acquire at once.
 
@@ -30,7 +32,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::client::ApiError;
 use crate::core::{Apply, Core, Fencing, Snapshot, Term};
 use crate::epoch::{self, EpochRecord};
-use crate::names::{leader_key, lock_annotation, EPOCH_KEY};
+use crate::names::{leader_key, lock_annotation, EPOCH_KEY, PENDING_PREFIX};
 use crate::record::{now_rfc3339, LeaderRecord};
 
 /// How many times one attempt re-reads after a resourceVersion conflict.
@@ -386,8 +388,10 @@ impl Elector {
         self.observe(raw.as_deref());
     }
 
-    /// The epoch of a first term: above any epoch of this group found in per-job
-    /// ConfigMaps (they outlive a deleted cluster ConfigMap).
+    /// The epoch of a term that finds no readable lock record (the cluster ConfigMap
+    /// or its annotation deleted, or the record corrupt): above any epoch of this
+    /// group found in the HA ConfigMaps (per-job and result ConfigMaps outlive a
+    /// deleted cluster ConfigMap) and in registered creations.
     async fn first_epoch(&self) -> Result<u64> {
         let cms = self
             .core
@@ -397,8 +401,12 @@ impl Elector {
             .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
         let max = cms
             .iter()
-            .filter_map(|c| c.data.as_ref()?.get(EPOCH_KEY))
-            .filter_map(|r| EpochRecord::parse(r))
+            .filter_map(|c| c.data.as_ref())
+            .flat_map(|d| {
+                d.iter()
+                    .filter(|(k, _)| *k == EPOCH_KEY || k.starts_with(PENDING_PREFIX))
+            })
+            .filter_map(|(_, r)| EpochRecord::parse(r))
             .filter(|r| r.group == self.group)
             .map(|r| r.epoch)
             .max()
@@ -452,6 +460,7 @@ impl Elector {
                 .and_then(|a| a.get(&self.annotation))
                 .cloned();
             self.observe(raw.as_deref());
+            let readable = raw.as_deref().and_then(LeaderRecord::parse).is_some();
             let current = raw.as_deref().map(|r| {
                 LeaderRecord::parse(r).unwrap_or_else(|| LeaderRecord {
                     holder_identity: "<unreadable record>".into(),
@@ -471,9 +480,11 @@ impl Elector {
                         return Ok(None);
                     }
                 }
+                // An unreadable record carries no epoch: never go back below the
+                // epochs stored elsewhere.
                 let transitions = match &current {
-                    Some(r) => r.leader_transitions + 1,
-                    None => self.first_epoch().await?,
+                    Some(r) if readable => r.leader_transitions + 1,
+                    _ => self.first_epoch().await?,
                 };
                 self.record(now_rfc3339(), transitions)
             };
@@ -496,15 +507,16 @@ impl Elector {
         Err(Error::VersionConflict { key: name })
     }
 
-    /// Registers the new term, raises the per-job epochs, then reports `Granted`. If
-    /// raising cannot finish within the renew deadline, the term is given up
-    /// (`false`).
+    /// Registers the new term, claims the ConfigMaps whose creation an older term
+    /// registered, then reports `Granted`. If that cannot finish within the renew
+    /// deadline, the term is given up (`false`).
     async fn on_acquired(&mut self, epoch: u64, started: Instant) -> bool {
         let valid_until = started + self.core.timings.renew_deadline;
         self.term = Some((epoch, started));
         self.core.set_term(&self.holder, Term { epoch, valid_until });
         let fence = Fence::new(Epoch(epoch), epoch::token(&self.group, &self.holder));
-        match tokio::time::timeout_at(valid_until, self.raise_job_epochs(&fence)).await {
+        let claimed = self.core.claim_pending(&fence, self.latest.as_ref());
+        match tokio::time::timeout_at(valid_until, claimed).await {
             Ok(Ok(())) => {
                 tracing::info!(holder = %self.holder, group = %self.group, epoch, "leader lock acquired");
                 let validity = Validity::until(valid_until);
@@ -517,46 +529,12 @@ impl Elector {
                     Ok(Err(e)) => e.to_string(),
                     _ => "timed out".to_string(),
                 };
-                tracing::warn!(holder = %self.holder, %reason, "could not raise per-job epochs; giving the lock back");
+                tracing::warn!(holder = %self.holder, %reason, "could not claim pending creations; giving the lock back");
                 self.term = None;
                 self.core.end_term(&self.holder);
                 let _ = release(&self.core, &self.annotation, &self.holder).await;
                 false
             }
         }
-    }
-
-    async fn raise_job_epochs(&self, fence: &Fence) -> Result<()> {
-        let cluster = self.core.names.cluster_config_map();
-        let cms = self
-            .core
-            .cms
-            .list(&self.core.names.selector())
-            .await
-            .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
-        for cm in cms {
-            let Some(name) = cm.metadata.name.as_deref() else {
-                continue;
-            };
-            let stored = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(EPOCH_KEY))
-                .and_then(|r| EpochRecord::parse(r));
-            let behind = stored.is_some_and(|s| s.group == self.group && s.epoch < fence.epoch.0);
-            if name == cluster || !behind {
-                continue;
-            }
-            self.core
-                .update(name, EPOCH_KEY, "raise epoch", Fencing::Epoch(fence), false, |_| {
-                    Ok(Apply::Write(()))
-                })
-                .await
-                .or_else(|e| match e {
-                    Error::NotFound { .. } => Ok(()),
-                    e => Err(e),
-                })?;
-        }
-        Ok(())
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! | object | name | holds |
 //! |---|---|---|
-//! | cluster ConfigMap | `<cluster-id>-cluster-config-map` | leader lock annotation(s), `leader.<component>`, `jobGraph-<job>`, `jobResult-<job>` |
-//! | per-job ConfigMap | `<cluster-id>-<job>-config-map` | `checkpointID-<%019d>`, `counter`, `epoch` |
+//! | cluster ConfigMap | `<cluster-id>-cluster-config-map` | leader lock annotation(s), `leader.<component>`, `pendingCreate.<ConfigMap>` |
+//! | per-job ConfigMap | `<cluster-id>-<job>-config-map` | `jobGraph-<job>`, `checkpointID-<%019d>`, `counter`, `epoch` |
+//! | job-result ConfigMap | `<cluster-id>-<job>-job-result` | `jobResult-<job>`, `epoch` |
 //!
 //! Every object carries the labels `app=<cluster-id>` and
-//! `configmap-type=high-availability`.
+//! `configmap-type=high-availability`, and `ha-kind` (`cluster`, `job`, `job-result`)
+//! so that one kind can be listed.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,10 @@ pub(crate) const COUNTER_KEY: &str = "counter";
 pub(crate) const LEADER_PREFIX: &str = "leader.";
 /// Label key naming the cluster.
 pub(crate) const LABEL_APP: &str = "app";
+/// Prefix of a registered per-job ConfigMap creation in the cluster ConfigMap.
+pub(crate) const PENDING_PREFIX: &str = "pendingCreate.";
+/// Label key naming the kind of an HA ConfigMap.
+pub(crate) const LABEL_KIND: &str = "ha-kind";
 /// Label key marking HA objects.
 pub(crate) const LABEL_TYPE: &str = "configmap-type";
 /// Value of [`LABEL_TYPE`].
@@ -34,6 +40,7 @@ pub(crate) const LABEL_TYPE_VALUE: &str = "high-availability";
 
 const CLUSTER_SUFFIX: &str = "-cluster-config-map";
 const JOB_SUFFIX: &str = "-config-map";
+const RESULT_SUFFIX: &str = "-job-result";
 /// Longest job id ha-core allows.
 const MAX_JOB_ID: usize = 40;
 /// Kubernetes object names (RFC 1123 subdomains).
@@ -52,7 +59,7 @@ impl Names {
     /// in Kubernetes; the error names `high-availability.cluster-id`.
     pub(crate) fn new(cluster_id: &ClusterId) -> Result<Self> {
         let id = cluster_id.as_str();
-        let longest = id.len() + 1 + MAX_JOB_ID + JOB_SUFFIX.len();
+        let longest = id.len() + 1 + MAX_JOB_ID + JOB_SUFFIX.len().max(RESULT_SUFFIX.len());
         if id.len() > MAX_LABEL_VALUE || longest > MAX_OBJECT_NAME {
             return Err(Error::config(
                 KEY_CLUSTER_ID,
@@ -92,7 +99,24 @@ impl Names {
         format!("{}-{job}{JOB_SUFFIX}", self.cluster_id)
     }
 
-    /// The labels every HA object carries.
+    /// `<cluster-id>-<job>-job-result`: the job's result (never ends in
+    /// `-config-map`, so it cannot collide with a per-job ConfigMap).
+    pub(crate) fn job_result_config_map(&self, job: &JobId) -> String {
+        format!("{}-{job}{RESULT_SUFFIX}", self.cluster_id)
+    }
+
+    /// The kind of the HA ConfigMap `name`, by its name.
+    pub(crate) fn kind_of(&self, name: &str) -> Kind {
+        if name == self.cluster_config_map() {
+            Kind::Cluster
+        } else if name.ends_with(RESULT_SUFFIX) {
+            Kind::JobResult
+        } else {
+            Kind::Job
+        }
+    }
+
+    /// The labels every HA object carries (session Leases: no kind).
     pub(crate) fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_APP.to_string(), self.cluster_id.to_string()),
@@ -100,9 +124,42 @@ impl Names {
         ])
     }
 
+    /// The labels of the HA ConfigMap `name`.
+    pub(crate) fn config_map_labels(&self, name: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels();
+        labels.insert(LABEL_KIND.to_string(), self.kind_of(name).label().to_string());
+        labels
+    }
+
     /// The label selector matching every HA object of the cluster.
     pub(crate) fn selector(&self) -> String {
         format!("{LABEL_APP}={},{LABEL_TYPE}={LABEL_TYPE_VALUE}", self.cluster_id)
+    }
+
+    /// The label selector matching the cluster's ConfigMaps of one kind.
+    pub(crate) fn kind_selector(&self, kind: Kind) -> String {
+        format!("{},{LABEL_KIND}={}", self.selector(), kind.label())
+    }
+}
+
+/// The kinds of HA ConfigMaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The cluster ConfigMap (lock, leader information, pending creations).
+    Cluster,
+    /// A per-job ConfigMap (job graph, checkpoints, counter).
+    Job,
+    /// A job's result.
+    JobResult,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Job => "job",
+            Kind::JobResult => "job-result",
+        }
     }
 }
 
@@ -146,7 +203,12 @@ mod tests {
         assert_eq!(n.cluster_config_map(), "prod-1-cluster-config-map");
         let job = JobId::new("abc").unwrap();
         assert_eq!(n.job_config_map(&job), "prod-1-abc-config-map");
+        assert_eq!(n.job_result_config_map(&job), "prod-1-abc-job-result");
+        assert_eq!(n.kind_of("prod-1-abc-job-result"), Kind::JobResult);
+        assert_eq!(n.kind_of("prod-1-abc-config-map"), Kind::Job);
+        assert_eq!(n.kind_of("prod-1-cluster-config-map"), Kind::Cluster);
         assert_eq!(n.selector(), "app=prod-1,configmap-type=high-availability");
+        assert_eq!(n.config_map_labels("prod-1-abc-config-map")["ha-kind"], "job");
         assert_eq!(lock_annotation("cluster").unwrap(), LEADER_ANNOTATION);
         assert_eq!(lock_annotation("jobs").unwrap(), format!("{LEADER_ANNOTATION}-jobs"));
         assert!(lock_annotation("bad/group").is_err());

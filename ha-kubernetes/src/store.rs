@@ -1,115 +1,132 @@
-//! The state-handle stores: job graphs and job results as keys of the cluster
-//! ConfigMap (fenced by its lock record), completed checkpoints as keys of the job's
-//! ConfigMap (fenced by its `epoch`). Each entry is an [`Entry`] carrying its version
-//! and its lock owners.
+//! The state-handle stores. Each entry sits in the ConfigMap of its job, fenced by
+//! that ConfigMap's `epoch`: job graphs (`jobGraph-<job>`) and checkpoints in the
+//! per-job ConfigMap, job results (`jobResult-<job>`) in the job's result ConfigMap,
+//! so the cluster ConfigMap (which every renewal rewrites and every watcher receives)
+//! holds no per-job data. Each entry is an [`Entry`] carrying its version and its lock
+//! owners. A per-job ConfigMap left with only its `epoch` is deleted.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ha_core::driver::StateHandleStore;
 use ha_core::{Error, Fence, JobId, Result, Version, Versioned, JOB_GRAPH_PREFIX, JOB_RESULT_PREFIX};
+use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::core::{Apply, Core, Fencing};
 use crate::entry::Entry;
-use crate::names::{COUNTER_KEY, EPOCH_KEY};
+use crate::names::{Kind, COUNTER_KEY, EPOCH_KEY};
 
 /// Where a store's entries live.
 #[derive(Clone, Debug)]
 pub(crate) enum Location {
-    /// Keys of the cluster ConfigMap with this name prefix (`jobGraph-`, `jobResult-`).
-    Cluster(&'static str),
-    /// Keys of the job's ConfigMap other than `counter` and `epoch`.
-    Job(JobId),
-}
-
-impl Location {
-    pub(crate) fn job_graphs() -> Self {
-        Location::Cluster(JOB_GRAPH_PREFIX)
-    }
-
-    pub(crate) fn job_results() -> Self {
-        Location::Cluster(JOB_RESULT_PREFIX)
-    }
+    /// `jobGraph-<job>` in each job's ConfigMap.
+    JobGraphs,
+    /// `jobResult-<job>` in each job's result ConfigMap.
+    JobResults,
+    /// The keys of the job's ConfigMap other than `counter`, `epoch` and its graph.
+    Checkpoints(JobId),
 }
 
 pub(crate) struct KubeStore {
     core: Arc<Core>,
     location: Location,
-    config_map: String,
 }
 
-/// Whether a job ConfigMap holds nothing but its epoch (then it can go).
-pub(crate) fn only_epoch_left(data: &std::collections::BTreeMap<String, String>) -> bool {
+/// Whether a ConfigMap holds nothing but its epoch (then it can go).
+pub(crate) fn only_epoch_left(data: &BTreeMap<String, String>) -> bool {
     data.keys().all(|k| k == EPOCH_KEY)
 }
 
 impl KubeStore {
     pub(crate) fn new(core: Arc<Core>, location: Location) -> Self {
-        let config_map = match &location {
-            Location::Cluster(_) => core.names.cluster_config_map(),
-            Location::Job(job) => core.names.job_config_map(job),
-        };
-        Self {
-            core,
-            location,
-            config_map,
+        Self { core, location }
+    }
+
+    /// The per-entry prefix of a location that holds one entry per job.
+    fn prefix(&self) -> Option<&'static str> {
+        match self.location {
+            Location::JobGraphs => Some(JOB_GRAPH_PREFIX),
+            Location::JobResults => Some(JOB_RESULT_PREFIX),
+            Location::Checkpoints(_) => None,
         }
     }
 
+    /// The ConfigMap holding entry `name`, `None` if the name cannot belong here.
+    fn config_map(&self, name: &str) -> Option<String> {
+        let names = &self.core.names;
+        match &self.location {
+            Location::Checkpoints(job) => self.owns(name).then(|| names.job_config_map(job)),
+            Location::JobGraphs => Some(names.job_config_map(&self.job_of(name)?)),
+            Location::JobResults => Some(names.job_result_config_map(&self.job_of(name)?)),
+        }
+    }
+
+    fn job_of(&self, name: &str) -> Option<JobId> {
+        JobId::new(name.strip_prefix(self.prefix()?)?).ok()
+    }
+
     fn key(&self, name: &str) -> String {
-        format!("{}/{name}", self.config_map)
+        match self.config_map(name) {
+            Some(cm) => format!("{cm}/{name}"),
+            None => name.to_string(),
+        }
     }
 
     /// Whether `name` belongs to this store.
     fn owns(&self, name: &str) -> bool {
         match &self.location {
-            Location::Cluster(prefix) => name.starts_with(prefix),
-            Location::Job(_) => name != EPOCH_KEY && name != COUNTER_KEY,
+            Location::Checkpoints(_) => name != EPOCH_KEY && name != COUNTER_KEY && !name.starts_with(JOB_GRAPH_PREFIX),
+            _ => self.job_of(name).is_some(),
         }
     }
 
-    fn check_name(&self, name: &str) -> Result<()> {
+    /// The ConfigMap of `name`, or an error naming the rule it breaks.
+    fn check_name(&self, name: &str) -> Result<String> {
         let valid_key = !name.is_empty()
             && name.len() <= 253
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if !valid_key || !self.owns(name) {
-            let rule = match &self.location {
-                Location::Cluster(prefix) => format!("must start with `{prefix}`"),
-                Location::Job(_) => format!("must not be `{EPOCH_KEY}` or `{COUNTER_KEY}`"),
-            };
-            return Err(Error::Other {
-                message: format!(
-                    "entry name `{name}` cannot be stored in ConfigMap {}: it must be a valid ConfigMap key (letters, digits, '-', '_', '.') and {rule}",
-                    self.config_map
-                ),
-                source: None,
-            });
+        match self.config_map(name) {
+            Some(cm) if valid_key => Ok(cm),
+            _ => {
+                let rule = match self.prefix() {
+                    Some(prefix) => format!("be `{prefix}` followed by a job id"),
+                    None => format!("not be `{EPOCH_KEY}`, `{COUNTER_KEY}` or start with `{JOB_GRAPH_PREFIX}`"),
+                };
+                Err(Error::Other {
+                    message: format!(
+                        "entry name `{name}` cannot be stored in Kubernetes: it must be a valid ConfigMap key (letters, digits, '-', '_', '.') and {rule}"
+                    ),
+                    source: None,
+                })
+            }
         }
-        Ok(())
     }
 
-    fn fencing<'a>(&self, fence: &'a Fence) -> Fencing<'a> {
-        match self.location {
-            Location::Cluster(_) => Fencing::Lock(fence),
-            Location::Job(_) => Fencing::Epoch(fence),
+    /// Reads the ConfigMap `cm`, after claiming it for this instance's term if it is
+    /// a per-job ConfigMap. Result ConfigMaps are not claimed by reads (a new leader
+    /// reads every result at start-up): an older term's late `mark_clean` only ends a
+    /// cleanup that term had finished, and a late creation is claimed at the grant.
+    async fn read_config_map(&self, cm: &str, key: &str) -> Result<Option<ConfigMap>> {
+        if !matches!(self.location, Location::JobResults) {
+            self.core.claim(cm).await?;
         }
+        self.core.cms.get(cm).await.map_err(|e| e.into_error("get", key))
     }
 
     async fn read_entry(&self, name: &str) -> Result<Option<Entry>> {
         self.core.check_open()?;
+        let Some(cm) = self.config_map(name) else {
+            return Ok(None);
+        };
         let key = self.key(name);
-        let cm = self
-            .core
-            .cms
-            .get(&self.config_map)
-            .await
-            .map_err(|e| e.into_error("get", &key))?;
-        match cm.and_then(|c| c.data).and_then(|mut d| d.remove(name)) {
-            Some(raw) if self.owns(name) => Entry::parse(&key, &raw).map(Some),
-            _ => Ok(None),
+        let found = self.read_config_map(&cm, &key).await?;
+        match found.and_then(|c| c.data).and_then(|mut d| d.remove(name)) {
+            Some(raw) => Entry::parse(&key, &raw).map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -117,12 +134,12 @@ impl KubeStore {
 #[async_trait]
 impl StateHandleStore for KubeStore {
     async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> Result<Version> {
-        self.check_name(name)?;
+        let cm = self.check_name(name)?;
         self.core.sessions.ensure(&self.core).await?;
         let key = self.key(name);
         let owner = self.core.instance_id.clone();
         self.core
-            .update(&self.config_map, &key, "add", self.fencing(fence), true, |data| {
+            .update(&cm, &key, "add", Fencing::Epoch(fence), true, |data| {
                 if data.contains_key(name) {
                     return Err(Error::AlreadyExists { key: key.clone() });
                 }
@@ -134,10 +151,10 @@ impl StateHandleStore for KubeStore {
     }
 
     async fn replace(&self, fence: &Fence, name: &str, expected: Version, value: Bytes) -> Result<Version> {
-        self.check_name(name)?;
+        let cm = self.check_name(name)?;
         let key = self.key(name);
         self.core
-            .update(&self.config_map, &key, "replace", self.fencing(fence), false, |data| {
+            .update(&cm, &key, "replace", Fencing::Epoch(fence), false, |data| {
                 let raw = data.get(name).ok_or_else(|| Error::NotFound { key: key.clone() })?;
                 let mut entry = Entry::parse(&key, raw)?;
                 if entry.version != expected.0 {
@@ -162,13 +179,16 @@ impl StateHandleStore for KubeStore {
 
     async fn get_and_lock(&self, name: &str) -> Result<Versioned<Bytes>> {
         let key = self.key(name);
-        if !self.owns(name) {
+        let Some(cm) = self.config_map(name) else {
             return Err(Error::NotFound { key });
-        }
+        };
         self.core.sessions.ensure(&self.core).await?;
+        if !matches!(self.location, Location::JobResults) {
+            self.core.claim(&cm).await?;
+        }
         let owner = self.core.instance_id.clone();
         self.core
-            .update(&self.config_map, &key, "lock", Fencing::Unfenced, false, |data| {
+            .update(&cm, &key, "lock", Fencing::Unfenced, false, |data| {
                 let raw = data.get(name).ok_or_else(|| Error::NotFound { key: key.clone() })?;
                 let mut entry = Entry::parse(&key, raw)?;
                 let versioned = entry.versioned(&key)?;
@@ -184,27 +204,44 @@ impl StateHandleStore for KubeStore {
 
     async fn list(&self) -> Result<Vec<String>> {
         self.core.check_open()?;
-        let cm = self
+        let kind = match &self.location {
+            Location::Checkpoints(job) => {
+                let cm = self.core.names.job_config_map(job);
+                let found = self.read_config_map(&cm, &cm).await?;
+                return Ok(found
+                    .and_then(|c| c.data)
+                    .map(|d| d.into_keys().filter(|k| self.owns(k)).collect())
+                    .unwrap_or_default());
+            }
+            Location::JobGraphs => Kind::Job,
+            Location::JobResults => Kind::JobResult,
+        };
+        // One entry per job: list the ConfigMaps of that kind (one request).
+        let cms = self
             .core
             .cms
-            .get(&self.config_map)
+            .list(&self.core.names.kind_selector(kind))
             .await
-            .map_err(|e| e.into_error("list", &self.config_map))?;
-        Ok(cm
-            .and_then(|c| c.data)
-            .map(|d| d.into_keys().filter(|k| self.owns(k)).collect())
-            .unwrap_or_default())
+            .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
+        let mut names: Vec<String> = cms
+            .into_iter()
+            .filter_map(|c| c.data)
+            .flat_map(|d| d.into_keys())
+            .filter(|k| self.owns(k))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     async fn release(&self, name: &str) -> Result<()> {
-        if !self.owns(name) {
+        let Some(cm) = self.config_map(name) else {
             return Ok(());
-        }
+        };
         let key = self.key(name);
         let owner = self.core.instance_id.clone();
         let released = self
             .core
-            .update(&self.config_map, &key, "release", Fencing::Unfenced, false, |data| {
+            .update(&cm, &key, "release", Fencing::Unfenced, false, |data| {
                 // Nothing to release in an absent or corrupt entry.
                 let Some(Ok(mut entry)) = data.get(name).map(|raw| Entry::parse(&key, raw)) else {
                     return Ok(Apply::Keep(()));
@@ -224,35 +261,50 @@ impl StateHandleStore for KubeStore {
     }
 
     async fn release_and_try_remove(&self, fence: &Fence, name: &str) -> Result<bool> {
-        self.check_name(name)?;
+        let cm = self.check_name(name)?;
         let key = self.key(name);
         let owner = self.core.instance_id.clone();
-        let is_job = matches!(self.location, Location::Job(_));
-        // Locks of owners whose session has ended do not count.
+        // Locks of owners whose session has ended do not count. Only locks seen
+        // *before* the sessions were listed may be judged by that list: a lock taken
+        // since (its owner's session may be newer than the list) always counts, so a
+        // concurrent lock wins over the removal.
+        let seen = self
+            .read_entry(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.locks)
+            .unwrap_or_default();
         let live = self.core.sessions.live_owners(&self.core).await?;
         self.core
-            .update(&self.config_map, &key, "remove", self.fencing(fence), false, |data| {
-                let Some(raw) = data.get(name) else {
-                    return Ok(Apply::Keep(true));
-                };
-                // An entry whose wrapper is corrupt carries no readable locks: it is
-                // removed like an unlocked one (recovery quarantines it first).
-                if let Ok(mut entry) = Entry::parse(&key, raw) {
-                    entry.unlock(&owner);
-                    entry.locks.retain(|o| live.contains(o));
-                    if !entry.locks.is_empty() {
-                        data.insert(name.to_string(), entry.to_json());
-                        return Ok(Apply::Write(false));
+            .update(&cm, &key, "remove", Fencing::Epoch(fence), false, |data| {
+                if data.contains_key(name) {
+                    // An entry whose wrapper is corrupt carries no readable locks: it is
+                    // removed like an unlocked one (recovery quarantines it first).
+                    if let Ok(mut entry) = Entry::parse(&key, &data[name]) {
+                        entry.unlock(&owner);
+                        entry.locks.retain(|o| live.contains(o) || !seen.contains(o));
+                        if !entry.locks.is_empty() {
+                            data.insert(name.to_string(), entry.to_json());
+                            return Ok(Apply::Write(false));
+                        }
                     }
+                    data.remove(name);
+                } else if !only_epoch_left(data) {
+                    return Ok(Apply::Keep(true));
                 }
-                data.remove(name);
-                if is_job && only_epoch_left(data) {
+                if only_epoch_left(data) {
                     Ok(Apply::Delete(true))
                 } else {
                     Ok(Apply::Write(true))
                 }
             })
             .await
+            .or_else(|e| match e {
+                // No ConfigMap: no entry.
+                Error::NotFound { .. } => Ok(true),
+                e => Err(e),
+            })
     }
 
     async fn lock_owners(&self, name: &str) -> Result<Vec<String>> {

@@ -1,6 +1,7 @@
 //! Chaos on the Kubernetes backend over the emulator: contenders killed, frozen (their
 //! link blackholed through a `FaultProxy`, longer than the lease) and API-server faults
-//! (slow, unavailable, dropped watches, lost replies), under a seeded schedule; the
+//! (slow, a latency spike across a hand-over, unavailable, dropped watches, lost
+//! replies), under a seeded schedule; the
 //! history must show no invariant violation. A long run on demand:
 //! `HA_CHAOS_SEED=7 HA_CHAOS_FAULTS=100 cargo test -p ha-kubernetes --test chaos -- --ignored --nocapture`.
 
@@ -48,7 +49,13 @@ impl ChaosTarget for KubeHarness {
     }
 
     fn backend_faults(&self) -> Vec<&'static str> {
-        vec!["api-slow", "api-unavailable", "drop-watches", "lose-replies"]
+        vec![
+            "api-slow",
+            "api-slow-handover",
+            "api-unavailable",
+            "drop-watches",
+            "lose-replies",
+        ]
     }
 
     async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
@@ -59,6 +66,17 @@ impl ChaosTarget for KubeHarness {
             "api-slow" => {
                 faults.set_latency(Duration::from_millis(200 + rng.below(900)));
                 tokio::time::sleep(lease + Duration::from_millis(rng.below(1000))).await;
+                faults.set_latency(Duration::ZERO);
+            }
+            "api-slow-handover" => {
+                // Beyond the request timeout: the leader's renewals fail and it steps
+                // down; then slow but answering, so the next leader acquires, claims
+                // and recovers under latency.
+                let t = self.timings;
+                faults.set_latency(t.request_timeout() + Duration::from_millis(100 + rng.below(200)));
+                tokio::time::sleep(t.renew_deadline + Duration::from_millis(rng.below(300))).await;
+                faults.set_latency(Duration::from_millis(50 + rng.below(250)));
+                tokio::time::sleep(lease + Duration::from_millis(rng.below(lease.as_millis() as u64))).await;
                 faults.set_latency(Duration::ZERO);
             }
             "api-unavailable" => {

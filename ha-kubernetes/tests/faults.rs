@@ -1,6 +1,6 @@
 //! Backend-specific fault tests on the emulator: a slow and an unavailable API
-//! server, stale leaders, graceful release by watch, lost replies, size limit,
-//! cleanup. Timings: lease 2 s, renew deadline 1.4 s, retry 0.3 s (request timeout
+//! server, stale leaders, a deposed leader's late create, failover with many jobs,
+//! graceful release by watch, lost replies, size limit, finished jobs, cleanup. Timings: lease 2 s, renew deadline 1.4 s, retry 0.3 s (request timeout
 //! 0.7 s).
 
 #![allow(clippy::unwrap_used)]
@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use ha_core::storage::StateStorage;
 use ha_core::{
-    CompletedCheckpoint, Error, HaServices, JobGraph, JobId, LeaderElection, LeaderElectionService, StoreNamespace,
-    DEFAULT_ELECTION_GROUP,
+    CompletedCheckpoint, Error, HaServices, JobGraph, JobId, JobResult, JobStatus, LeaderElection,
+    LeaderElectionService, LeaderGrant, StoreNamespace, DEFAULT_ELECTION_GROUP,
 };
 use ha_kubernetes::LeaseTimings;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -299,10 +300,19 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
         .expect("b granted")
         .unwrap();
     assert!(gb.epoch > stale.epoch);
+    // The new leader recovers the job, which claims its ConfigMap for the new term.
+    let recovered = b
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&gb.fence)
+        .await
+        .unwrap();
+    assert_eq!(recovered.checkpoints, vec![cp(id)]);
     let epoch_json = c.config_map(&job_cm).await.expect("job ConfigMap").data.unwrap()["epoch"].clone();
     assert!(
         epoch_json.contains(&format!("\"epoch\":{}", gb.epoch.0)),
-        "new leader raised the job's epoch before being granted: {epoch_json}"
+        "the new leader's recovery claimed the job's ConfigMap: {epoch_json}"
     );
     let before = (
         c.config_map(&c.cluster_cm()).await.unwrap().data,
@@ -318,8 +328,18 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
     };
     let graphs = other.job_graph_store().await.unwrap();
     assert_not_leader(
-        "cluster ConfigMap: job graph",
+        "job ConfigMap: job graph",
         graphs.put_job_graph(&stale.fence, &changed).await,
+    );
+    let new_job = JobId::random();
+    assert_not_leader(
+        "cluster ConfigMap: registering a new job's ConfigMap",
+        other
+            .checkpoint_id_counter(&new_job)
+            .await
+            .unwrap()
+            .get_and_increment(&stale.fence)
+            .await,
     );
     let cps = other.completed_checkpoint_store(&job).await.unwrap();
     assert_not_leader(
@@ -415,9 +435,10 @@ async fn lost_reply_is_outcome_unknown() {
         .await
         .unwrap();
     let name = "checkpointID-0000000000000000001";
-    // Only the request creating the job's ConfigMap loses its reply (background
-    // renewals must not consume the fault).
-    c.emulator().faults().lose_next_replies_to(1, job.as_str());
+    // Only the request creating the job's ConfigMap (the only one carrying the entry's
+    // name: not the registration of the creation, not background renewals) loses its
+    // reply.
+    c.emulator().faults().lose_next_replies_to(1, name);
     match store.add_and_lock(&g.fence, name, Bytes::from_static(b"v")).await {
         Err(Error::OutcomeUnknown { key, .. }) => assert!(key.contains(name), "{key}"),
         other => panic!("expected OutcomeUnknown, got {other:?}"),
@@ -710,4 +731,309 @@ async fn one_shared_watch_per_instance() {
     assert_eq!(c.emulator().watch_count(), 2);
     a.close().await.ok();
     observer.close().await.ok();
+}
+
+async fn granted(election: &mut LeaderElection) -> LeaderGrant {
+    tokio::time::timeout(Duration::from_secs(10), election.granted())
+        .await
+        .expect("granted within 10 s")
+        .unwrap()
+}
+
+fn fail<T>(job: usize, what: &str, e: Error) -> T {
+    panic!("job #{job}: {what} failed: {e}")
+}
+
+fn checkpoint(job: &JobId, id: u64) -> CompletedCheckpoint {
+    CompletedCheckpoint {
+        job_id: job.clone(),
+        checkpoint_id: id,
+        data: Bytes::from(format!("cp-{job}-{id}")),
+    }
+}
+
+/// 1,000 jobs, each with a per-job ConfigMap and a checkpoint (set up without latency);
+/// then every API request takes 10 ms and the leader crashes. A contender is granted
+/// within lease + renew-deadline of the crash (nothing per job stands between the
+/// acquisition and the grant) and recovers every job's checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_with_1000_jobs_is_bounded() {
+    const JOBS: usize = 1000;
+    let c = Cluster::new();
+    let a = c.process().await;
+    let (sa, mut ea) = contend(&a).await;
+    let ga = granted(&mut ea).await;
+    let jobs: Vec<JobId> = (0..JOBS).map(|_| JobId::random()).collect();
+    futures::stream::iter(jobs.iter())
+        .map(|job| {
+            let (a, fence) = (&a, &ga.fence);
+            async move {
+                let store = a.completed_checkpoint_store(job).await.unwrap();
+                store.add_checkpoint(fence, checkpoint(job, 1)).await.unwrap();
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    let b = c.process().await;
+    let (_sb, mut eb) = contend(&b).await;
+    // Let b's first attempt and its watch see a's record.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.emulator().faults().set_latency(Duration::from_millis(10));
+    let crashed = Instant::now();
+    drop((sa, ea));
+    drop(a);
+    let t = c.harness.timings;
+    let bound = t.lease_duration + t.renew_deadline;
+    let gb = match tokio::time::timeout(bound * 5, eb.granted()).await {
+        Ok(g) => g.unwrap(),
+        Err(_) => panic!(
+            "no contender was granted within {:?} of the crash (bound: lease + renew-deadline = {bound:?}) with {JOBS} jobs at 10 ms API latency",
+            bound * 5
+        ),
+    };
+    let to_grant = crashed.elapsed();
+    assert!(
+        to_grant <= bound,
+        "granted {to_grant:?} after the crash, beyond lease + renew-deadline = {bound:?}, with {JOBS} jobs"
+    );
+    assert!(gb.epoch > ga.epoch);
+    let recovered: Vec<usize> = futures::stream::iter(jobs.iter())
+        .map(|job| {
+            let (b, fence) = (&b, &gb.fence);
+            async move {
+                let store = b.completed_checkpoint_store(job).await.unwrap();
+                let r = store.recover(fence).await.unwrap();
+                assert_eq!(r.checkpoints, vec![checkpoint(job, 1)], "job {job}");
+                r.checkpoints.len()
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(recovered.iter().sum::<usize>(), JOBS);
+    c.emulator().faults().set_latency(Duration::ZERO);
+    b.close().await.ok();
+}
+
+/// A deposed leader's create of a per-job ConfigMap that reaches the API server only
+/// after a newer term was granted is refused: the new term knows the job may exist and
+/// claims its ConfigMap first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_create_of_deposed_leader_is_refused() {
+    let c = Cluster::new();
+    let a = c.process().await;
+    let (sa, mut ea) = contend(&a).await;
+    let ga = granted(&mut ea).await;
+    let b = c.process().await;
+    let (_sb, mut eb) = contend(&b).await;
+    let job = JobId::random();
+    let t = c.harness.timings;
+    // Held past the lease: it lands after b is granted.
+    let delay = t.lease_duration + t.renew_deadline + Duration::from_secs(1);
+    let faults = c.emulator().faults();
+    faults.delay_next_create(job.as_str(), delay);
+    let counter = a.checkpoint_id_counter(&job).await.unwrap();
+    let fence = ga.fence.clone();
+    let late = tokio::spawn(async move { counter.get_and_increment(&fence).await });
+    wait_until("a's create to reach the server", Duration::from_secs(5), || {
+        faults.delayed_requests() == 1
+    })
+    .await;
+    let held = Instant::now();
+    drop((sa, ea));
+    drop(a); // crash while the create is in flight
+    let gb = granted(&mut eb).await;
+    assert!(gb.epoch > ga.epoch);
+    assert!(held.elapsed() < delay, "b was granted before the held create landed");
+    let outcome = late.await.unwrap();
+    assert!(outcome.is_err(), "a's create was acknowledged: {outcome:?}");
+    tokio::time::sleep((held + delay + Duration::from_millis(500)).saturating_duration_since(Instant::now())).await;
+    let job_cm = format!("{}-{job}-config-map", c.cluster_id);
+    if let Some(cm) = c.config_map(&job_cm).await {
+        let data = cm.data.unwrap_or_default();
+        assert!(
+            !data.contains_key("counter"),
+            "the deposed leader's late create landed after b was granted (epoch {}): {data:?}",
+            gb.epoch.0
+        );
+    }
+    let counter = b.checkpoint_id_counter(&job).await.unwrap();
+    assert_eq!(counter.get().await.unwrap(), 1, "b sees a's counter write");
+    assert_eq!(counter.get_and_increment(&gb.fence).await.unwrap(), 1);
+    b.close().await.ok();
+}
+
+/// 3,000 jobs are submitted, finished and cleaned (more than fill 1 MiB with job
+/// results in the cluster ConfigMap): no write fails, the cluster ConfigMap stays
+/// below 64 KiB, and no per-job ConfigMap of a finished job is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_do_not_fill_the_cluster_config_map() {
+    const JOBS: usize = 3000;
+    let c = Cluster::new();
+    let a = c.process().await;
+    let (_sa, mut ea) = contend(&a).await;
+    let ga = granted(&mut ea).await;
+    let graphs = a.job_graph_store().await.unwrap();
+    let results = a.job_result_store().await.unwrap();
+    let jobs: Vec<JobId> = (0..JOBS).map(|_| JobId::random()).collect();
+    futures::stream::iter(jobs.iter().enumerate())
+        .map(|(i, job)| {
+            let (a, fence, graphs, results) = (&a, &ga.fence, &graphs, &results);
+            async move {
+                let graph = JobGraph {
+                    job_id: job.clone(),
+                    data: Bytes::from_static(b"graph"),
+                };
+                graphs
+                    .put_job_graph(fence, &graph)
+                    .await
+                    .unwrap_or_else(|e| fail(i, "put_job_graph", e));
+                let id = a
+                    .checkpoint_id_counter(job)
+                    .await
+                    .unwrap()
+                    .get_and_increment(fence)
+                    .await
+                    .unwrap_or_else(|e| fail(i, "get_and_increment", e));
+                a.completed_checkpoint_store(job)
+                    .await
+                    .unwrap()
+                    .add_checkpoint(fence, checkpoint(job, id))
+                    .await
+                    .unwrap_or_else(|e| fail(i, "add_checkpoint", e));
+                let result = JobResult {
+                    job_id: job.clone(),
+                    status: JobStatus::Finished,
+                    data: Bytes::from_static(b"result"),
+                };
+                results
+                    .create_dirty(fence, &result)
+                    .await
+                    .unwrap_or_else(|e| fail(i, "create_dirty", e));
+                let cleanup = a
+                    .cleanup_job(fence, job, JobStatus::Finished)
+                    .await
+                    .unwrap_or_else(|e| fail(i, "cleanup_job", e));
+                assert!(cleanup.is_complete(), "job #{i}: {cleanup:?}");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    let cluster = c.config_map(&c.cluster_cm()).await.expect("cluster ConfigMap");
+    let size = serde_json::to_vec(&cluster).unwrap().len();
+    assert!(
+        size < 64 * 1024,
+        "cluster ConfigMap is {size} bytes after {JOBS} finished jobs"
+    );
+    for job in jobs.iter().step_by(97) {
+        assert_eq!(
+            results.state(job).await.unwrap(),
+            Some(ha_core::ResultState::Clean),
+            "job {job}"
+        );
+        let job_cm = format!("{}-{job}-config-map", c.cluster_id);
+        assert!(c.config_map(&job_cm).await.is_none(), "{job_cm} left after cleanup");
+    }
+    a.close().await.ok();
+}
+
+/// Epochs never go back: after the lock record was corrupted, and after the cluster
+/// ConfigMap was deleted, the next term's epoch is above the epoch stored in a job's
+/// ConfigMap, and the new leader writes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_never_goes_back_after_the_lock_record_is_lost() {
+    let c = Cluster::new();
+    let a = c.process().await;
+    let job = JobId::random();
+    let mut job_epoch = 0;
+    for round in 0..3 {
+        let (s, mut e) = contend(&a).await;
+        let g = granted(&mut e).await;
+        if round == 2 {
+            a.checkpoint_id_counter(&job)
+                .await
+                .unwrap()
+                .get_and_increment(&g.fence)
+                .await
+                .unwrap();
+            job_epoch = g.epoch.0;
+        }
+        s.close().await.unwrap();
+    }
+    assert!(job_epoch >= 3, "three terms: {job_epoch}");
+    let cms = c.harness.config_maps().await;
+    let corrupt =
+        serde_json::json!({"metadata": {"annotations": {"control-plane.alpha.kubernetes.io/leader": "not a record"}}});
+    cms.patch(
+        &c.cluster_cm(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&corrupt),
+    )
+    .await
+    .unwrap();
+    let b = c.process().await;
+    let (sb, mut eb) = contend(&b).await;
+    let gb = granted(&mut eb).await;
+    assert!(
+        gb.epoch.0 > job_epoch,
+        "after a corrupt lock record the epoch went back to {} (job {job} holds epoch {job_epoch})",
+        gb.epoch.0
+    );
+    let counter = b.checkpoint_id_counter(&job).await.unwrap();
+    assert_eq!(counter.get_and_increment(&gb.fence).await.unwrap(), 2);
+    sb.close().await.unwrap();
+    cms.delete(&c.cluster_cm(), &Default::default()).await.unwrap();
+    let (_sc, mut ec) = contend(&b).await;
+    let gc = granted(&mut ec).await;
+    assert!(
+        gc.epoch.0 > gb.epoch.0,
+        "after the cluster ConfigMap was deleted the epoch went back to {} (job {job} holds epoch {})",
+        gc.epoch.0,
+        gb.epoch.0
+    );
+    assert_eq!(counter.get_and_increment(&gc.fence).await.unwrap(), 3);
+    a.close().await.ok();
+    b.close().await.ok();
+}
+
+/// A lock taken while a removal is under way always wins: the removal, whose read of
+/// the entry the emulator holds until the new owner (whose session did not exist when
+/// the removal started) has locked it, leaves the entry and its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lock_wins_over_removal() {
+    let c = Cluster::new();
+    let a = c.process().await;
+    let (_sa, mut ea) = contend(&a).await;
+    let ga = granted(&mut ea).await;
+    let job = JobId::random();
+    let name = "checkpointID-0000000000000000001";
+    let ns = StoreNamespace::Checkpoints(job.clone());
+    let store_a = a.backend().state_handle_store(&ns).await.unwrap();
+    store_a
+        .add_and_lock(&ga.fence, name, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    store_a.release(name).await.unwrap();
+    let n = c.process().await;
+    let store_n = n.backend().state_handle_store(&ns).await.unwrap();
+    let job_cm = format!("{}-{job}-config-map", c.cluster_id);
+    let faults = c.emulator().faults();
+    faults.delay_next("GET", &job_cm, Duration::from_millis(400));
+    let fence = ga.fence.clone();
+    let remover = tokio::spawn(async move { store_a.release_and_try_remove(&fence, name).await });
+    wait_until("the removal's read to be held", Duration::from_secs(5), || {
+        faults.delayed_requests() == 1
+    })
+    .await;
+    store_n.get_and_lock(name).await.unwrap();
+    let removed = remover.await.unwrap().unwrap();
+    assert!(!removed, "the removal stripped a concurrent lock and removed the entry");
+    assert_eq!(
+        store_n.lock_owners(name).await.unwrap(),
+        vec![n.backend().instance_id().to_string()]
+    );
+    n.close().await.ok();
+    a.close().await.ok();
 }

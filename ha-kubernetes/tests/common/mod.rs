@@ -179,9 +179,18 @@ impl Harness for KubeHarness {
         raw: Bytes,
     ) -> Result<()> {
         let cluster_id = services.cluster_id();
+        // The layout: graphs and checkpoints in the job's ConfigMap, results in the
+        // job's result ConfigMap.
         let config_map = match namespace {
             StoreNamespace::Checkpoints(job) => format!("{cluster_id}-{job}-config-map"),
-            _ => format!("{cluster_id}-cluster-config-map"),
+            StoreNamespace::JobGraphs => {
+                let job = name.strip_prefix(ha_core::JOB_GRAPH_PREFIX).unwrap_or(name);
+                format!("{cluster_id}-{job}-config-map")
+            }
+            StoreNamespace::JobResults => {
+                let job = name.strip_prefix(ha_core::JOB_RESULT_PREFIX).unwrap_or(name);
+                format!("{cluster_id}-{job}-job-result")
+            }
         };
         let patch = serde_json::json!({"data": {name: String::from_utf8_lossy(&raw)}});
         self.config_maps()

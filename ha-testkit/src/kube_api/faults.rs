@@ -1,5 +1,5 @@
 //! Fault injection for the Kubernetes API emulator: latency, injected errors, lost
-//! replies, dropped watches and a fully unavailable server.
+//! replies, delayed requests, dropped watches and a fully unavailable server.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +13,11 @@ struct State {
     /// Only requests whose path or body contain this lose their replies.
     lose_matching: Option<String>,
     unavailable: bool,
+    /// The next request with this method whose path or body contains the fragment is
+    /// held this long before it is served.
+    delay_next: Option<(String, String, Duration)>,
+    /// Requests held so far by [`KubeFaults::delay_next`].
+    delayed: u32,
 }
 
 /// What the emulator does to the next request, decided by [`KubeFaults`].
@@ -84,9 +89,40 @@ impl KubeFaults {
         self.lock().unavailable
     }
 
+    /// Holds the next request with HTTP `method` (e.g. `GET`, `POST`) whose path or
+    /// body contains `fragment` for `delay` before serving it, as an API server that
+    /// serves a request late. A held create (`POST`) is applied even if the client
+    /// has closed the connection by then, as the API server applies a request the
+    /// client gave up on.
+    pub fn delay_next(&self, method: &str, fragment: &str, delay: Duration) {
+        self.lock().delay_next = Some((method.to_ascii_uppercase(), fragment.to_string(), delay));
+    }
+
+    /// [`delay_next`](Self::delay_next) for the next create (`POST`).
+    pub fn delay_next_create(&self, fragment: &str, delay: Duration) {
+        self.delay_next("POST", fragment, delay);
+    }
+
+    /// How many requests [`delay_next`](Self::delay_next) has held so far.
+    pub fn delayed_requests(&self) -> u32 {
+        self.lock().delayed
+    }
+
     /// Clears every fault.
     pub fn reset(&self) {
         *self.lock() = State::default();
+    }
+
+    /// The delay to hold a request for, consuming the switch if it matches.
+    pub(crate) fn request_delay(&self, method: &str, matches: &dyn Fn(&str) -> bool) -> Option<Duration> {
+        let mut s = self.lock();
+        let delay = match &s.delay_next {
+            Some((m, fragment, delay)) if m == method && matches(fragment) => *delay,
+            _ => return None,
+        };
+        s.delay_next = None;
+        s.delayed += 1;
+        Some(delay)
     }
 
     pub(crate) fn verdict(&self, mutating: bool, watch: bool, matches: &dyn Fn(&str) -> bool) -> Verdict {

@@ -122,6 +122,7 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 /// Where a request goes.
+#[derive(Clone)]
 struct Target {
     resource: Resource,
     /// `None`: all namespaces (only list/watch).
@@ -360,6 +361,22 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     let Ok(input) = parsed else {
         return Ok(failure(400, "BadRequest", "the request body is not valid JSON", None));
     };
+    if let Some(delay) = shared.faults.request_delay(method.as_str(), &matches) {
+        if method != Method::POST {
+            tokio::time::sleep(delay).await;
+        } else {
+            // Applied by a task of its own, so a client that gives up (closes the
+            // connection) does not cancel it: the server applies it late.
+            let (shared, target) = (shared.clone(), target.clone());
+            let applied = tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                create(&shared, &target, input)
+            });
+            return Ok(applied
+                .await
+                .unwrap_or_else(|_| failure(500, "InternalError", "delayed create failed", None)));
+        }
+    }
     let resp = match (&method, &target.name) {
         (&Method::GET, Some(name)) => get(&shared, &target, name),
         (&Method::GET, None) if watch => return Ok(start_watch(&shared, &target, &query)),
