@@ -14,14 +14,14 @@ use crate::config::EtcdConfig;
 use crate::counter::EtcdCounter;
 use crate::election::EtcdElectionDriver;
 use crate::error::rpc;
-use crate::keys::Keys;
+use crate::layout::Layout;
 use crate::session::{LeaseState, Session};
 use crate::store::EtcdStore;
 
 /// What every driver of one instance shares.
 pub(crate) struct Shared {
     pub(crate) client: Client,
-    pub(crate) keys: Keys,
+    pub(crate) layout: Layout,
     pub(crate) timeout: Duration,
     pub(crate) cluster_id: ClusterId,
     pub(crate) instance_id: String,
@@ -69,7 +69,7 @@ impl std::fmt::Debug for EtcdBackend {
         f.debug_struct("EtcdBackend")
             .field("cluster_id", &self.shared.cluster_id)
             .field("instance_id", &self.shared.instance_id)
-            .field("root", &self.shared.keys.root())
+            .field("root", &self.shared.layout.root())
             .finish()
     }
 }
@@ -110,7 +110,7 @@ impl EtcdBackend {
         Ok(Self {
             shared: Arc::new(Shared {
                 client,
-                keys: Keys::new(&config.key_prefix, cluster_id),
+                layout: Layout::new(&config.key_prefix, cluster_id),
                 timeout: config.request_timeout,
                 cluster_id: cluster_id.clone(),
                 instance_id,
@@ -126,7 +126,7 @@ impl EtcdBackend {
 
     /// The prefix under which every key of the cluster lives (`<prefix>/<cluster-id>/`).
     pub fn key_root(&self) -> &str {
-        self.shared.keys.root()
+        self.shared.layout.root()
     }
 
     /// Stops every background activity of this instance without telling etcd, as if
@@ -173,12 +173,12 @@ impl HaBackend for EtcdBackend {
             .session
             .close()
             .await
-            .map_err(|e| e.write("lease revoke", self.shared.keys.root()))
+            .map_err(|e| e.write("lease revoke", self.shared.layout.root()))
     }
 
     async fn cleanup_all_data(&self) -> Result<()> {
         self.shared.check_open()?;
-        let root = self.shared.keys.root().to_string();
+        let root = self.shared.layout.root().to_string();
         let mut kv = self.shared.client.kv_client();
         rpc(
             self.shared.timeout,

@@ -11,7 +11,7 @@ use ha_core::{Error, Fence, JobId, Result, Version, Versioned};
 
 use crate::backend::Shared;
 use crate::error::rpc;
-use crate::fence::fenced_txn;
+use crate::fenced::fenced_txn;
 
 pub(crate) struct EtcdCounter {
     shared: Arc<Shared>,
@@ -20,7 +20,7 @@ pub(crate) struct EtcdCounter {
 
 impl EtcdCounter {
     pub(crate) fn new(shared: Arc<Shared>, job: &JobId) -> Self {
-        let key = shared.keys.counter(job);
+        let key = shared.layout.counter(job);
         Self { shared, key }
     }
 }

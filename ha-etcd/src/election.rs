@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::Shared;
 use crate::error::{rpc, RpcError};
-use crate::fence::{fenced_txn, first_kv, malformed, revision_of};
+use crate::fenced::{fenced_txn, first_kv, malformed, revision_of};
 use crate::session::{Holder, LeaseState};
 
 /// Back-off between campaign attempts while etcd misbehaves.
@@ -52,7 +52,7 @@ impl EtcdElectionDriver {
         let (stop, stop_rx) = watch::channel(false);
         let campaign = Campaign {
             shared: shared.clone(),
-            group_dir: shared.keys.latch_dir(group),
+            group_dir: shared.layout.latch_dir(group),
             driver_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             holder: holder.clone(),
             current_key: current_key.clone(),
@@ -78,7 +78,7 @@ impl EtcdElectionDriver {
     }
 
     async fn leader_write(&self, fence: &Fence, component: &ComponentId, value: Option<Vec<u8>>) -> Result<()> {
-        let key = self.shared.keys.leader_info(component);
+        let key = self.shared.layout.leader_info(component);
         let (op, ops) = match value {
             Some(v) => ("publish leader information", vec![TxnOp::put(key.clone(), v, None)]),
             None => ("delete leader information", vec![TxnOp::delete(key.clone(), None)]),

@@ -11,7 +11,7 @@ use crate::error::rpc;
 use crate::watch::{follow, Update};
 
 pub(crate) async fn watch(shared: &Shared, component: &ComponentId) -> Result<LeaderRecordStream> {
-    let key = shared.keys.leader_info(component);
+    let key = shared.layout.leader_info(component);
     let mut kv = shared.client.kv_client();
     let resp = rpc(shared.timeout, kv.get(key.clone(), None))
         .await

@@ -1,7 +1,7 @@
 //! The state-handle store: pointers under `P/C/<namespace>/<name>`, one lock key per
 //! owner under `P/C/locks/<namespace>/<name>/<owner>` bound to the owner's lease.
 //!
-//! Versions are mod-revisions. Every write is a fenced `txn` (see [`crate::fence`]);
+//! Versions are mod-revisions. Every write is a fenced `txn` (see [`crate::fenced`]);
 //! "locked and present" and "no lock left" are compares in the same request, so a
 //! concurrent `get_and_lock` can never leave a lock on a removed entry or lose an
 //! entry that was just locked.
@@ -16,7 +16,7 @@ use ha_core::{Error, Fence, Result, Version, Versioned};
 
 use crate::backend::Shared;
 use crate::error::rpc;
-use crate::fence::{fenced_txn, first_kv, malformed};
+use crate::fenced::{fenced_txn, first_kv, malformed};
 
 pub(crate) struct EtcdStore {
     shared: Arc<Shared>,
@@ -35,11 +35,11 @@ impl EtcdStore {
                 source: None,
             });
         }
-        Ok(format!("{}{name}", self.shared.keys.namespace_dir(&self.namespace)))
+        Ok(format!("{}{name}", self.shared.layout.namespace_dir(&self.namespace)))
     }
 
     fn lock_dir(&self, name: &str) -> String {
-        self.shared.keys.lock_dir(&self.namespace, name)
+        self.shared.layout.lock_dir(&self.namespace, name)
     }
 
     fn my_lock(&self, name: &str) -> String {
@@ -134,7 +134,7 @@ impl StateHandleStore for EtcdStore {
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        let dir = self.shared.keys.namespace_dir(&self.namespace);
+        let dir = self.shared.layout.namespace_dir(&self.namespace);
         let mut kv = self.shared.client.kv_client();
         let resp = rpc(
             self.shared.timeout,

@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 
 use crate::client::ConfigMaps;
 use crate::config::{KubernetesConfig, LeaseTimings};
-use crate::core::{Apply, Core, Fencing};
 use crate::counter::KubeCounter;
 use crate::election::{Candidacy, KubeElectionDriver};
 use crate::entry::Entry;
-use crate::names::Names;
+use crate::layout::Layout;
 use crate::session::Sessions;
+use crate::shared::{Apply, Fencing, Shared};
 use crate::store::{KubeStore, Location};
 
 /// A connected Kubernetes backend instance.
@@ -31,7 +31,7 @@ use crate::store::{KubeStore, Location};
 /// its drivers without [`HaBackend::close`] behaves as a crash: nothing is released,
 /// the lock expires after the lease duration.
 pub struct KubernetesBackend {
-    core: Arc<Core>,
+    core: Arc<Shared>,
     watch_task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     candidacies: Candidacies<Candidacy>,
@@ -40,7 +40,7 @@ pub struct KubernetesBackend {
 impl std::fmt::Debug for KubernetesBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubernetesBackend")
-            .field("cluster_id", self.core.names.cluster_id())
+            .field("cluster_id", self.core.layout.cluster_id())
             .field("namespace", &self.core.namespace)
             .field("instance_id", &self.core.instance_id)
             .field("timings", &self.core.timings)
@@ -82,13 +82,13 @@ impl KubernetesBackend {
         cluster_id: &ClusterId,
         timings: LeaseTimings,
     ) -> Result<Self> {
-        let names = Names::new(cluster_id)?;
+        let names = Layout::new(cluster_id)?;
         let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         let (snapshots, watch_task) = crate::watch::start(api.clone(), names.cluster_config_map());
         let cms = ConfigMaps::new(api, timings.request_timeout());
         let sessions = Sessions::new(leases);
-        let core = Arc::new(Core::new(
+        let core = Arc::new(Shared::new(
             cms,
             names,
             timings,
@@ -116,7 +116,7 @@ impl KubernetesBackend {
         let cms = self
             .core
             .cms
-            .list(&self.core.names.selector())
+            .list(&self.core.layout.selector())
             .await
             .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
         for cm in cms {
@@ -160,7 +160,7 @@ impl KubernetesBackend {
 #[async_trait]
 impl HaBackend for KubernetesBackend {
     fn cluster_id(&self) -> &ClusterId {
-        self.core.names.cluster_id()
+        self.core.layout.cluster_id()
     }
 
     fn instance_id(&self) -> &str {
@@ -226,7 +226,7 @@ impl HaBackend for KubernetesBackend {
         }
         self.core
             .cms
-            .delete_all(&self.core.names.selector())
+            .delete_all(&self.core.layout.selector())
             .await
             .map_err(|e| e.into_error("delete-collection", "HA ConfigMaps"))?;
         self.core.sessions.delete_all(&self.core).await

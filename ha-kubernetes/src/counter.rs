@@ -13,19 +13,19 @@ use ha_core::driver::kit::{decode_counter, encode_counter};
 use ha_core::driver::CheckpointIdCounterDriver;
 use ha_core::{Error, Fence, JobId, Result, Version, Versioned};
 
-use crate::core::{Apply, Core, Fencing};
-use crate::names::COUNTER_KEY;
+use crate::layout::COUNTER_KEY;
+use crate::shared::{Apply, Fencing, Shared};
 use crate::store::only_epoch_left;
 
 pub(crate) struct KubeCounter {
-    core: Arc<Core>,
+    core: Arc<Shared>,
     config_map: String,
     key: String,
 }
 
 impl KubeCounter {
-    pub(crate) fn new(core: Arc<Core>, job: &JobId) -> Self {
-        let config_map = core.names.job_config_map(job);
+    pub(crate) fn new(core: Arc<Shared>, job: &JobId) -> Self {
+        let config_map = core.layout.job_config_map(job);
         let key = format!("{config_map}/{COUNTER_KEY}");
         Self { core, config_map, key }
     }

@@ -29,11 +29,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use crate::client::ApiError;
-use crate::core::{Apply, Core, Fencing, Snapshot, Term};
 use crate::epoch::{self, EpochRecord};
-use crate::names::{leader_key, lock_annotation, EPOCH_KEY, PENDING_PREFIX};
+use crate::error::ApiError;
+use crate::layout::{leader_key, lock_annotation, EPOCH_KEY, PENDING_PREFIX};
 use crate::record::{now_rfc3339, LeaderRecord};
+use crate::shared::{Apply, Fencing, Shared, Snapshot, Term};
 
 /// How many times one attempt re-reads after a resourceVersion conflict.
 const CONFLICT_RETRIES: usize = 5;
@@ -41,7 +41,7 @@ const CONFLICT_RETRIES: usize = 5;
 /// The election driver of one candidacy: a task running the elector, stopped on
 /// drop (a crash: the lock is left to expire) or by `resign` (the lock is released).
 pub(crate) struct KubeElectionDriver {
-    core: Arc<Core>,
+    core: Arc<Shared>,
     candidacy: Arc<Candidacy>,
 }
 
@@ -65,7 +65,7 @@ impl Candidacy {
     }
 
     /// Stops the elector and releases the lock if this candidacy holds it.
-    pub(crate) async fn resign(&self, core: &Core) -> Result<()> {
+    pub(crate) async fn resign(&self, core: &Shared) -> Result<()> {
         self.sink.resign();
         if !self.stop() {
             return Ok(());
@@ -89,7 +89,7 @@ impl Drop for KubeElectionDriver {
 impl KubeElectionDriver {
     /// Starts contending in `group`. The first acquisition attempt completes before
     /// this returns, so a contender that joins a free election first wins it.
-    pub(crate) async fn start(core: Arc<Core>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
+    pub(crate) async fn start(core: Arc<Shared>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
         let annotation = lock_annotation(group)?;
         let holder = core.holder_identity(group);
         let mut elector = Elector {
@@ -124,7 +124,7 @@ impl KubeElectionDriver {
     async fn write_info(&self, fence: &Fence, component: &ComponentId, info: Option<&LeaderInformation>) -> Result<()> {
         let key = leader_key(component);
         let value = info.map(|i| String::from_utf8_lossy(&i.to_json()).into_owned());
-        let name = self.core.names.cluster_config_map();
+        let name = self.core.layout.cluster_config_map();
         self.core
             .update(
                 &name,
@@ -169,8 +169,8 @@ impl LeaderElectionDriver for KubeElectionDriver {
 }
 
 /// Gives up the lock if `holder` holds it: empty holder, 1 s lease, as client-go.
-async fn release(core: &Core, annotation: &str, holder: &str) -> Result<()> {
-    let name = core.names.cluster_config_map();
+async fn release(core: &Shared, annotation: &str, holder: &str) -> Result<()> {
+    let name = core.layout.cluster_config_map();
     for _ in 0..CONFLICT_RETRIES {
         let Some(mut cm) = core.cms.get(&name).await.map_err(|e| e.into_error("release", &name))? else {
             return Ok(());
@@ -204,7 +204,7 @@ async fn release(core: &Core, annotation: &str, holder: &str) -> Result<()> {
 }
 
 struct Elector {
-    core: Arc<Core>,
+    core: Arc<Shared>,
     group: String,
     annotation: String,
     holder: String,
@@ -396,7 +396,7 @@ impl Elector {
         let cms = self
             .core
             .cms
-            .list(&self.core.names.selector())
+            .list(&self.core.layout.selector())
             .await
             .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
         let max = cms
@@ -427,7 +427,7 @@ impl Elector {
     /// client-go's `tryAcquireOrRenew`: `Some(epoch)` if this candidacy holds the
     /// lock after the call.
     async fn try_acquire_or_renew(&mut self) -> Result<Option<u64>> {
-        let name = self.core.names.cluster_config_map();
+        let name = self.core.layout.cluster_config_map();
         let err = |e: ApiError| e.into_error("acquire or renew leader lock", &name);
         // A leader first tries its newest copy: one request per renewal instead of two.
         let mut cached = match self.term {

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use ha_core::driver::{leader_record_stream, LeaderRecordStream};
 use ha_core::ComponentId;
 
-use crate::core::{Core, Snapshot};
-use crate::names::leader_key;
+use crate::layout::leader_key;
+use crate::shared::{Shared, Snapshot};
 
 fn record_of(snapshot: &Snapshot, key: &str) -> Option<Bytes> {
     let raw = snapshot.cm.as_ref()?.data.as_ref()?.get(key)?;
@@ -17,7 +17,7 @@ fn record_of(snapshot: &Snapshot, key: &str) -> Option<Bytes> {
 
 /// Waits (bounded by the request timeout) for the shared watch's first listing so
 /// the current record is sent first, then follows the watch.
-pub(crate) async fn watch(core: &Arc<Core>, component: &ComponentId) -> LeaderRecordStream {
+pub(crate) async fn watch(core: &Arc<Shared>, component: &ComponentId) -> LeaderRecordStream {
     let key = leader_key(component);
     let mut rx = core.snapshots.clone();
     let synced = tokio::time::timeout(core.timings.request_timeout(), rx.wait_for(|s| s.synced))

@@ -3,16 +3,17 @@
 mod backend;
 mod client;
 mod config;
-mod core;
 mod counter;
 mod election;
 mod entry;
 mod epoch;
+mod error;
+mod layout;
 mod leader_record;
-mod names;
 mod provider;
 mod record;
 mod session;
+mod shared;
 mod store;
 mod watch;
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use ha_core::{BackendProvider, HaBackend, HaConfig, Result};
 
 use crate::config::{KubernetesConfig, KEYS, MODE};
-use crate::names::Names;
+use crate::layout::Layout;
 use crate::KubernetesBackend;
 
 /// Connects [`KubernetesBackend`]s from `high-availability.kubernetes.*`.
@@ -24,7 +24,7 @@ impl BackendProvider for KubernetesProvider {
     }
 
     fn validate(&self, config: &HaConfig) -> Result<()> {
-        Names::new(config.cluster_id())?;
+        Layout::new(config.cluster_id())?;
         KubernetesConfig::from_ha_config(config).map(|_| ())
     }
 

@@ -23,8 +23,8 @@ use kube::Api;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::{bounded, ApiError};
-use crate::core::Core;
+use crate::error::{bounded, ApiError};
+use crate::shared::Shared;
 
 /// The session Leases of one cluster.
 pub(crate) struct Sessions {
@@ -40,17 +40,17 @@ impl Drop for Sessions {
     }
 }
 
-fn lease_name(core: &Core, owner: &str) -> String {
-    format!("{}-session-{owner}", core.names.cluster_id())
+fn lease_name(core: &Shared, owner: &str) -> String {
+    format!("{}-session-{owner}", core.layout.cluster_id())
 }
 
-fn session_lease(core: &Core, name: String) -> Lease {
+fn session_lease(core: &Shared, name: String) -> Lease {
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     Lease {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: Some(core.namespace.clone()),
-            labels: Some(core.names.labels()),
+            labels: Some(core.layout.labels()),
             ..Default::default()
         },
         spec: Some(LeaseSpec {
@@ -72,7 +72,7 @@ impl Sessions {
     }
 
     /// Creates this instance's session Lease (once) and starts renewing it.
-    pub(crate) async fn ensure(&self, core: &Arc<Core>) -> Result<()> {
+    pub(crate) async fn ensure(&self, core: &Arc<Shared>) -> Result<()> {
         let mut renewal = self.renewal.lock().await;
         if renewal.is_some() {
             return Ok(());
@@ -106,8 +106,8 @@ impl Sessions {
     }
 
     /// Owners (instance ids) whose session Lease exists.
-    pub(crate) async fn live_owners(&self, core: &Core) -> Result<HashSet<String>> {
-        let params = ListParams::default().labels(&core.names.selector());
+    pub(crate) async fn live_owners(&self, core: &Shared) -> Result<HashSet<String>> {
+        let params = ListParams::default().labels(&core.layout.selector());
         let list = bounded(core.timings.request_timeout(), false, self.api.list(&params))
             .await
             .map_err(|e| e.into_error("list", "session leases"))?;
@@ -119,7 +119,7 @@ impl Sessions {
     }
 
     /// Stops renewing and deletes this instance's Lease.
-    pub(crate) async fn end(&self, core: &Core) -> Result<()> {
+    pub(crate) async fn end(&self, core: &Shared) -> Result<()> {
         let Some(task) = self.renewal.lock().await.take() else {
             return Ok(());
         };
@@ -138,8 +138,8 @@ impl Sessions {
     }
 
     /// Deletes every session Lease of the cluster.
-    pub(crate) async fn delete_all(&self, core: &Core) -> Result<()> {
-        let params = ListParams::default().labels(&core.names.selector());
+    pub(crate) async fn delete_all(&self, core: &Shared) -> Result<()> {
+        let params = ListParams::default().labels(&core.layout.selector());
         bounded(
             core.timings.request_timeout(),
             true,
@@ -151,7 +151,7 @@ impl Sessions {
     }
 
     /// Starts the sweeper of crashed sessions (active only while this instance leads).
-    pub(crate) fn start_sweeper(&self, core: &Arc<Core>) -> JoinHandle<()> {
+    pub(crate) fn start_sweeper(&self, core: &Arc<Shared>) -> JoinHandle<()> {
         let (api, weak) = (self.api.clone(), Arc::downgrade(core));
         tokio::spawn(async move {
             let mut seen: HashMap<String, (String, Instant)> = HashMap::new();
@@ -173,7 +173,7 @@ impl Sessions {
     }
 }
 
-async fn renew(api: &Api<Lease>, core: &Core, name: &str) -> Result<()> {
+async fn renew(api: &Api<Lease>, core: &Shared, name: &str) -> Result<()> {
     let timeout = core.timings.request_timeout();
     let err = |e: ApiError| e.into_error("renew session", name);
     match bounded(timeout, false, api.get_opt(name)).await.map_err(err)? {
@@ -202,9 +202,9 @@ async fn renew(api: &Api<Lease>, core: &Core, name: &str) -> Result<()> {
 }
 
 /// Deletes session Leases seen unchanged for twice the lease duration.
-async fn sweep(api: &Api<Lease>, core: &Core, seen: &mut HashMap<String, (String, Instant)>) -> Result<()> {
+async fn sweep(api: &Api<Lease>, core: &Shared, seen: &mut HashMap<String, (String, Instant)>) -> Result<()> {
     let timeout = core.timings.request_timeout();
-    let params = ListParams::default().labels(&core.names.selector());
+    let params = ListParams::default().labels(&core.layout.selector());
     let list = bounded(timeout, false, api.list(&params))
         .await
         .map_err(|e| e.into_error("list", "session leases"))?;

@@ -14,9 +14,9 @@ use ha_core::driver::StateHandleStore;
 use ha_core::{Error, Fence, JobId, Result, Version, Versioned, JOB_GRAPH_PREFIX, JOB_RESULT_PREFIX};
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use crate::core::{Apply, Core, Fencing};
 use crate::entry::Entry;
-use crate::names::{Kind, COUNTER_KEY, EPOCH_KEY};
+use crate::layout::{Kind, COUNTER_KEY, EPOCH_KEY};
+use crate::shared::{Apply, Fencing, Shared};
 
 /// Where a store's entries live.
 #[derive(Clone, Debug)]
@@ -30,7 +30,7 @@ pub(crate) enum Location {
 }
 
 pub(crate) struct KubeStore {
-    core: Arc<Core>,
+    core: Arc<Shared>,
     location: Location,
 }
 
@@ -40,7 +40,7 @@ pub(crate) fn only_epoch_left(data: &BTreeMap<String, String>) -> bool {
 }
 
 impl KubeStore {
-    pub(crate) fn new(core: Arc<Core>, location: Location) -> Self {
+    pub(crate) fn new(core: Arc<Shared>, location: Location) -> Self {
         Self { core, location }
     }
 
@@ -55,11 +55,11 @@ impl KubeStore {
 
     /// The ConfigMap holding entry `name`, `None` if the name cannot belong here.
     fn config_map(&self, name: &str) -> Option<String> {
-        let names = &self.core.names;
+        let layout = &self.core.layout;
         match &self.location {
-            Location::Checkpoints(job) => self.owns(name).then(|| names.job_config_map(job)),
-            Location::JobGraphs => Some(names.job_config_map(&self.job_of(name)?)),
-            Location::JobResults => Some(names.job_result_config_map(&self.job_of(name)?)),
+            Location::Checkpoints(job) => self.owns(name).then(|| layout.job_config_map(job)),
+            Location::JobGraphs => Some(layout.job_config_map(&self.job_of(name)?)),
+            Location::JobResults => Some(layout.job_result_config_map(&self.job_of(name)?)),
         }
     }
 
@@ -206,7 +206,7 @@ impl StateHandleStore for KubeStore {
         self.core.check_open()?;
         let kind = match &self.location {
             Location::Checkpoints(job) => {
-                let cm = self.core.names.job_config_map(job);
+                let cm = self.core.layout.job_config_map(job);
                 let found = self.read_config_map(&cm, &cm).await?;
                 return Ok(found
                     .and_then(|c| c.data)
@@ -220,7 +220,7 @@ impl StateHandleStore for KubeStore {
         let cms = self
             .core
             .cms
-            .list(&self.core.names.kind_selector(kind))
+            .list(&self.core.layout.kind_selector(kind))
             .await
             .map_err(|e| e.into_error("list", "HA ConfigMaps"))?;
         let mut names: Vec<String> = cms

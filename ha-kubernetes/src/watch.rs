@@ -13,7 +13,7 @@ use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::core::Snapshot;
+use crate::shared::Snapshot;
 
 /// Starts the watch of ConfigMap `name`; the task ends when every receiver is gone
 /// or the handle is aborted.

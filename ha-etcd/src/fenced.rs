@@ -25,7 +25,7 @@ impl FenceGuard {
     pub(crate) fn new(shared: &Shared, fence: &Fence, target: &str) -> Result<Self> {
         let epoch = i64::try_from(fence.epoch.0).ok().filter(|e| *e > 0);
         match epoch {
-            Some(epoch) if fence.token.starts_with(&shared.keys.latch_root()) => Ok(Self {
+            Some(epoch) if fence.token.starts_with(&shared.layout.latch_root()) => Ok(Self {
                 key: fence.token.clone(),
                 epoch,
             }),

@@ -50,11 +50,11 @@ const MAX_LABEL_VALUE: usize = 63;
 
 /// The names of one cluster's objects.
 #[derive(Clone, Debug)]
-pub(crate) struct Names {
+pub(crate) struct Layout {
     cluster_id: ClusterId,
 }
 
-impl Names {
+impl Layout {
     /// Checks that every object name and label derived from `cluster_id` is valid
     /// in Kubernetes; the error names `high-availability.cluster-id`.
     pub(crate) fn new(cluster_id: &ClusterId) -> Result<Self> {
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn names_follow_the_layout() {
-        let n = Names::new(&ClusterId::new("prod-1").unwrap()).unwrap();
+        let n = Layout::new(&ClusterId::new("prod-1").unwrap()).unwrap();
         assert_eq!(n.cluster_config_map(), "prod-1-cluster-config-map");
         let job = JobId::new("abc").unwrap();
         assert_eq!(n.job_config_map(&job), "prod-1-abc-config-map");

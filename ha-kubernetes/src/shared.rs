@@ -3,13 +3,13 @@
 //! fenced read-modify-write that every HA write goes through.
 //!
 //! Per-job and job-result ConfigMaps are claimed lazily: a term raises a ConfigMap's
-//! `epoch` the first time it touches it ([`Core::claim`] before a read while leading,
+//! `epoch` the first time it touches it ([`Shared::claim`] before a read while leading,
 //! or inside the first fenced write), so a new leader's grant costs nothing per job.
 //! Creating such a ConfigMap is fenced by first registering it in the cluster
 //! ConfigMap (`pendingCreate.<name>`, in a guarded update that checks the lock; the
 //! next registration drops it once the ConfigMap exists); a new
 //! term claims every ConfigMap an older term registered before it is granted
-//! ([`Core::claim_pending`]), so a deposed leader's create that arrives late finds the
+//! ([`Shared::claim_pending`]), so a deposed leader's create that arrives late finds the
 //! ConfigMap there (409) and then a newer epoch.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,10 +22,11 @@ use kube::api::ObjectMeta;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::client::{ApiError, ConfigMaps, MAX_CONFIG_MAP_BYTES};
+use crate::client::{ConfigMaps, MAX_CONFIG_MAP_BYTES};
 use crate::config::LeaseTimings;
 use crate::epoch::{self, EpochCheck, EpochRecord};
-use crate::names::{lock_annotation, Names, DEFAULT_GROUP, EPOCH_KEY, PENDING_PREFIX};
+use crate::error::ApiError;
+use crate::layout::{lock_annotation, Layout, DEFAULT_GROUP, EPOCH_KEY, PENDING_PREFIX};
 use crate::record::LeaderRecord;
 use crate::session::Sessions;
 
@@ -72,9 +73,9 @@ pub(crate) enum Apply<T> {
     Delete(T),
 }
 
-pub(crate) struct Core {
+pub(crate) struct Shared {
     pub(crate) cms: ConfigMaps,
-    pub(crate) names: Names,
+    pub(crate) layout: Layout,
     pub(crate) timings: LeaseTimings,
     pub(crate) instance_id: String,
     pub(crate) namespace: String,
@@ -89,10 +90,10 @@ pub(crate) struct Core {
     candidacies: AtomicU64,
 }
 
-impl Core {
+impl Shared {
     pub(crate) fn new(
         cms: ConfigMaps,
-        names: Names,
+        layout: Layout,
         timings: LeaseTimings,
         namespace: String,
         snapshots: watch::Receiver<Snapshot>,
@@ -100,7 +101,7 @@ impl Core {
     ) -> Self {
         Self {
             cms,
-            names,
+            layout,
             timings,
             instance_id: format!("ha-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
             namespace,
@@ -240,7 +241,7 @@ impl Core {
     async fn check_lock_fresh(&self, fence: &Fence, op: &'static str, key: &str) -> Result<()> {
         let cluster = self
             .cms
-            .get(&self.names.cluster_config_map())
+            .get(&self.layout.cluster_config_map())
             .await
             .map_err(|e| e.into_error(op, key))?;
         Self::check_lock(&cluster.ok_or_else(|| fence.rejected(key))?, fence, key)
@@ -252,7 +253,7 @@ impl Core {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: Some(self.namespace.clone()),
-                labels: Some(self.names.config_map_labels(name)),
+                labels: Some(self.layout.config_map_labels(name)),
                 ..Default::default()
             },
             data: Some(data),
@@ -331,7 +332,7 @@ impl Core {
             .ok_or_else(|| fence.rejected(key))?
             .to_json();
         let marker = format!("{PENDING_PREFIX}{name}");
-        let cluster = self.names.cluster_config_map();
+        let cluster = self.layout.cluster_config_map();
         let done = std::mem::take(&mut *self.created());
         let registered = Box::pin(self.update(
             &cluster,
@@ -405,7 +406,7 @@ impl Core {
             count = pending.len(),
             "claimed ConfigMaps whose creation an older term had registered"
         );
-        let cluster = self.names.cluster_config_map();
+        let cluster = self.layout.cluster_config_map();
         self.update(
             &cluster,
             "pending creations",

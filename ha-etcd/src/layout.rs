@@ -15,11 +15,11 @@ use ha_core::{ClusterId, ComponentId, JobId};
 
 /// Key builder for one cluster-id.
 #[derive(Clone, Debug)]
-pub(crate) struct Keys {
+pub(crate) struct Layout {
     root: String,
 }
 
-impl Keys {
+impl Layout {
     pub(crate) fn new(prefix: &str, cluster: &ClusterId) -> Self {
         Self {
             root: format!("{}/{cluster}/", prefix.trim_end_matches('/')),
@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        let k = Keys::new("/ha/", &ClusterId::new("c1").unwrap());
+        let k = Layout::new("/ha/", &ClusterId::new("c1").unwrap());
         assert_eq!(k.root(), "/ha/c1/");
         assert_eq!(k.latch_dir("default"), "/ha/c1/leader/latch/default/");
         let d = ComponentId::new("dispatcher").unwrap();
