@@ -161,7 +161,11 @@ async fn checkpoints_counter_graphs_and_results_through_a_failover() {
     results.create_dirty(&fb, &result).await.unwrap();
     let cleanup = b.ha.cleanup_job(&fb, &job, JobStatus::Finished).await.unwrap();
     assert!(cleanup.is_complete(), "{cleanup:?}");
-    assert_eq!(results.state(&job).await.unwrap(), Some(ResultState::Clean));
+    assert_eq!(
+        results.state(&job).await.unwrap(),
+        None,
+        "a clean result is deleted on commit (the default)"
+    );
     assert!(graphs.job_ids().await.unwrap().is_empty());
     assert!(b
         .ha
