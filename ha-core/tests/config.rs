@@ -67,7 +67,9 @@ fn registry() -> BackendRegistry {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flink").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/flink")
+        .join(name)
 }
 
 fn load(name: &str) -> HaConfig {
@@ -137,9 +139,18 @@ fn loads_flink_configs_unchanged() {
     assert_eq!(k8s.num_retained(), 3);
     let o = k8s.backend_options();
     assert_eq!(o.get("namespace"), Some("flink-jobs"));
-    assert_eq!(o.duration("lease-duration", Duration::ZERO).unwrap(), Duration::from_secs(30));
-    assert_eq!(o.duration("renew-deadline", Duration::ZERO).unwrap(), Duration::from_secs(20));
-    assert_eq!(o.duration("retry-period", Duration::ZERO).unwrap(), Duration::from_secs(5));
+    assert_eq!(
+        o.duration("lease-duration", Duration::ZERO).unwrap(),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        o.duration("renew-deadline", Duration::ZERO).unwrap(),
+        Duration::from_secs(20)
+    );
+    assert_eq!(
+        o.duration("retry-period", Duration::ZERO).unwrap(),
+        Duration::from_secs(5)
+    );
     assert_eq!(k8s.checkpoint_retention(), CheckpointRetention::default());
     assert_eq!(k8s.job_result_retention(), JobResultRetention::default());
     assert!(k8s.job_result_retention().delete_on_commit, "Flink's default");
@@ -165,7 +176,8 @@ fn unknown_high_availability_keys_are_still_refused() {
         ("high-availability.bogus", "1"),
         ("high-availability.kubernetes.leader-election.bogus", "1 s"),
     ] {
-        let text = format!("high-availability.type: zookeeper\nhigh-availability.storageDir: file:///x\n{key}: {value}\n");
+        let text =
+            format!("high-availability.type: zookeeper\nhigh-availability.storageDir: file:///x\n{key}: {value}\n");
         let cfg = HaConfig::from_yaml_str("t.yaml", &text).unwrap();
         let err = registry().validate(&cfg).unwrap_err().to_string();
         assert!(err.contains(&format!("`{key}`")), "{err}");
@@ -190,7 +202,10 @@ fn env_overrides_reach_every_key() {
         ("HA_HIGH_AVAILABILITY_KUBERNETES_LEADER_ELECTION_RETRY_PERIOD", "3 s"),
         ("HA_HIGH_AVAILABILITY_STORAGE_AWS_REGION", "eu-west-3"),
         ("HA_JOB_RESULT_STORE_DELETE_ON_COMMIT", "false"),
-        ("HA_EXECUTION_CHECKPOINTING_EXTERNALIZED_CHECKPOINT_RETENTION", "retain_on_cancellation"),
+        (
+            "HA_EXECUTION_CHECKPOINTING_EXTERNALIZED_CHECKPOINT_RETENTION",
+            "retain_on_cancellation",
+        ),
         ("HA_EXECUTION_CHECKPOINTING_NUM_RETAINED", "4"),
     ];
     for (k, v) in vars {
@@ -203,8 +218,14 @@ fn env_overrides_reach_every_key() {
     let cfg = cfg.unwrap();
     let o = cfg.backend_options();
     assert_eq!(o.get("namespace"), Some("from-env"));
-    assert_eq!(o.duration("retry-period", Duration::ZERO).unwrap(), Duration::from_secs(3));
-    assert_eq!(cfg.storage_options().get("aws_region").map(String::as_str), Some("eu-west-3"));
+    assert_eq!(
+        o.duration("retry-period", Duration::ZERO).unwrap(),
+        Duration::from_secs(3)
+    );
+    assert_eq!(
+        cfg.storage_options().get("aws_region").map(String::as_str),
+        Some("eu-west-3")
+    );
     assert!(!cfg.job_result_retention().delete_on_commit);
     assert_eq!(cfg.checkpoint_retention(), CheckpointRetention::RetainOnCancellation);
     assert_eq!(cfg.num_retained(), 4);

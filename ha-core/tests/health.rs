@@ -61,7 +61,11 @@ async fn standby_is_healthy_while_contending_and_closed_is_not() {
     let (sb, _eb) = contender(Arc::new(cluster.connect())).await;
     tokio::time::sleep(LEASE / 4).await;
     let standby = sb.health_check(TOLERANCE);
-    assert!(matches!(standby.check().await, LeaderHealth::Standby), "{:?}", standby.status());
+    assert!(
+        matches!(standby.check().await, LeaderHealth::Standby),
+        "{:?}",
+        standby.status()
+    );
     assert!(standby.check().await.is_healthy());
     sb.close().await.unwrap();
     let closed = standby.check().await;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ha_core::storage::StateHandle;
 use ha_core::{
-    checkpoint_key, CheckpointRetention, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobStatus, StoreNamespace,
+    checkpoint_key, CheckpointRetention, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobStatus,
+    StoreNamespace,
 };
 
 use super::util::{contend, payload, quick};
@@ -575,7 +576,12 @@ pub async fn retained_on_cancel_when_configured(ctx: Ctx) {
         status: JobStatus::Cancelled,
         data: payload("res", 1),
     };
-    a.job_result_store().await.unwrap().create_dirty(&fa, &result).await.unwrap();
+    a.job_result_store()
+        .await
+        .unwrap()
+        .create_dirty(&fa, &result)
+        .await
+        .unwrap();
     let done = a.cleanup_job(&fa, &job, JobStatus::Cancelled).await.unwrap();
     assert!(done.is_complete(), "{done:?}");
     assert_eq!(
@@ -585,7 +591,11 @@ pub async fn retained_on_cancel_when_configured(ctx: Ctx) {
     );
     a.cleaner().flush().await;
     assert_eq!(checkpoint_payloads(&ctx, &job).await, 1, "with its payload");
-    assert_eq!(counter.get().await.unwrap(), 4, "the counter is kept for the resumed job");
+    assert_eq!(
+        counter.get().await.unwrap(),
+        4,
+        "the counter is kept for the resumed job"
+    );
     assert!(a.job_graph_store().await.unwrap().job_ids().await.unwrap().is_empty());
 
     // The next leader resumes from it.
@@ -597,12 +607,20 @@ pub async fn retained_on_cancel_when_configured(ctx: Ctx) {
         .expect("b granted")
         .unwrap()
         .fence;
-    let recovered = b.completed_checkpoint_store(&job).await.unwrap().recover(&fb).await.unwrap();
+    let recovered = b
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&fb)
+        .await
+        .unwrap();
     assert_eq!(recovered.latest(), Some(&cp(&job, 3)));
     assert_eq!(b.checkpoint_id_counter(&job).await.unwrap().get().await.unwrap(), 4);
 
     // A finished job goes entirely, whatever the policy.
-    let retaining_b = b.clone().with_checkpoint_retention(CheckpointRetention::RetainOnCancellation);
+    let retaining_b = b
+        .clone()
+        .with_checkpoint_retention(CheckpointRetention::RetainOnCancellation);
     let store_b = retaining_b.completed_checkpoint_store(&job).await.unwrap();
     let left = store_b.shutdown(&fb, JobStatus::Finished).await.unwrap();
     assert!(left.is_empty(), "{left:?}");

@@ -2,8 +2,8 @@
 //! retention of clean results (delete-on-commit, TTL).
 
 use ha_core::{
-    checkpoint_key, CleanupRetry, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobResultRetention, JobStatus,
-    ResultState, StoreNamespace,
+    checkpoint_key, CleanupRetry, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobResultRetention,
+    JobStatus, ResultState, StoreNamespace,
 };
 
 use super::util::{contend, payload, quick};
