@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ha_core::LeaderHealthCheck;
+use ha_core::{LeaderElectionService, LeaderHealthCheck};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,12 +19,26 @@ fn checks() -> &'static Mutex<BTreeMap<String, LeaderHealthCheck>> {
     CHECKS.get_or_init(Default::default)
 }
 
+fn tolerance() -> &'static OnceLock<Duration> {
+    static TOLERANCE: OnceLock<Duration> = OnceLock::new();
+    &TOLERANCE
+}
+
+/// Sets the tolerance of every check (`high-availability.health.tolerance`); once.
+pub(crate) fn set_tolerance(value: Duration) {
+    let _ = tolerance().set(value);
+}
+
 /// Adds contender `name`'s health to `/healthz`.
-pub(crate) fn register(name: &str, check: LeaderHealthCheck) {
+pub(crate) fn register(name: &str, service: &LeaderElectionService) {
+    let slack = tolerance()
+        .get()
+        .copied()
+        .unwrap_or(ha_core::config::DEFAULT_HEALTH_TOLERANCE);
     checks()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(name.to_string(), check);
+        .insert(name.to_string(), service.health_check(slack));
 }
 
 /// Removes contender `name` (it left on purpose, e.g. the demo crashed it).
@@ -66,7 +80,9 @@ pub(crate) async fn serve(addr: SocketAddr, metrics: PrometheusHandle) -> std::i
     });
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, &metrics)).await;

@@ -85,7 +85,6 @@ fn spawn_contender(
     progress: Arc<Progress>,
     timeline: Timeline,
     leader_tx: tokio::sync::mpsc::UnboundedSender<String>,
-    health_tolerance: Duration,
 ) -> Contender {
     let (crash_tx, crash_rx) = oneshot::channel::<()>();
     let task_name = name.clone();
@@ -94,7 +93,7 @@ fn spawn_contender(
         let work = async {
             let service = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
             let mut election = service.register(ComponentId::new("dispatcher")?)?;
-            health::register(&name, service.health_check(health_tolerance));
+            health::register(&name, &service);
             loop {
                 let grant = election.granted().await?;
                 timeline.log(format!(
@@ -157,6 +156,7 @@ async fn run(args: Args) -> Result<bool, ha_core::Error> {
         println!("metrics: http://{addr}/metrics  health: http://{addr}/healthz");
     }
     let config = HaConfig::load(args.config.as_deref())?;
+    health::set_tolerance(config.health_tolerance());
     let interval = Duration::from_millis(args.interval_ms);
     if let Some(name) = &args.child {
         let job = JobId::new(args.job.clone().unwrap_or_default())?;
@@ -200,7 +200,6 @@ async fn run(args: Args) -> Result<bool, ha_core::Error> {
             progress.clone(),
             timeline.clone(),
             leader_tx.clone(),
-            config.health_tolerance(),
         ));
     }
     let deadline = Duration::from_secs(60);

@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::driver::StoreNamespace;
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, JobId, LeaderInformation};
-use crate::services::{parse_checkpoint_key, HaServices, JobResultEntry, ResultState, JOB_GRAPH_PREFIX, QUARANTINE_PREFIX};
+use crate::services::{
+    parse_checkpoint_key, HaServices, JobResultEntry, ResultState, JOB_GRAPH_PREFIX, QUARANTINE_PREFIX,
+};
 use crate::storage::StateHandle;
 
 /// Components every cluster is shown with, besides one per job.

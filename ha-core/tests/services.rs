@@ -13,7 +13,7 @@ use ha_core::embedded::{EmbeddedBackend, EmbeddedCluster};
 use ha_core::storage::StateStorage;
 use ha_core::{
     ClusterId, CompletedCheckpoint, ComponentId, Error, HaServices, JobGraph, JobId, JobResult, JobStatus,
-    LeaderElection, LeaderElectionService, ResultState, DEFAULT_ELECTION_GROUP,
+    LeaderElection, LeaderElectionService, DEFAULT_ELECTION_GROUP,
 };
 
 const LEASE: Duration = Duration::from_secs(2);

@@ -86,7 +86,12 @@ pub(crate) fn status(s: &ClusterStatus, mode: &str) -> String {
         out.push_str("  (none)\n");
     }
     for r in &s.dirty_results {
-        let _ = writeln!(out, "  {:<34} {}", r.job_id, format!("{:?}", r.status).to_lowercase());
+        let _ = writeln!(
+            out,
+            "  {:<34} {}",
+            r.job_id.as_str(),
+            format!("{:?}", r.status).to_lowercase()
+        );
     }
     out
 }
@@ -101,7 +106,7 @@ pub(crate) fn results(entries: &[JobResultEntry]) -> String {
         let _ = writeln!(
             out,
             "{:<34} {:<6} {:<10} {}",
-            r.job_id,
+            r.job_id.as_str(),
             format!("{:?}", r.state).to_lowercase(),
             format!("{:?}", r.status).to_lowercase(),
             r.cleaned_at_ms.map_or("-".to_string(), since)

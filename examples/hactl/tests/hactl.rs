@@ -88,7 +88,10 @@ fn a_backend_left_out_names_its_feature() {
 fn status_lists_dirty_results_and_results_lists_them_all() {
     let (code, out, err) = hactl(&["status"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("DIRTY JOB RESULTS (cleanup unfinished)\n  (none)"), "{out}");
+    assert!(
+        out.contains("DIRTY JOB RESULTS (cleanup unfinished)\n  (none)"),
+        "{out}"
+    );
     let (code, out, err) = hactl(&["results", "--dirty"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("JOB ") && out.contains("(none)"), "{out}");
