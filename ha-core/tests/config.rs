@@ -72,8 +72,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Loads a fixture as `HaConfig::load` does, without the process environment.
 fn load(name: &str) -> HaConfig {
-    HaConfig::load_with(Some(&fixture(name)), &registry()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    HaConfig::load_with_env(Some(&fixture(name)), &registry(), []).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -196,7 +197,6 @@ fn unknown_high_availability_keys_are_still_refused() {
 
 #[test]
 fn env_overrides_reach_every_key() {
-    // Only this test sets HA_* variables in this binary, and the names are its own.
     let vars = [
         ("HA_KUBERNETES_NAMESPACE", "from-env"),
         ("HA_HIGH_AVAILABILITY_KUBERNETES_LEADER_ELECTION_RETRY_PERIOD", "3 s"),
@@ -207,20 +207,24 @@ fn env_overrides_reach_every_key() {
             "retain_on_cancellation",
         ),
         ("HA_EXECUTION_CHECKPOINTING_NUM_RETAINED", "4"),
-    ];
-    for (k, v) in vars {
-        std::env::set_var(k, v);
-    }
-    let cfg = HaConfig::load_with(Some(&fixture("kubernetes-native.yaml")), &registry());
-    for (k, _) in vars {
-        std::env::remove_var(k);
-    }
-    let cfg = cfg.unwrap();
+        ("HA_HIGH_AVAILABILITY_HEALTH_TOLERANCE", "250 ms"),
+        ("UNRELATED", "x"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = HaConfig::load_with_env(Some(&fixture("kubernetes-native.yaml")), &registry(), vars).unwrap();
     let o = cfg.backend_options();
-    assert_eq!(o.get("namespace"), Some("from-env"));
+    assert_eq!(
+        o.get("namespace"),
+        Some("from-env"),
+        "over the file's `kubernetes.namespace`"
+    );
     assert_eq!(
         o.duration("retry-period", Duration::ZERO).unwrap(),
         Duration::from_secs(3)
+    );
+    assert_eq!(
+        o.duration("lease-duration", Duration::ZERO).unwrap(),
+        Duration::from_secs(30)
     );
     assert_eq!(
         cfg.storage_options().get("aws_region").map(String::as_str),
@@ -229,4 +233,5 @@ fn env_overrides_reach_every_key() {
     assert!(!cfg.job_result_retention().delete_on_commit);
     assert_eq!(cfg.checkpoint_retention(), CheckpointRetention::RetainOnCancellation);
     assert_eq!(cfg.num_retained(), 4);
+    assert_eq!(cfg.health_tolerance(), Duration::from_millis(250));
 }

@@ -277,11 +277,21 @@ impl HaConfig {
 
     /// Like [`HaConfig::load`] with an explicit registry.
     pub fn load_with(path: Option<&Path>, registry: &BackendRegistry) -> Result<Self> {
+        Self::load_with_env(path, registry, std::env::vars())
+    }
+
+    /// Like [`HaConfig::load_with`] with the environment given as `vars` (name,
+    /// value) instead of the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        registry: &BackendRegistry,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
         let mut entries = match path {
             Some(p) => read_file(p)?,
             None => BTreeMap::new(),
         };
-        apply_env(&mut entries, registry, std::env::vars());
+        apply_env(&mut entries, registry, vars.into_iter());
         let config = Self::from_entries(entries)?;
         registry.validate(&config)?;
         for warning in &config.warnings {

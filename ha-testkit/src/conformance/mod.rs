@@ -102,7 +102,7 @@ macro_rules! __conformance_case_list {
 macro_rules! order {
     (; $($group:ident { $($case:ident),* $(,)? })*) => {
         /// Every case, as `(group, name)` pairs, in the order [`run_all`] and
-        /// [`conformance_suite!`] run them.
+        /// [`conformance_suite!`](crate::conformance_suite) run them.
         pub const CASES: &[(&str, &str)] = &[$($((stringify!($group), stringify!($case)),)*)*];
     };
 }
