@@ -17,6 +17,7 @@ pub(crate) async fn run(name: &str, config: &HaConfig, job: &JobId, interval: Du
     let ha = HaServices::from_config(config).await?;
     let election = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
     let mut e = election.register(ComponentId::new("dispatcher")?)?;
+    crate::health::register(name, &election);
     let graphs = ha.job_graph_store().await?;
     let store = ha.completed_checkpoint_store(job).await?;
     let counter = ha.checkpoint_id_counter(job).await?;

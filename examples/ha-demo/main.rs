@@ -9,8 +9,13 @@
 //! cargo run --example ha-demo -- --metrics-addr 127.0.0.1:9464 --linger-ms 60000
 //! cargo run --features zookeeper --example ha-demo -- --config zk.yaml --processes
 //! ```
+//!
+//! With `--metrics-addr` the demo serves `/metrics` and `/healthz` (200 while every
+//! contender of the process is healthy, 503 once one is wedged or stopped contending:
+//! a Kubernetes liveness probe; `high-availability.health.tolerance` sets the slack).
 
 mod child;
+mod health;
 mod job;
 mod processes;
 mod timeline;
@@ -47,7 +52,8 @@ struct Args {
     /// Checkpoint interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     interval_ms: u64,
-    /// Serve Prometheus metrics at http://ADDR/metrics while the demo runs.
+    /// Serve Prometheus metrics at http://ADDR/metrics and leader health at
+    /// http://ADDR/healthz (200/503) while the demo runs.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
     /// Keep running (and serving metrics) this many milliseconds after the demo ends.
@@ -87,6 +93,7 @@ fn spawn_contender(
         let work = async {
             let service = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
             let mut election = service.register(ComponentId::new("dispatcher")?)?;
+            health::register(&name, &service);
             loop {
                 let grant = election.granted().await?;
                 timeline.log(format!(
@@ -111,6 +118,7 @@ fn spawn_contender(
         tokio::select! {
             r = work => if let Err(e) = r { timeline.log(format!("{name} stopped: {e}")) },
             _ = crash_rx => {
+                health::remove(&name);
                 // Leave without resigning or closing: to the backend this is a crash.
                 timeline.log(format!("{name} CRASHED (no resign, no close)"));
             }
@@ -137,16 +145,18 @@ async fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
 async fn run(args: Args) -> Result<bool, ha_core::Error> {
     ha_examples::register_backends();
     if let Some(addr) = args.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| ha_core::Error::Other {
-                message: format!("cannot serve metrics on {addr}: {e}"),
-                source: None,
-            })?;
-        println!("metrics: http://{addr}/metrics");
+        let cannot = |e: &dyn std::fmt::Display| ha_core::Error::Other {
+            message: format!("cannot serve metrics on {addr}: {e}"),
+            source: None,
+        };
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| cannot(&e))?;
+        health::serve(addr, handle).await.map_err(|e| cannot(&e))?;
+        println!("metrics: http://{addr}/metrics  health: http://{addr}/healthz");
     }
     let config = HaConfig::load(args.config.as_deref())?;
+    health::set_tolerance(config.health_tolerance());
     let interval = Duration::from_millis(args.interval_ms);
     if let Some(name) = &args.child {
         let job = JobId::new(args.job.clone().unwrap_or_default())?;

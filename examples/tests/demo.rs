@@ -100,3 +100,46 @@ fn a_backend_left_out_names_its_feature() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cargo run --features etcd --example"), "{stderr}");
 }
+
+fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn demo_serves_leader_health_next_to_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // One contender process on the embedded backend: it leads.
+    let mut child = Command::new(common::example("ha-demo"))
+        .args(["--child", "solo", "--job", "health-job"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env_remove("HA_HIGH_AVAILABILITY_TYPE")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut answer = String::new();
+    while std::time::Instant::now() < deadline {
+        answer = get(port, "/healthz").unwrap_or_default();
+        if answer.contains("solo: leading") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = get(port, "/metrics").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("solo: leading (epoch"), "{answer}");
+    assert!(metrics.contains("ha_leader{group=\"cluster\"} 1"), "{metrics}");
+}

@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::driver::StoreNamespace;
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, JobId, LeaderInformation};
-use crate::services::{parse_checkpoint_key, HaServices, ResultState, JOB_GRAPH_PREFIX, QUARANTINE_PREFIX};
+use crate::services::{
+    parse_checkpoint_key, HaServices, JobResultEntry, ResultState, JOB_GRAPH_PREFIX, QUARANTINE_PREFIX,
+};
 use crate::storage::StateHandle;
 
 /// Components every cluster is shown with, besides one per job.
@@ -74,6 +76,8 @@ pub struct ClusterStatus {
     pub leaders: Vec<ComponentLeader>,
     /// Every job with HA data.
     pub jobs: Vec<JobView>,
+    /// Job results whose cleanup has not finished (dirty), ascending by job id.
+    pub dirty_results: Vec<JobResultEntry>,
 }
 
 /// Reads the confirmed leader of `component`.
@@ -127,10 +131,17 @@ pub async fn status(ha: &HaServices) -> Result<ClusterStatus> {
             job_id: job.to_string(),
         });
     }
+    let dirty_results = results
+        .entries()
+        .await?
+        .into_iter()
+        .filter(|r| r.state == ResultState::Dirty)
+        .collect();
     Ok(ClusterStatus {
         cluster_id: ha.cluster_id().to_string(),
         leaders,
         jobs: views,
+        dirty_results,
     })
 }
 

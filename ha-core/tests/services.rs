@@ -13,7 +13,7 @@ use ha_core::embedded::{EmbeddedBackend, EmbeddedCluster};
 use ha_core::storage::StateStorage;
 use ha_core::{
     ClusterId, CompletedCheckpoint, ComponentId, Error, HaServices, JobGraph, JobId, JobResult, JobStatus,
-    LeaderElection, LeaderElectionService, ResultState, DEFAULT_ELECTION_GROUP,
+    LeaderElection, LeaderElectionService, DEFAULT_ELECTION_GROUP,
 };
 
 const LEASE: Duration = Duration::from_secs(2);
@@ -161,7 +161,11 @@ async fn checkpoints_counter_graphs_and_results_through_a_failover() {
     results.create_dirty(&fb, &result).await.unwrap();
     let cleanup = b.ha.cleanup_job(&fb, &job, JobStatus::Finished).await.unwrap();
     assert!(cleanup.is_complete(), "{cleanup:?}");
-    assert_eq!(results.state(&job).await.unwrap(), Some(ResultState::Clean));
+    assert_eq!(
+        results.state(&job).await.unwrap(),
+        None,
+        "a clean result is deleted on commit (the default)"
+    );
     assert!(graphs.job_ids().await.unwrap().is_empty());
     assert!(b
         .ha

@@ -1,7 +1,8 @@
 //! `hactl`: inspect and clean up the HA state of an ha-rs cluster on any backend.
 //!
 //! ```text
-//! hactl --config ha.yaml status            leaders, jobs, checkpoints, counters
+//! hactl --config ha.yaml status            leaders, jobs, checkpoints, counters, dirty results
+//! hactl --config ha.yaml results [--dirty] job results (dirty: cleanup unfinished)
 //! hactl --config ha.yaml leaders --watch   live leader changes
 //! hactl --config ha.yaml checkpoints JOB   ids, pointers, payload state
 //! hactl --config ha.yaml inspect KEY       decode one entry (e.g. leader/dispatcher)
@@ -9,6 +10,9 @@
 //! ```
 //! `--json` prints machine-readable output; `hactl completions bash|zsh|fish|elvish|powershell`
 //! prints a shell completion script.
+//!
+//! A Flink `flink-conf.yaml` / `config.yaml` works as `--config` unchanged (Flink keys
+//! without a meaning here are reported as warnings on stderr).
 //!
 //! Each backend client is a cargo feature (`zookeeper`, `etcd`, `kubernetes`, all on
 //! by default); a mode that was left out is refused with the feature to turn on.
@@ -50,6 +54,12 @@ enum Command {
         /// Keep running and print changes.
         #[arg(long)]
         watch: bool,
+    },
+    /// Job results: dirty (cleanup unfinished) and clean ones still kept.
+    Results {
+        /// Only the dirty ones.
+        #[arg(long)]
+        dirty: bool,
     },
     /// Checkpoints of a job with their pointers and payload state.
     Checkpoints {
@@ -101,6 +111,9 @@ async fn run(args: Args) -> ha_core::Result<()> {
     }
     backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
+    for warning in config.warnings() {
+        eprintln!("hactl: warning: {warning}");
+    }
     if let Some(id) = &args.cluster_id {
         config = config.with(KEY_CLUSTER_ID, id.clone())?;
     }
@@ -118,6 +131,18 @@ async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Re
                 print_json(&status)
             } else {
                 print!("{}", render::status(&status, config.mode()));
+                Ok(())
+            }
+        }
+        Command::Results { dirty } => {
+            let mut entries = ha.job_result_store().await?.entries().await?;
+            if *dirty {
+                entries.retain(|r| r.state == ha_core::ResultState::Dirty);
+            }
+            if args.json {
+                print_json(&entries)
+            } else {
+                print!("{}", render::results(&entries));
                 Ok(())
             }
         }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use ha_core::inspect::{CheckpointView, ClusterStatus, ComponentLeader, EntryView, PayloadState};
-use ha_core::LeaderInformation;
+use ha_core::{JobResultEntry, LeaderInformation};
 
 fn since(ms: u64) -> String {
     if ms == 0 {
@@ -79,6 +79,37 @@ pub(crate) fn status(s: &ClusterStatus, mode: &str) -> String {
             } else {
                 format!("  QUARANTINED {}", j.quarantined.join(","))
             }
+        );
+    }
+    out.push_str("\nDIRTY JOB RESULTS (cleanup unfinished)\n");
+    if s.dirty_results.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for r in &s.dirty_results {
+        let _ = writeln!(
+            out,
+            "  {:<34} {}",
+            r.job_id.as_str(),
+            format!("{:?}", r.status).to_lowercase()
+        );
+    }
+    out
+}
+
+/// Every stored job result.
+pub(crate) fn results(entries: &[JobResultEntry]) -> String {
+    let mut out = String::from("JOB                                STATE  STATUS     CLEANED\n");
+    if entries.is_empty() {
+        out.push_str("(none)\n");
+    }
+    for r in entries {
+        let _ = writeln!(
+            out,
+            "{:<34} {:<6} {:<10} {}",
+            r.job_id.as_str(),
+            format!("{:?}", r.state).to_lowercase(),
+            format!("{:?}", r.status).to_lowercase(),
+            r.cleaned_at_ms.map_or("-".to_string(), since)
         );
     }
     out

@@ -83,3 +83,38 @@ fn a_backend_left_out_names_its_feature() {
         "{err}"
     );
 }
+
+#[test]
+fn status_lists_dirty_results_and_results_lists_them_all() {
+    let (code, out, err) = hactl(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("DIRTY JOB RESULTS (cleanup unfinished)\n  (none)"),
+        "{out}"
+    );
+    let (code, out, err) = hactl(&["results", "--dirty"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("JOB ") && out.contains("(none)"), "{out}");
+    let (code, out, _) = hactl(&["status", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dirty_results"], serde_json::json!([]));
+}
+
+#[test]
+fn a_flink_config_without_ha_loads_with_its_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flink-conf.yaml");
+    std::fs::write(
+        &path,
+        "jobmanager.rpc.address: localhost\nhigh-availability.type: NONE\nhigh-availability.jobmanager.port: 6123\n",
+    )
+    .unwrap();
+    let (code, out, err) = hactl(&["--config", path.to_str().unwrap(), "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(embedded)"), "{out}");
+    assert!(
+        err.contains("warning: `high-availability.jobmanager.port` is accepted but has no effect"),
+        "{err}"
+    );
+}

@@ -1,4 +1,4 @@
-//! Flink-style duration values: `500 ms`, `2s`, `1 min`, `1h`; a bare number is
+//! Flink-style duration values: `500 ms`, `2s`, `1 min`, `1h`, `7 d`; a bare number is
 //! milliseconds.
 
 use std::time::Duration;
@@ -16,9 +16,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" | "second" | "seconds" => Duration::from_secs(1),
         "m" | "min" | "mins" | "minute" | "minutes" => Duration::from_secs(60),
         "h" | "hour" | "hours" => Duration::from_secs(3600),
+        "d" | "day" | "days" => Duration::from_secs(86_400),
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` in `{text}` (valid: ms, s, min, h)"
+                "unknown duration unit `{other}` in `{text}` (valid: ms, s, min, h, d)"
             ))
         }
     };
@@ -39,6 +40,7 @@ mod tests {
         assert!(parse_duration("-1 s").is_err());
         assert!(parse_duration("3 fortnights")
             .unwrap_err()
-            .contains("valid: ms, s, min, h"));
+            .contains("valid: ms, s, min, h, d"));
+        assert_eq!(parse_duration("7 d").unwrap(), Duration::from_secs(7 * 86_400));
     }
 }

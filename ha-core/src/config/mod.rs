@@ -6,14 +6,25 @@
 //! `high-availability.storage.*`. Everything is validated once, at load; every error
 //! names the key and, for enumerations, the valid values.
 //!
+//! A Flink configuration file loads unchanged where the meaning is the same: see
+//! [`flink`] for the mode names, Flink's key names, the keys accepted with a warning and
+//! the defaults that differ from Flink's.
+//!
 //! # Environment overrides
-//! Each known key can be overridden by an environment variable named `HA_` followed by
+//! Every key can be overridden by an environment variable named `HA_` followed by
 //! the key upper-cased with `.` and `-` turned into `_`: `HA_HIGH_AVAILABILITY_TYPE`,
 //! `HA_HIGH_AVAILABILITY_CLUSTER_ID`, `HA_HIGH_AVAILABILITY_STORAGEDIR`,
-//! `HA_STATE_CHECKPOINTS_NUM_RETAINED`, `HA_HIGH_AVAILABILITY_ZOOKEEPER_QUORUM`, …
+//! `HA_STATE_CHECKPOINTS_NUM_RETAINED`, `HA_HIGH_AVAILABILITY_ZOOKEEPER_QUORUM`,
+//! `HA_JOB_RESULT_STORE_DELETE_ON_COMMIT`, … — every core and backend key, Flink's
+//! names of them (`HA_KUBERNETES_NAMESPACE`), and the storage options:
+//! `HA_HIGH_AVAILABILITY_STORAGE_<OPTION>` sets `high-availability.storage.<option>`
+//! (lower-cased, e.g. `HA_HIGH_AVAILABILITY_STORAGE_AWS_REGION` →
+//! `high-availability.storage.aws_region`). An override replaces the file's value
+//! under either name.
 
 mod duration;
 mod flatten;
+pub mod flink;
 mod options;
 mod registry;
 
@@ -27,6 +38,7 @@ pub use registry::{BackendProvider, BackendRegistry};
 use crate::error::{Error, Result};
 use crate::ids::ClusterId;
 use crate::services::OnUnreadable;
+pub use crate::services::{CheckpointRetention, JobResultRetention};
 
 /// `high-availability.type`
 pub const KEY_TYPE: &str = "high-availability.type";
@@ -38,15 +50,32 @@ pub const KEY_STORAGE_DIR: &str = "high-availability.storageDir";
 pub const KEY_NUM_RETAINED: &str = "state.checkpoints.num-retained";
 /// `high-availability.checkpoints.on-unreadable`
 pub const KEY_ON_UNREADABLE: &str = crate::services::OnUnreadable::KEY;
+/// `job-result-store.delete-on-commit` (Flink's key; default `true`)
+pub const KEY_DELETE_ON_COMMIT: &str = JobResultRetention::KEY_DELETE_ON_COMMIT;
+/// `job-result-store.retention` (a duration; unset: clean results are kept forever
+/// when delete-on-commit is off)
+pub const KEY_RESULT_RETENTION: &str = JobResultRetention::KEY_RETENTION;
+/// `execution.checkpointing.externalized-checkpoint-retention` (Flink's key)
+pub const KEY_CHECKPOINT_RETENTION: &str = CheckpointRetention::KEY;
+/// `high-availability.health.tolerance`: how long after its term ran out a leader
+/// that was not revoked still reads healthy (default 5 s).
+pub const KEY_HEALTH_TOLERANCE: &str = "high-availability.health.tolerance";
 /// Prefix of the object-store options for `s3://` storage.
 pub const STORAGE_OPTIONS_PREFIX: &str = "high-availability.storage.";
 
-const CORE_KEYS: [&str; 5] = [
+/// Default of [`KEY_HEALTH_TOLERANCE`].
+pub const DEFAULT_HEALTH_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+const CORE_KEYS: [&str; 9] = [
     KEY_TYPE,
     KEY_CLUSTER_ID,
     KEY_STORAGE_DIR,
     KEY_NUM_RETAINED,
     KEY_ON_UNREADABLE,
+    KEY_DELETE_ON_COMMIT,
+    KEY_RESULT_RETENTION,
+    KEY_CHECKPOINT_RETENTION,
+    KEY_HEALTH_TOLERANCE,
 ];
 
 /// The default mode: the in-process embedded backend.
@@ -65,6 +94,10 @@ pub struct HaConfig {
     storage_options: BTreeMap<String, String>,
     num_retained: usize,
     on_unreadable: OnUnreadable,
+    checkpoint_retention: CheckpointRetention,
+    job_result_retention: JobResultRetention,
+    health_tolerance: std::time::Duration,
+    warnings: Vec<String>,
     entries: BTreeMap<String, String>,
 }
 
@@ -100,6 +133,8 @@ impl fmt::Debug for HaConfig {
             .field("storage_dir", &self.storage_dir)
             .field("num_retained", &self.num_retained)
             .field("on_unreadable", &self.on_unreadable)
+            .field("checkpoint_retention", &self.checkpoint_retention)
+            .field("job_result_retention", &self.job_result_retention)
             .field("entries", &shown)
             .finish()
     }
@@ -128,11 +163,13 @@ pub fn env_var_for(key: &str) -> String {
 
 impl HaConfig {
     /// Builds a config from flat entries, checking the core keys (not yet the mode:
-    /// see [`BackendRegistry::validate`]).
-    pub fn from_entries(entries: BTreeMap<String, String>) -> Result<Self> {
+    /// see [`BackendRegistry::validate`]). Flink's key names and mode names are
+    /// understood (see [`flink`]).
+    pub fn from_entries(mut entries: BTreeMap<String, String>) -> Result<Self> {
+        let warnings = flink::normalize(&mut entries)?;
         let mode = entries
             .get(KEY_TYPE)
-            .map(|s| s.trim().to_string())
+            .map(|s| flink::normalize_mode(s))
             .unwrap_or_else(|| DEFAULT_MODE.into());
         if mode.is_empty() {
             return Err(Error::config(KEY_TYPE, "is empty"));
@@ -173,6 +210,32 @@ impl HaConfig {
             Some(v) => OnUnreadable::parse(v)?,
             None => OnUnreadable::default(),
         };
+        let checkpoint_retention = match entries.get(KEY_CHECKPOINT_RETENTION) {
+            Some(v) => CheckpointRetention::parse(v)?,
+            None => CheckpointRetention::default(),
+        };
+        let delete_on_commit = match entries.get(KEY_DELETE_ON_COMMIT).map(|v| v.trim().to_ascii_lowercase()) {
+            None => JobResultRetention::default().delete_on_commit,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                return Err(Error::config(
+                    KEY_DELETE_ON_COMMIT,
+                    format!("must be `true` or `false`, got `{v}`"),
+                ))
+            }
+        };
+        let duration = |key: &str| {
+            entries
+                .get(key)
+                .map(|v| parse_duration(v).map_err(|m| Error::config(key, m)))
+                .transpose()
+        };
+        let job_result_retention = JobResultRetention {
+            delete_on_commit,
+            retention: duration(KEY_RESULT_RETENTION)?,
+        };
+        let health_tolerance = duration(KEY_HEALTH_TOLERANCE)?.unwrap_or(DEFAULT_HEALTH_TOLERANCE);
         let storage_options = entries
             .iter()
             .filter_map(|(k, v)| {
@@ -187,6 +250,10 @@ impl HaConfig {
             storage_options,
             num_retained,
             on_unreadable,
+            checkpoint_retention,
+            job_result_retention,
+            health_tolerance,
+            warnings,
             entries,
         })
     }
@@ -210,18 +277,51 @@ impl HaConfig {
 
     /// Like [`HaConfig::load`] with an explicit registry.
     pub fn load_with(path: Option<&Path>, registry: &BackendRegistry) -> Result<Self> {
+        Self::load_with_env(path, registry, std::env::vars())
+    }
+
+    /// Like [`HaConfig::load_with`] with the environment given as `vars` (name,
+    /// value) instead of the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        registry: &BackendRegistry,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
         let mut entries = match path {
             Some(p) => read_file(p)?,
             None => BTreeMap::new(),
         };
-        for key in registry.known_keys() {
-            if let Ok(value) = std::env::var(env_var_for(&key)) {
-                entries.insert(key, value);
-            }
-        }
+        apply_env(&mut entries, registry, vars.into_iter());
         let config = Self::from_entries(entries)?;
         registry.validate(&config)?;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         Ok(config)
+    }
+
+    /// Notes about the configuration that did not stop it from loading: Flink keys
+    /// without a meaning here, a Flink cluster-id path used as an id.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// What a job's end keeps of its checkpoints
+    /// (`execution.checkpointing.externalized-checkpoint-retention`).
+    pub fn checkpoint_retention(&self) -> CheckpointRetention {
+        self.checkpoint_retention
+    }
+
+    /// How long clean job results are kept (`job-result-store.delete-on-commit`,
+    /// `job-result-store.retention`).
+    pub fn job_result_retention(&self) -> JobResultRetention {
+        self.job_result_retention
+    }
+
+    /// How long after its term ran out an unrevoked leader still reads healthy
+    /// (`high-availability.health.tolerance`).
+    pub fn health_tolerance(&self) -> std::time::Duration {
+        self.health_tolerance
     }
 
     /// The mode string choosing the backend (`high-availability.type`).
@@ -302,6 +402,10 @@ impl Default for HaConfig {
             storage_options: BTreeMap::new(),
             num_retained: 1,
             on_unreadable: OnUnreadable::default(),
+            checkpoint_retention: CheckpointRetention::default(),
+            job_result_retention: JobResultRetention::default(),
+            health_tolerance: DEFAULT_HEALTH_TOLERANCE,
+            warnings: Vec::new(),
             entries: BTreeMap::new(),
         }
     }
@@ -349,6 +453,38 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
             "<config file>",
             format!("{source}: unknown format (valid extensions: .yaml, .yml, .toml)"),
         )),
+    }
+}
+
+/// Applies `HA_*` overrides from `vars` to file `entries`: every key the registry
+/// knows, every Flink alias and ignored key, and `high-availability.storage.*`. An
+/// override replaces the value under the ha-rs name and drops the file's value under
+/// any other name of the same key.
+fn apply_env(
+    entries: &mut BTreeMap<String, String>,
+    registry: &BackendRegistry,
+    vars: impl Iterator<Item = (String, String)>,
+) {
+    let mut keys: Vec<String> = registry.known_keys();
+    keys.extend(flink::ALIASES.iter().map(|(a, _)| a.to_string()));
+    keys.extend(flink::IGNORED.iter().map(|(k, _)| k.to_string()));
+    let by_var: BTreeMap<String, String> = keys.into_iter().map(|k| (env_var_for(&k), k)).collect();
+    let storage_var = env_var_for(STORAGE_OPTIONS_PREFIX);
+    for (var, value) in vars {
+        let key = match by_var.get(&var) {
+            Some(key) => key.clone(),
+            None => match var.strip_prefix(storage_var.as_str()) {
+                Some(option) if !option.is_empty() => {
+                    format!("{STORAGE_OPTIONS_PREFIX}{}", option.to_ascii_lowercase())
+                }
+                _ => continue,
+            },
+        };
+        let target = flink::canonical(&key).to_string();
+        for alias in flink::aliases_of(&target) {
+            entries.remove(alias);
+        }
+        entries.insert(target, value);
     }
 }
 

@@ -111,6 +111,9 @@ impl BackendRegistry {
         if let Some(p) = self.providers.get(mode) {
             return Ok(p.clone());
         }
+        if let Some((_, p)) = self.providers.iter().find(|(m, _)| m.eq_ignore_ascii_case(mode)) {
+            return Ok(p.clone());
+        }
         let valid = self.modes().join(", ");
         let hint = match self.unregistered.get(mode) {
             Some(reason) => format!(" ({reason})"),
@@ -147,7 +150,7 @@ impl BackendRegistry {
             if !key.starts_with("high-availability.") || key.starts_with(STORAGE_OPTIONS_PREFIX) {
                 continue;
             }
-            if known.iter().any(|k| k == key) {
+            if known.iter().any(|k| k == key) || super::flink::is_ignored(key) {
                 continue;
             }
             let section = key["high-availability.".len()..].split('.').next().unwrap_or_default();

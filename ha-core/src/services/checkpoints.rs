@@ -19,7 +19,10 @@
 //!   Transient errors are returned, never quarantined.
 //! - `shutdown(status)` deletes everything on a globally terminal status (and returns
 //!   the entries another live process still locks, to be removed by a later attempt)
-//!   and only releases this process's locks on suspension.
+//!   and only releases this process's locks on suspension. A [`CheckpointRetention`]
+//!   (Flink's `execution.checkpointing.externalized-checkpoint-retention`) can keep the
+//!   latest checkpoint, pointer and payload, when the job is cancelled or fails, so
+//!   that it can be resumed from it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -75,6 +78,53 @@ impl OnUnreadable {
                 Self::KEY,
                 format!("unknown policy `{value}`; valid values: quarantine, fail"),
             )),
+        }
+    }
+}
+
+/// What happens to a job's latest checkpoint when the job ends (config key
+/// `execution.checkpointing.externalized-checkpoint-retention`, Flink's name and
+/// values, any case). A retained checkpoint keeps its pointer, payload and the job's
+/// checkpoint-id counter, so the job can be resumed from it under the same job id;
+/// every older checkpoint goes. A finished job never retains anything.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum CheckpointRetention {
+    /// `NO_EXTERNALIZED_CHECKPOINTS` (Flink's default): everything goes when the job
+    /// reaches a globally terminal state.
+    #[default]
+    NoExternalizedCheckpoints,
+    /// `DELETE_ON_CANCELLATION`: kept when the job fails, deleted when it is
+    /// cancelled.
+    DeleteOnCancellation,
+    /// `RETAIN_ON_CANCELLATION`: kept when the job is cancelled or fails.
+    RetainOnCancellation,
+}
+
+impl CheckpointRetention {
+    /// The config key choosing the policy (Flink's name).
+    pub const KEY: &'static str = "execution.checkpointing.externalized-checkpoint-retention";
+
+    /// Parses a config value: Flink's names in any case, `-` or `_`.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+            "NO_EXTERNALIZED_CHECKPOINTS" => Ok(Self::NoExternalizedCheckpoints),
+            "DELETE_ON_CANCELLATION" => Ok(Self::DeleteOnCancellation),
+            "RETAIN_ON_CANCELLATION" => Ok(Self::RetainOnCancellation),
+            _ => Err(Error::config(
+                Self::KEY,
+                format!(
+                    "unknown value `{value}`; valid values: NO_EXTERNALIZED_CHECKPOINTS, DELETE_ON_CANCELLATION, RETAIN_ON_CANCELLATION"
+                ),
+            )),
+        }
+    }
+
+    /// Whether a job that ended with `status` keeps its latest checkpoint.
+    pub fn retains(self, status: JobStatus) -> bool {
+        match self {
+            Self::NoExternalizedCheckpoints => false,
+            Self::DeleteOnCancellation => status == JobStatus::Failed,
+            Self::RetainOnCancellation => matches!(status, JobStatus::Failed | JobStatus::Cancelled),
         }
     }
 }
@@ -184,6 +234,7 @@ pub struct CompletedCheckpointStore {
     cleaner: PayloadCleaner,
     num_retained: usize,
     on_unreadable: OnUnreadable,
+    retention: CheckpointRetention,
     /// Retained checkpoints known to this process; `None` until loaded.
     retained: SharedView,
 }
@@ -213,6 +264,7 @@ impl CompletedCheckpointStore {
             cleaner,
             num_retained: num_retained.max(1),
             on_unreadable: OnUnreadable::default(),
+            retention: CheckpointRetention::default(),
             retained: Arc::default(),
         }
     }
@@ -227,6 +279,17 @@ impl CompletedCheckpointStore {
     pub fn with_on_unreadable(mut self, policy: OnUnreadable) -> Self {
         self.on_unreadable = policy;
         self
+    }
+
+    /// Sets what a terminal [`shutdown`](Self::shutdown) keeps.
+    pub fn with_retention(mut self, retention: CheckpointRetention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The retention policy on job end.
+    pub fn retention(&self) -> CheckpointRetention {
+        self.retention
     }
 
     /// How many checkpoints are retained.
@@ -482,7 +545,9 @@ impl CompletedCheckpointStore {
 
     /// Shuts the store down for `status`: on a globally terminal status every entry
     /// (quarantined ones included) and payload is deleted; otherwise this process's
-    /// locks are released and nothing is deleted.
+    /// locks are released and nothing is deleted. When the [`CheckpointRetention`]
+    /// retains checkpoints for `status`, the newest checkpoint entry stays (its lock
+    /// released) with its payload.
     ///
     /// Returns the entries that could not be removed because another live process
     /// still locks them (always empty on suspension). They stay until a later call
@@ -499,8 +564,21 @@ impl CompletedCheckpointStore {
             *retained = None;
             return Ok(Vec::new());
         }
+        let keep = if self.retention.retains(status) {
+            names
+                .iter()
+                .filter_map(|n| parse_checkpoint_key(n))
+                .max()
+                .map(checkpoint_key)
+        } else {
+            None
+        };
         let mut left = Vec::new();
         for name in names {
+            if keep.as_deref() == Some(name.as_str()) {
+                self.store.release(&name).await?;
+                continue;
+            }
             let pointer = self.store.get(&name).await.ok().flatten();
             if self.store.release_and_try_remove(fence, &name).await? {
                 if let Some(handle) = pointer.and_then(|p| StateHandle::from_bytes(&name, &p.value).ok()) {
@@ -510,7 +588,8 @@ impl CompletedCheckpointStore {
                 left.push(name);
             }
         }
-        *retained = Some(RetainedView::new(fence.epoch, Vec::new()));
+        // A kept checkpoint is reloaded by the next use of the store (a resumed job).
+        *retained = keep.is_none().then(|| RetainedView::new(fence.epoch, Vec::new()));
         Ok(left)
     }
 }

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::health::{LeaderHealth, LeaderHealthCheck};
 use super::retrieval::decode_lenient;
 use crate::driver::{ElectionEvent, HaBackend, LeaderElectionDriver, TermSink};
 use crate::error::{Error, Result};
@@ -83,9 +84,21 @@ struct Shared {
     current: Option<LeaderGrant>,
     components: BTreeMap<ComponentId, ComponentState>,
     closed: bool,
+    /// The backend's election events ended: the driver no longer contends.
+    events_ended: bool,
+    /// The driver's last error, until the next grant.
+    driver_error: Option<String>,
 }
 
-struct Inner {
+/// What [`LeaderHealthCheck`](super::LeaderHealthCheck) reads of a service.
+pub(super) struct HealthSnapshot {
+    pub(super) closed: bool,
+    pub(super) events_ended: bool,
+    pub(super) driver_error: Option<String>,
+    pub(super) current: Option<LeaderGrant>,
+}
+
+pub(super) struct Inner {
     backend: Arc<dyn HaBackend>,
     driver: Box<dyn LeaderElectionDriver>,
     shared: Mutex<Shared>,
@@ -103,6 +116,20 @@ impl Drop for Inner {
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn health_snapshot(&self) -> HealthSnapshot {
+        let s = self.lock();
+        HealthSnapshot {
+            closed: s.closed,
+            events_ended: s.events_ended,
+            driver_error: s.driver_error.clone(),
+            current: s.current.clone(),
+        }
+    }
+
+    pub(super) fn backend(&self) -> Arc<dyn HaBackend> {
+        self.backend.clone()
     }
 }
 
@@ -137,6 +164,8 @@ impl LeaderElectionService {
                 current: None,
                 components: BTreeMap::new(),
                 closed: false,
+                events_ended: false,
+                driver_error: None,
             }),
             events_task: Mutex::new(None),
         });
@@ -176,6 +205,18 @@ impl LeaderElectionService {
     /// Whether the group currently holds leadership (granted, confirmed or not).
     pub fn is_leader(&self) -> bool {
         self.inner.lock().current.is_some()
+    }
+
+    /// This process's leadership health now (see [`LeaderHealthCheck::status`]).
+    pub fn health(&self, tolerance: std::time::Duration) -> LeaderHealth {
+        self.health_check(tolerance).status()
+    }
+
+    /// A health check of this service for a liveness endpoint, as client-go's
+    /// `HealthzAdaptor`: a leader whose term ran out more than `tolerance` ago without
+    /// being revoked is wedged. It does not keep the service alive.
+    pub fn health_check(&self, tolerance: std::time::Duration) -> LeaderHealthCheck {
+        LeaderHealthCheck::new(Arc::downgrade(&self.inner), tolerance)
     }
 
     /// Gives up leadership and leaves the election: published information of the
@@ -295,6 +336,7 @@ async fn run_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Election
                 let mut s = inner.lock();
                 tracing::info!(group = %s.group, epoch = grant.epoch.0, session = %grant.session_id, "leadership granted");
                 s.current = Some(grant.clone());
+                s.driver_error = None;
                 crate::metrics::leadership(&s.group, true);
                 for st in s.components.values_mut() {
                     st.confirmed = None;
@@ -305,9 +347,13 @@ async fn run_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Election
             ElectionEvent::Revoked => revoke(&inner),
             ElectionEvent::Error(e) => {
                 tracing::error!(error = %e, "leader election driver failed; treating as revoked");
+                inner.lock().driver_error = Some(e.to_string());
                 revoke(&inner);
             }
         }
+    }
+    if let Some(inner) = inner.upgrade() {
+        inner.lock().events_ended = true;
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::checkpoints::RetainedViews;
 use super::metered::{MeteredCounter, MeteredStore};
 use super::{
-    BlobStore, CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore, JobResultStore, LeaderElectionService,
-    LeaderRetrievalService, OnUnreadable, PayloadCleaner,
+    BlobStore, CheckpointIdCounter, CheckpointRetention, CompletedCheckpointStore, JobGraphStore, JobResultRetention,
+    JobResultStore, LeaderElectionService, LeaderRetrievalService, OnUnreadable, PayloadCleaner,
 };
 use crate::config::{BackendRegistry, HaConfig};
 use crate::driver::{HaBackend, StoreNamespace};
@@ -26,6 +26,8 @@ pub struct HaServices {
     cleaner: PayloadCleaner,
     num_retained: usize,
     on_unreadable: OnUnreadable,
+    checkpoint_retention: CheckpointRetention,
+    job_result_retention: JobResultRetention,
     views: RetainedViews,
 }
 
@@ -41,7 +43,10 @@ impl HaServices {
         registry.validate(config)?;
         let storage = StateStorage::open(config.storage_dir(), config.cluster_id(), config.storage_options())?;
         let backend = registry.connect(config).await?;
-        Ok(Self::new(backend, storage, config.num_retained()).with_on_unreadable(config.on_unreadable()))
+        Ok(Self::new(backend, storage, config.num_retained())
+            .with_on_unreadable(config.on_unreadable())
+            .with_checkpoint_retention(config.checkpoint_retention())
+            .with_job_result_retention(config.job_result_retention()))
     }
 
     /// Assembles services from parts (needs a Tokio runtime for the cleaner).
@@ -53,8 +58,34 @@ impl HaServices {
             cleaner,
             num_retained: num_retained.max(1),
             on_unreadable: OnUnreadable::default(),
+            checkpoint_retention: CheckpointRetention::default(),
+            job_result_retention: JobResultRetention::default(),
             views: RetainedViews::default(),
         }
+    }
+
+    /// Sets what a job's end keeps of its checkpoints
+    /// (`execution.checkpointing.externalized-checkpoint-retention`).
+    pub fn with_checkpoint_retention(mut self, retention: CheckpointRetention) -> Self {
+        self.checkpoint_retention = retention;
+        self
+    }
+
+    /// What a job's end keeps of its checkpoints.
+    pub fn checkpoint_retention(&self) -> CheckpointRetention {
+        self.checkpoint_retention
+    }
+
+    /// Sets how long clean job results are kept (`job-result-store.delete-on-commit`,
+    /// `job-result-store.retention`).
+    pub fn with_job_result_retention(mut self, retention: JobResultRetention) -> Self {
+        self.job_result_retention = retention;
+        self
+    }
+
+    /// How long clean job results are kept.
+    pub fn job_result_retention(&self) -> JobResultRetention {
+        self.job_result_retention
     }
 
     /// Sets what checkpoint recovery does with unreadable entries
@@ -112,6 +143,7 @@ impl HaServices {
             self.num_retained,
         )
         .with_on_unreadable(self.on_unreadable)
+        .with_retention(self.checkpoint_retention)
         .with_view(self.views.of(job)))
     }
 
@@ -125,7 +157,7 @@ impl HaServices {
     /// The job-result store.
     pub async fn job_result_store(&self) -> Result<JobResultStore> {
         let store = self.store(&StoreNamespace::JobResults).await?;
-        Ok(JobResultStore::new(store, self.storage.clone()))
+        Ok(JobResultStore::new(store, self.storage.clone()).with_retention(self.job_result_retention))
     }
 
     async fn store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn crate::driver::StateHandleStore>> {

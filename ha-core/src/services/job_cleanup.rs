@@ -6,6 +6,10 @@
 //! last the job result, dirty → clean. Every step is fenced. An entry another live
 //! process still locks stays, the attempt reports it, and the result stays dirty, so
 //! a later attempt, or the next leader, finishes the cleanup.
+//!
+//! A [`CheckpointRetention`](super::CheckpointRetention) that retains checkpoints for
+//! the job's status keeps its latest checkpoint and its counter (to resume from); the
+//! rest goes and the result is marked clean as usual.
 
 use std::time::Duration;
 
@@ -60,7 +64,9 @@ impl HaServices {
             .await?
             .shutdown(fence, status)
             .await?;
-        self.checkpoint_id_counter(job).await?.shutdown(fence, status).await?;
+        if !self.checkpoint_retention().retains(status) {
+            self.checkpoint_id_counter(job).await?.shutdown(fence, status).await?;
+        }
         let graphs = self.job_graph_store().await?;
         if !BlobStore::delete_all(&self.blob_store(), fence, &graphs, job).await? {
             remaining.push(format!("{}{job}", super::JOB_GRAPH_PREFIX));

@@ -6,6 +6,7 @@ mod cleaner;
 mod counter;
 mod election;
 mod ha_services;
+mod health;
 mod job_cleanup;
 mod job_graphs;
 mod job_results;
@@ -16,16 +17,17 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::BlobStore;
 pub use checkpoints::{
-    checkpoint_key, parse_checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore, OnUnreadable,
-    QuarantinedCheckpoint, RecoveredCheckpoints, CHECKPOINT_PREFIX, QUARANTINE_PREFIX,
+    checkpoint_key, parse_checkpoint_key, CheckpointRetention, CompletedCheckpoint, CompletedCheckpointStore,
+    OnUnreadable, QuarantinedCheckpoint, RecoveredCheckpoints, CHECKPOINT_PREFIX, QUARANTINE_PREFIX,
 };
 pub use cleaner::PayloadCleaner;
 pub use counter::{CheckpointIdCounter, INITIAL_CHECKPOINT_ID};
 pub use election::{LeaderElection, LeaderElectionService, LeaderGrant};
 pub use ha_services::{HaServices, DEFAULT_ELECTION_GROUP};
+pub use health::{LeaderHealth, LeaderHealthCheck};
 pub use job_cleanup::{CleanupRetry, JobCleanup};
 pub use job_graphs::{JobGraph, JobGraphStore, JOB_GRAPH_PREFIX};
-pub use job_results::{JobResult, JobResultStore, ResultState, JOB_RESULT_PREFIX};
+pub use job_results::{JobResult, JobResultEntry, JobResultRetention, JobResultStore, ResultState, JOB_RESULT_PREFIX};
 pub use retrieval::LeaderRetrievalService;
 
 /// Status of a job, as far as HA storage cares.

@@ -1,5 +1,5 @@
 //! The completed-checkpoint store: retention, subsume order, recovery order,
-//! quarantine, failover, shutdown, idempotent retries.
+//! quarantine, failover, shutdown, idempotent retries, retention on cancel.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ha_core::storage::StateHandle;
 use ha_core::{
-    checkpoint_key, CompletedCheckpoint, CompletedCheckpointStore, Error, Fence, HaServices, JobId, JobStatus,
-    LeaderElectionService, StoreNamespace,
+    checkpoint_key, CheckpointRetention, CompletedCheckpoint, CompletedCheckpointStore, Error, Fence, HaServices,
+    JobGraph, JobId, JobResult, JobStatus, LeaderElectionService, StoreNamespace,
 };
 
 use super::util::{contend, payload, quick};
@@ -559,4 +559,105 @@ pub async fn fail_policy_refuses_fallback(ctx: Ctx) {
     assert_eq!(ids(&recovered), vec![1, 2]);
     a.close().await.unwrap();
     strict.close().await.unwrap();
+}
+
+/// With `execution.checkpointing.externalized-checkpoint-retention:
+/// RETAIN_ON_CANCELLATION`, cancelling a job keeps its latest checkpoint (pointer and
+/// payload) and its counter, so the job can be resumed from it, also by the next
+/// leader; older retained checkpoints, the job graph and the result go as usual. A
+/// finished job is still removed entirely, and the default policy removes a cancelled
+/// job's checkpoints too.
+pub async fn retained_on_cancel_when_configured(ctx: Ctx) {
+    let a = ctx
+        .process_retaining(2)
+        .await
+        .with_checkpoint_retention(CheckpointRetention::RetainOnCancellation);
+    let (sa, mut ea) = contend(&a, "dispatcher").await;
+    let fa = ea.granted().await.unwrap().fence;
+    let job = JobId::random();
+    a.job_graph_store()
+        .await
+        .unwrap()
+        .put_job_graph(
+            &fa,
+            &JobGraph {
+                job_id: job.clone(),
+                data: payload("graph", 1),
+            },
+        )
+        .await
+        .unwrap();
+    let counter = a.checkpoint_id_counter(&job).await.unwrap();
+    let store = a.completed_checkpoint_store(&job).await.unwrap();
+    for _ in 0..3 {
+        let id = counter.get_and_increment(&fa).await.unwrap();
+        store.add_checkpoint(&fa, cp(&job, id)).await.unwrap();
+    }
+    assert_eq!(store.checkpoint_ids().await.unwrap(), vec![2, 3]);
+    let result = JobResult {
+        job_id: job.clone(),
+        status: JobStatus::Cancelled,
+        data: payload("res", 1),
+    };
+    a.job_result_store()
+        .await
+        .unwrap()
+        .create_dirty(&fa, &result)
+        .await
+        .unwrap();
+    let done = a.cleanup_job(&fa, &job, JobStatus::Cancelled).await.unwrap();
+    assert!(done.is_complete(), "{done:?}");
+    assert_eq!(
+        store.checkpoint_ids().await.unwrap(),
+        vec![3],
+        "the latest checkpoint is retained on cancel"
+    );
+    a.cleaner().flush().await;
+    assert_eq!(checkpoint_payloads(&ctx, &job).await, 1, "with its payload");
+    assert_eq!(
+        counter.get().await.unwrap(),
+        4,
+        "the counter is kept for the resumed job"
+    );
+    assert!(a.job_graph_store().await.unwrap().job_ids().await.unwrap().is_empty());
+
+    // The next leader resumes from it.
+    let b = ctx.process().await;
+    let (_sb, mut eb) = contend(&b, "dispatcher").await;
+    sa.close().await.unwrap();
+    let fb = tokio::time::timeout(quick(&ctx), eb.granted())
+        .await
+        .expect("b granted")
+        .unwrap()
+        .fence;
+    let recovered = b
+        .completed_checkpoint_store(&job)
+        .await
+        .unwrap()
+        .recover(&fb)
+        .await
+        .unwrap();
+    assert_eq!(recovered.latest(), Some(&cp(&job, 3)));
+    assert_eq!(b.checkpoint_id_counter(&job).await.unwrap().get().await.unwrap(), 4);
+
+    // A finished job goes entirely, whatever the policy.
+    let retaining_b = b
+        .clone()
+        .with_checkpoint_retention(CheckpointRetention::RetainOnCancellation);
+    let store_b = retaining_b.completed_checkpoint_store(&job).await.unwrap();
+    let left = store_b.shutdown(&fb, JobStatus::Finished).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(store_b.checkpoint_ids().await.unwrap().is_empty());
+    b.cleaner().flush().await;
+    assert_eq!(checkpoint_payloads(&ctx, &job).await, 0);
+
+    // The default policy deletes a cancelled job's checkpoints.
+    let other = JobId::random();
+    let default_store = b.completed_checkpoint_store(&other).await.unwrap();
+    default_store.add_checkpoint(&fb, cp(&other, 1)).await.unwrap();
+    let left = default_store.shutdown(&fb, JobStatus::Cancelled).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(default_store.checkpoint_ids().await.unwrap().is_empty());
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }

@@ -1,8 +1,9 @@
-//! The job-result store: dirty → clean, and hand-over of an unfinished cleanup.
+//! The job-result store: dirty → clean, hand-over of an unfinished cleanup, and
+//! retention of clean results (delete-on-commit, TTL).
 
 use ha_core::{
-    checkpoint_key, CleanupRetry, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobStatus, ResultState,
-    StoreNamespace,
+    checkpoint_key, CleanupRetry, CompletedCheckpoint, Error, JobGraph, JobId, JobResult, JobResultRetention,
+    JobStatus, ResultState, StoreNamespace,
 };
 
 use super::util::{contend, payload, quick};
@@ -11,7 +12,7 @@ use crate::Ctx;
 /// A result is written dirty, listed as dirty, marked clean (idempotently), and a
 /// second, different result for the same job is refused.
 pub async fn dirty_to_clean(ctx: Ctx) {
-    let ha = ctx.process().await;
+    let ha = ctx.process().await.with_job_result_retention(JobResultRetention::KEEP);
     let (_s, mut e) = contend(&ha, "dispatcher").await;
     let f = e.granted().await.unwrap().fence;
     let store = ha.job_result_store().await.unwrap();
@@ -60,7 +61,7 @@ pub async fn new_leader_finishes_cleanup(ctx: Ctx) {
         data: payload("res", 1),
     };
     a.job_result_store().await.unwrap().create_dirty(&fa, &r).await.unwrap();
-    let b = ctx.process().await;
+    let b = ctx.process().await.with_job_result_retention(JobResultRetention::KEEP);
     let (_sb, mut eb) = contend(&b, "dispatcher").await;
     sa.close().await.unwrap();
     let fb = tokio::time::timeout(quick(&ctx), eb.granted())
@@ -81,7 +82,10 @@ pub async fn new_leader_finishes_cleanup(ctx: Ctx) {
 /// still locks a checkpoint the attempt reports it and the result stays dirty; the
 /// retrying flow finishes once that lock is gone.
 pub async fn cleanup_marks_clean_only_when_nothing_is_left(ctx: Ctx) {
-    let a = ctx.process_retaining(2).await;
+    let a = ctx
+        .process_retaining(2)
+        .await
+        .with_job_result_retention(JobResultRetention::KEEP);
     let (_s, mut e) = contend(&a, "dispatcher").await;
     let f = e.granted().await.unwrap().fence;
     let job = JobId::random();
@@ -161,4 +165,82 @@ pub async fn cleanup_marks_clean_only_when_nothing_is_left(ctx: Ctx) {
     );
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// With `job-result-store.delete-on-commit` (the default, as in Flink) a result is
+/// removed with its payload when it is marked clean, so finished jobs do not pile up in
+/// the store (FLINK-32806); a dirty result stays until its cleanup finished. With
+/// delete-on-commit off and `job-result-store.retention` set, clean results older than
+/// the retention are removed on the next write; younger clean ones and dirty ones stay.
+pub async fn delete_on_commit_bounds_the_store(ctx: Ctx) {
+    let a = ctx.process().await;
+    let (_s, mut e) = contend(&a, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let store = a.job_result_store().await.unwrap();
+    let raw = a
+        .backend()
+        .state_handle_store(&StoreNamespace::JobResults)
+        .await
+        .unwrap();
+    let result = |job: &JobId, n: u64| JobResult {
+        job_id: job.clone(),
+        status: JobStatus::Finished,
+        data: payload("res", n),
+    };
+    let result_payloads = || async {
+        ctx.storage()
+            .list_all()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.contains("/job-results/"))
+            .count()
+    };
+    for n in 0..5 {
+        let job = JobId::random();
+        store.create_dirty(&f, &result(&job, n)).await.unwrap();
+        assert_eq!(store.state(&job).await.unwrap(), Some(ResultState::Dirty));
+        let done = a.cleanup_job(&f, &job, JobStatus::Finished).await.unwrap();
+        assert!(done.is_complete(), "{done:?}");
+        assert_eq!(
+            store.state(&job).await.unwrap(),
+            None,
+            "a clean result is deleted on commit"
+        );
+    }
+    assert!(raw.list().await.unwrap().is_empty(), "the store stays empty");
+    let dirty = JobId::random();
+    store.create_dirty(&f, &result(&dirty, 9)).await.unwrap();
+    assert_eq!(raw.list().await.unwrap().len(), 1);
+    assert_eq!(result_payloads().await, 1, "payloads of deleted results are gone");
+
+    // Keep clean results, but only for a while.
+    let retention = std::time::Duration::from_millis(800);
+    let kept = a.clone().with_job_result_retention(JobResultRetention {
+        delete_on_commit: false,
+        retention: Some(retention),
+    });
+    let kept_store = kept.job_result_store().await.unwrap();
+    let old = JobId::random();
+    kept_store.create_dirty(&f, &result(&old, 10)).await.unwrap();
+    kept_store.mark_clean(&f, &old).await.unwrap();
+    assert_eq!(kept_store.state(&old).await.unwrap(), Some(ResultState::Clean));
+    tokio::time::sleep(retention + std::time::Duration::from_millis(400)).await;
+    let young = JobId::random();
+    kept_store.create_dirty(&f, &result(&young, 11)).await.unwrap();
+    kept_store.mark_clean(&f, &young).await.unwrap();
+    assert_eq!(
+        kept_store.state(&old).await.unwrap(),
+        None,
+        "a clean result older than the retention is removed on the next write"
+    );
+    assert_eq!(kept_store.state(&young).await.unwrap(), Some(ResultState::Clean));
+    assert_eq!(
+        kept_store.state(&dirty).await.unwrap(),
+        Some(ResultState::Dirty),
+        "dirty results are never expired"
+    );
+    assert_eq!(raw.list().await.unwrap().len(), 2);
+    assert_eq!(result_payloads().await, 2);
+    a.close().await.unwrap();
 }

@@ -83,13 +83,17 @@ macro_rules! __conformance_case_list {
                 subsumed_entry_locked_by_crashed_process_is_removed_later,
                 missing_storage_is_an_error_not_quarantine, never_subsumes_the_checkpoint_just_added,
                 terminal_shutdown_reports_entries_still_locked, fail_policy_refuses_fallback,
+                retained_on_cancel_when_configured,
             }
             counter {
                 starts_at_one_and_increments, strictly_increasing_under_16_tasks, set_count_and_shutdown,
                 set_count_never_goes_backwards,
             }
             job_graphs { put_recover_replace_remove, locks_prevent_removal }
-            job_results { dirty_to_clean, new_leader_finishes_cleanup, cleanup_marks_clean_only_when_nothing_is_left }
+            job_results {
+                dirty_to_clean, new_leader_finishes_cleanup, cleanup_marks_clean_only_when_nothing_is_left,
+                delete_on_commit_bounds_the_store,
+            }
             cleanup { leaves_nothing }
         }
     };
