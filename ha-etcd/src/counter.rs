@@ -10,7 +10,6 @@ use ha_core::driver::CheckpointIdCounterDriver;
 use ha_core::{Error, Fence, JobId, Result, Version, Versioned};
 
 use crate::backend::Shared;
-use crate::error::rpc;
 use crate::fenced::fenced_txn;
 
 pub(crate) struct EtcdCounter {
@@ -28,8 +27,7 @@ impl EtcdCounter {
 #[async_trait]
 impl CheckpointIdCounterDriver for EtcdCounter {
     async fn read(&self) -> Result<Option<Versioned<u64>>> {
-        let mut kv = self.shared.client.kv_client();
-        let resp = rpc(self.shared.timeout, kv.get(self.key.clone(), None))
+        let resp = crate::error::get(&self.shared.client, self.shared.timeout, &self.key, None)
             .await
             .map_err(|e| e.read(self.key.clone()))?;
         let Some(kv) = resp.kvs().first() else {

@@ -51,6 +51,12 @@ impl RpcError {
         }
     }
 
+    /// Whether etcd answered `Unavailable` for a passing reason (leader changed, no
+    /// leader yet, member unreachable): a read may simply be asked again.
+    pub(crate) fn transient(&self) -> bool {
+        self.code() == Some(Code::Unavailable) || self.not_sent()
+    }
+
     /// The server refused the request without applying it.
     fn definite_refusal(&self) -> Option<Error> {
         // etcd reports a bad password as InvalidArgument; it is an auth failure.
@@ -101,6 +107,31 @@ pub(crate) async fn rpc<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(RpcError::Etcd(e)),
         Err(_) => Err(RpcError::Timeout(timeout)),
+    }
+}
+
+/// A `get` under `timeout`, asked again while etcd answers with a transient
+/// `Unavailable` and the budget lasts. A read changes nothing, so repeating it is always
+/// safe (as etcd's own Go client does for reads); writes are never repeated here.
+pub(crate) async fn get(
+    client: &etcd_client::Client,
+    timeout: Duration,
+    key: &str,
+    options: Option<etcd_client::GetOptions>,
+) -> Result<etcd_client::GetResponse, RpcError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let mut kv = client.kv_client();
+        match rpc(left.max(Duration::from_millis(1)), kv.get(key, options.clone())).await {
+            Err(e) if e.transient() && tokio::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(%key, error = %e, "transient etcd read failure; asking again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+            r => return r,
+        }
     }
 }
 

@@ -7,13 +7,11 @@ use ha_core::driver::{leader_record_stream, LeaderRecordStream};
 use ha_core::{ComponentId, Result};
 
 use crate::backend::Shared;
-use crate::error::rpc;
 use crate::watch::{follow, Update};
 
 pub(crate) async fn watch(shared: &Shared, component: &ComponentId) -> Result<LeaderRecordStream> {
     let key = shared.layout.leader_info(component);
-    let mut kv = shared.client.kv_client();
-    let resp = rpc(shared.timeout, kv.get(key.clone(), None))
+    let resp = crate::error::get(&shared.client, shared.timeout, &key, None)
         .await
         .map_err(|e| e.read(key.clone()))?;
     let current = resp.kvs().first().map(|kv| Bytes::copy_from_slice(kv.value()));

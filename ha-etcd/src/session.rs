@@ -102,7 +102,17 @@ impl Session {
     /// Grants the first lease (so a connect fails fast when etcd is unreachable) and
     /// starts the keep-alive loop.
     pub(crate) async fn start(client: Client, ttl: Duration, timeout: Duration) -> Result<Self, RpcError> {
-        let (lease, sent) = grant(&client, ttl, timeout).await?;
+        // A grant is asked again while etcd is between leaders: at worst an extra lease
+        // runs out by its TTL.
+        let deadline = Instant::now() + timeout;
+        let (lease, sent) = loop {
+            match grant(&client, ttl, timeout).await {
+                Err(e) if e.transient() && Instant::now() + Duration::from_millis(50) < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => break r?,
+            }
+        };
         let state_tx = Arc::new(watch::Sender::new(LeaseState::Active(lease)));
         let holders: Arc<Mutex<Vec<Weak<Holder>>>> = Arc::default();
         let validity = Arc::new(Mutex::new((

@@ -102,8 +102,7 @@ impl StateHandleStore for EtcdStore {
 
     async fn get(&self, name: &str) -> Result<Option<Versioned<Bytes>>> {
         let key = self.key(name)?;
-        let mut kv = self.shared.client.kv_client();
-        let resp = rpc(self.shared.timeout, kv.get(key.clone(), None))
+        let resp = crate::error::get(&self.shared.client, self.shared.timeout, &key, None)
             .await
             .map_err(|e| e.read(key))?;
         Ok(resp.kvs().first().map(|kv| Versioned {
@@ -135,13 +134,10 @@ impl StateHandleStore for EtcdStore {
 
     async fn list(&self) -> Result<Vec<String>> {
         let dir = self.shared.layout.namespace_dir(&self.namespace);
-        let mut kv = self.shared.client.kv_client();
-        let resp = rpc(
-            self.shared.timeout,
-            kv.get(dir.clone(), Some(GetOptions::new().with_prefix().with_keys_only())),
-        )
-        .await
-        .map_err(|e| e.read(dir.clone()))?;
+        let keys_only = GetOptions::new().with_prefix().with_keys_only();
+        let resp = crate::error::get(&self.shared.client, self.shared.timeout, &dir, Some(keys_only))
+            .await
+            .map_err(|e| e.read(dir.clone()))?;
         let mut names: Vec<String> = resp
             .kvs()
             .iter()
@@ -199,13 +195,10 @@ impl StateHandleStore for EtcdStore {
     async fn lock_owners(&self, name: &str) -> Result<Vec<String>> {
         self.key(name)?;
         let dir = self.lock_dir(name);
-        let mut kv = self.shared.client.kv_client();
-        let resp = rpc(
-            self.shared.timeout,
-            kv.get(dir.clone(), Some(GetOptions::new().with_prefix().with_keys_only())),
-        )
-        .await
-        .map_err(|e| e.read(dir.clone()))?;
+        let keys_only = GetOptions::new().with_prefix().with_keys_only();
+        let resp = crate::error::get(&self.shared.client, self.shared.timeout, &dir, Some(keys_only))
+            .await
+            .map_err(|e| e.read(dir.clone()))?;
         Ok(resp
             .kvs()
             .iter()

@@ -136,10 +136,12 @@ impl Member {
                 "ha-test-{}",
                 self.data_dir.parent().unwrap_or(&self.data_dir).display()
             ))
+            // Fast raft, but with room for a loaded 2-core CI machine: at 10/100 ms
+            // members missed heartbeats under load and changed leaders mid-test.
             .arg("--heartbeat-interval")
-            .arg("10")
+            .arg("25")
             .arg("--election-timeout")
-            .arg("100")
+            .arg("250")
             .arg("--listen-metrics-urls")
             .arg(format!("http://127.0.0.1:{}", self.metrics_port))
             .arg("--log-level")
