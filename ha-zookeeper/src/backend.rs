@@ -65,6 +65,7 @@ impl ZooKeeperBackend {
     pub async fn connect(cluster_id: ClusterId, config: ZooKeeperConfig) -> Result<Self> {
         let paths = Paths::new(&config.root, &cluster_id);
         let sessions = Sessions::connect(config).await?;
+        sessions.set_latch_root(&paths.latch_root());
         let instance_id = format!("zk-{}", uuid::Uuid::new_v4().simple());
         Ok(Self {
             inner: Arc::new(Inner {

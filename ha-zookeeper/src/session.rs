@@ -31,6 +31,8 @@ pub(crate) struct Sessions {
     config: ZooKeeperConfig,
     current: tokio::sync::Mutex<Option<Live>>,
     closed: AtomicBool,
+    /// `R/C/leader/latch/`: every fence token of this cluster lies one group below.
+    latch_root: std::sync::OnceLock<String>,
 }
 
 impl Sessions {
@@ -43,6 +45,7 @@ impl Sessions {
             config,
             current: tokio::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
+            latch_root: std::sync::OnceLock::new(),
         };
         sessions.live().await?;
         Ok(sessions)
@@ -50,6 +53,29 @@ impl Sessions {
 
     pub(crate) fn config(&self) -> &ZooKeeperConfig {
         &self.config
+    }
+
+    /// Sets the latch directory root of this instance's cluster (`R/C/leader/latch`).
+    pub(crate) fn set_latch_root(&self, root: &str) {
+        let _ = self.latch_root.set(format!("{}/", root.trim_end_matches('/')));
+    }
+
+    /// Whether `token` names a latch node of this cluster (`R/C/leader/latch/<group>/
+    /// <node>`): a fence of another cluster-id, or any other path, is no term of ours,
+    /// even if that node exists on the same ensemble.
+    pub(crate) fn owns_fence_token(&self, token: &str) -> bool {
+        let Some(root) = self.latch_root.get() else {
+            return true;
+        };
+        let Some(rest) = token.strip_prefix(root.as_str()) else {
+            return false;
+        };
+        match rest.split_once('/') {
+            Some((group, node)) => {
+                !group.is_empty() && !node.is_empty() && !node.contains('/') && node.contains("-latch-")
+            }
+            None => false,
+        }
     }
 
     fn connector(&self) -> Result<zk::Connector> {

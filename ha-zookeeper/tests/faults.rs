@@ -411,3 +411,99 @@ async fn join_with_lost_create_reply_leaves_one_latch_node() {
     assert!(admin.list_children(&latch_dir).await.unwrap().is_empty());
     a.close_and_cleanup_all_data().await.unwrap();
 }
+
+/// Finding 5 of the correctness review: contender A's client is on follower F, B's on
+/// the ZooKeeper leader. F is cut from the other members (quorum and election ports)
+/// while A still reaches F: F keeps answering A's pings until `syncLimit·tickTime`,
+/// but the quorum expires A's session after the session timeout and grants B. A must
+/// stop acting, and be told it lost leadership, no later than B is granted:
+/// `Revoked(A) ≤ Granted(B)` and A's last action ≤ `Granted(B)`, by the same clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_cut_from_quorum_revokes_before_new_grant() {
+    common::init_tracing();
+    let zk = ZooKeeperServer::start_with(ha_testkit::ZooKeeperOptions {
+        members: 3,
+        tick_time: Duration::from_millis(100),
+        // F notices the loss of the leader only after 8 s, well after the session
+        // (4 s) can have expired at the quorum.
+        sync_limit_ticks: Some(80),
+        peer_proxies: true,
+        ..Default::default()
+    })
+    .expect("start ZooKeeper ensemble");
+    let leader = zk.leader().expect("an ensemble leader");
+    let follower = (0..zk.len()).find(|&i| i != leader).expect("a follower");
+    let session = Duration::from_secs(4);
+    let cluster = Cluster::new("follower-cut");
+    let on = |i: usize| common::config(&zk.client_addr(i).unwrap().to_string(), session);
+    let (_a_backend, a) = cluster.process(on(follower)).await;
+    let (_b_backend, b) = cluster.process(on(leader)).await;
+    let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    // A's candidacy renews its term every third of the session from about now.
+    let joined = Instant::now();
+    let mut ea = sa.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let ga = ea.granted().await.unwrap();
+    let sb = b.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut eb = sb.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    // The worst moment: right after a renewal went through, so A's client has just
+    // heard from the ensemble and will not for a long while.
+    tokio::time::sleep_until(joined + session * 2 / 3 + Duration::from_millis(40)).await;
+    assert!(ea.has_leadership(&ga) && eb.current().is_none());
+
+    // A acts as leader every few ms for as long as it has leadership, and notes when
+    // it is told it lost it.
+    let cut = Instant::now();
+    zk.isolate(follower).unwrap();
+    let a_side = tokio::spawn(async move {
+        let mut last_action = Instant::now();
+        loop {
+            if ea.has_leadership(&ga) {
+                last_action = Instant::now();
+            }
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(2), ea.revoked(&ga)).await {
+                r.unwrap();
+                return (last_action, Instant::now(), ea, ga);
+            }
+        }
+    });
+    let gb = tokio::time::timeout(Duration::from_secs(20), eb.granted())
+        .await
+        .expect("B is granted once the quorum expired A's session")
+        .unwrap();
+    let granted_at = Instant::now();
+    let (last_action, revoked_at, _ea, ga) = tokio::time::timeout(Duration::from_secs(20), a_side)
+        .await
+        .expect("A is revoked")
+        .unwrap();
+    zk.heal_peers();
+    let ms = |t: Instant| t.saturating_duration_since(cut).as_millis();
+    let overlap = revoked_at.saturating_duration_since(granted_at).max(last_action.saturating_duration_since(granted_at));
+    println!(
+        "follower cut: A last acted at {} ms, revoked at {} ms, B granted at {} ms after the cut; overlap {} ms",
+        ms(last_action),
+        ms(revoked_at),
+        ms(granted_at),
+        overlap.as_millis()
+    );
+    assert!(gb.epoch > ga.epoch);
+    assert!(
+        last_action <= granted_at,
+        "A acted {} ms after B was granted (A last acted at {} ms, B granted at {} ms after the cut)",
+        last_action.saturating_duration_since(granted_at).as_millis(),
+        ms(last_action),
+        ms(granted_at)
+    );
+    assert!(
+        revoked_at <= granted_at,
+        "A was revoked {} ms after B was granted (revoked at {} ms, B granted at {} ms after the cut)",
+        revoked_at.saturating_duration_since(granted_at).as_millis(),
+        ms(revoked_at),
+        ms(granted_at)
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = sb.close().await;
+        let _ = b.close().await;
+    })
+    .await;
+    drop((sa, a));
+}

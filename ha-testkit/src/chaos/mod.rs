@@ -11,12 +11,19 @@
 //! its old fence when thawed), payload storage unavailable or slow for a while, and the
 //! target's backend faults; after each fault the
 //! next waits until a leader writes again. The [`CheckReport`] lists violations (must
-//! be none), operations checked and the worst leaderless gap after a heal.
+//! be none), operations and leader actions checked and the worst leaderless gap after
+//! a heal.
+//!
+//! [`run_processes`] runs each contender as a child process instead (see
+//! [`ProcessTarget`]): SIGKILL, SIGSTOP past the lease then SIGCONT, SIGSTOP within
+//! the lease, and the target's backend faults; every action a leader takes is checked
+//! against newer grants on one clock shared by all processes.
 
 mod checker;
 mod contender;
 mod history;
 mod links;
+mod process;
 mod rng;
 
 use std::sync::Arc;
@@ -28,6 +35,7 @@ use ha_core::{ClusterId, HaBackend, Result};
 pub use checker::{check, CheckReport};
 pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
 pub use links::{Link, Links};
+pub use process::{child_main, run_processes, ProcessTarget, CHILD_ENV, CHILD_TEST};
 pub use rng::SplitMix64;
 
 use crate::{Harness, StorageMode};
@@ -159,7 +167,7 @@ impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} actions checked, {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
             self.faults.len(),
             self.stale_leader_freezes,
@@ -172,6 +180,7 @@ impl std::fmt::Display for ChaosReport {
             self.check.operations,
             self.check.acknowledged,
             self.check.fenced,
+            self.check.actions,
             self.check.violations.len(),
             self.check.worst_leaderless_gap.as_millis(),
             self.elapsed.as_secs_f64()

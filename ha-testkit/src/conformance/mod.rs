@@ -90,7 +90,7 @@ macro_rules! __conformance_case_list {
             }
             job_graphs { put_recover_replace_remove, locks_prevent_removal }
             job_results { dirty_to_clean, new_leader_finishes_cleanup, cleanup_marks_clean_only_when_nothing_is_left }
-            cleanup { leaves_nothing }
+            cleanup { leaves_nothing, leaves_nothing_while_contending }
         }
     };
 }
