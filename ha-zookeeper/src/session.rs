@@ -152,29 +152,6 @@ impl Sessions {
         client.session_timeout().max(Duration::from_secs(1))
     }
 
-    /// How long after a disconnect is noticed this instance may still assume that its
-    /// session lives on the server. The server expires a session `session_timeout`
-    /// after it last heard from the client; the client notices silence only after the
-    /// connection timeout, and heard from the server up to a ping interval before
-    /// that. A margin covers scheduling delays. Never negative.
-    pub(crate) fn suspended_grace(&self, client: &zk::Client) -> Duration {
-        let session = client.session_timeout();
-        let conn = self.config.connection_timeout;
-        let conn = if conn.is_zero() || conn > session * 3 / 5 {
-            session * 2 / 5
-        } else {
-            conn
-        };
-        let tick = if conn == session * 2 / 5 {
-            session / 20
-        } else {
-            conn / 8
-        };
-        let ping = (tick * 3).min(Duration::from_secs(10));
-        let margin = (session / 10).max(Duration::from_millis(50));
-        session.saturating_sub(conn + ping + margin)
-    }
-
     /// Runs a read, retrying transient failures with back-off once the connection is
     /// back; a lost session is replaced before the next try.
     pub(crate) async fn read<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
