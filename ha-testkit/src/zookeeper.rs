@@ -207,8 +207,17 @@ impl ZooKeeperServer {
         let n = options.members;
         let mut ports = Vec::with_capacity(n);
         let mut secure_ports = Vec::with_capacity(n);
+        // The ports stay bound until the peer proxies have their own, so no proxy
+        // takes a member's port.
+        let mut held = Vec::new();
+        let mut hold = || -> io::Result<u16> {
+            let l = TcpListener::bind("127.0.0.1:0")?;
+            let port = l.local_addr()?.port();
+            held.push(l);
+            Ok(port)
+        };
         for _ in 0..n {
-            ports.push((free_port()?, free_port()?, free_port()?));
+            ports.push((hold()?, hold()?, hold()?));
             secure_ports.push(match options.tls {
                 Some(_) => Some(free_port()?),
                 None => None,
@@ -219,6 +228,7 @@ impl ZooKeeperServer {
         } else {
             None
         };
+        drop(held);
         let mut members = Vec::with_capacity(n);
         for (i, (client, _, _)) in ports.iter().enumerate() {
             let id = i + 1;

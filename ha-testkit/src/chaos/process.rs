@@ -332,10 +332,16 @@ impl ProcSlot {
         leading.store(false, Ordering::SeqCst);
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
+            let debug = std::env::var_os("HA_CHAOS_DEBUG").is_some();
             while let Ok(Some(l)) = lines.next_line().await {
-                let Some(l) = l.strip_prefix(LINE_PREFIX) else {
+                if debug {
+                    eprintln!("{who:?}: {l}");
+                }
+                // The test harness may have written to the same line first.
+                let Some(i) = l.find(LINE_PREFIX) else {
                     continue;
                 };
+                let l = &l[i + LINE_PREFIX.len()..];
                 let Some(e) = decode(l, who, clock) else {
                     continue;
                 };
