@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::Client;
 use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
 use ha_etcd::{EtcdBackend, EtcdConfig};
 use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, Links, SplitMix64};
@@ -67,23 +66,8 @@ impl EtcdChaos {
         }
     }
 
-    /// Index of the raft leader, asking each member (a paused or dead one is skipped).
     async fn raft_leader(&self) -> Option<usize> {
-        for _ in 0..40 {
-            for (i, ep) in self.endpoints.iter().enumerate() {
-                let status = tokio::time::timeout(Duration::from_millis(500), async {
-                    Client::connect([ep.as_str()], None).await?.status().await
-                })
-                .await;
-                if let Ok(Ok(st)) = status {
-                    if st.leader() != 0 && st.header().map(|h| h.member_id()) == Some(st.leader()) {
-                        return Some(i);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        common::find_raft_leader(&self.endpoints).await
     }
 
     async fn kill_and_restart(&self, i: usize, rng: &mut SplitMix64) {
