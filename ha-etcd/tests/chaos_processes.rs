@@ -98,7 +98,10 @@ impl Harness for EtcdProcesses {
 #[async_trait]
 impl ChaosTarget for EtcdProcesses {
     async fn connect_freezable(&self, _: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)> {
-        Err(Error::config("chaos", "process chaos only: contenders are child processes"))
+        Err(Error::config(
+            "chaos",
+            "process chaos only: contenders are child processes",
+        ))
     }
 
     fn lease(&self) -> Duration {
@@ -112,10 +115,12 @@ impl ChaosTarget for EtcdProcesses {
     async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
         match name {
             "kill-raft-leader" => {
-                let leader = common::find_raft_leader(&self.endpoints).await.ok_or_else(|| Error::Other {
-                    message: "no raft leader to kill".into(),
-                    source: None,
-                })?;
+                let leader = common::find_raft_leader(&self.endpoints)
+                    .await
+                    .ok_or_else(|| Error::Other {
+                        message: "no raft leader to kill".into(),
+                        source: None,
+                    })?;
                 self.member_op("kill", leader, |s, i| {
                     s.kill(i);
                     Ok(())

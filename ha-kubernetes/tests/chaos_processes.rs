@@ -96,7 +96,9 @@ impl ChaosTarget for KubeProcesses {
         let lease = self.lease();
         match name {
             "api-slow" => {
-                emulator.faults().set_latency(Duration::from_millis(200 + rng.below(900)));
+                emulator
+                    .faults()
+                    .set_latency(Duration::from_millis(200 + rng.below(900)));
                 tokio::time::sleep(lease + Duration::from_millis(rng.below(1000))).await;
                 emulator.faults().set_latency(Duration::ZERO);
             }
@@ -113,10 +115,7 @@ impl ChaosTarget for KubeProcesses {
 
 impl ProcessTarget for KubeProcesses {
     fn child_spec(&self, _slot: usize) -> String {
-        self.0
-            .emulator_ref()
-            .map(|e| e.url().to_string())
-            .unwrap_or_default()
+        self.0.emulator_ref().map(|e| e.url().to_string()).unwrap_or_default()
     }
 
     fn handover_fault(&self) -> Option<&'static str> {

@@ -133,12 +133,14 @@ async fn cleanup_while_contending_leaves_nothing() {
     }
     let cluster_path = h.cluster_path(&cluster);
     let admin = h.admin().await.unwrap();
-    let job_nodes = |tree: &[String]| -> Vec<String> {
-        tree.iter().filter(|p| p.contains(job.as_str())).cloned().collect()
-    };
+    let job_nodes =
+        |tree: &[String]| -> Vec<String> { tree.iter().filter(|p| p.contains(job.as_str())).cloned().collect() };
     assert!(!job_nodes(&common::list_tree(&admin, &cluster_path).await.unwrap()).is_empty());
     // The job finishes: its checkpoints and counter go, and so do their parents.
-    checkpoints.shutdown(&g.fence, ha_core::JobStatus::Finished).await.unwrap();
+    checkpoints
+        .shutdown(&g.fence, ha_core::JobStatus::Finished)
+        .await
+        .unwrap();
     counter.shutdown(&g.fence, ha_core::JobStatus::Finished).await.unwrap();
     let left = job_nodes(&common::list_tree(&admin, &cluster_path).await.unwrap());
     assert!(left.is_empty(), "znodes of the finished job left behind: {left:?}");

@@ -482,7 +482,9 @@ async fn follower_cut_from_quorum_revokes_before_new_grant() {
         .unwrap();
     zk.heal_peers();
     let ms = |t: Instant| t.saturating_duration_since(cut).as_millis();
-    let overlap = revoked_at.saturating_duration_since(granted_at).max(last_action.saturating_duration_since(granted_at));
+    let overlap = revoked_at
+        .saturating_duration_since(granted_at)
+        .max(last_action.saturating_duration_since(granted_at));
     println!(
         "follower cut: A last acted at {} ms, revoked at {} ms, B granted at {} ms after the cut; overlap {} ms",
         ms(last_action),

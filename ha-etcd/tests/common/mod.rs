@@ -203,7 +203,9 @@ pub(crate) fn cluster(name: &str) -> ClusterId {
 
 /// The member index of the raft leader of `server`.
 pub(crate) async fn raft_leader(server: &EtcdServer) -> usize {
-    find_raft_leader(&server.endpoints()).await.expect("no raft leader found")
+    find_raft_leader(&server.endpoints())
+        .await
+        .expect("no raft leader found")
 }
 
 /// Index of the raft leader among `endpoints`, asking each member (a paused or dead

@@ -390,7 +390,11 @@ mod tests {
         let r = check(&events, Duration::from_secs(1));
         assert_eq!(r.actions, 3);
         assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
-        assert!(r.violations[0].contains("acted as leader of epoch 1 2 ms after epoch 2"), "{:?}", r.violations);
+        assert!(
+            r.violations[0].contains("acted as leader of epoch 1 2 ms after epoch 2"),
+            "{:?}",
+            r.violations
+        );
     }
 
     #[test]

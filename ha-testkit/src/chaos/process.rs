@@ -94,7 +94,9 @@ impl Clock {
         if d >= 0 {
             self.instant + Duration::from_nanos(d as u64)
         } else {
-            self.instant.checked_sub(Duration::from_nanos((-d) as u64)).unwrap_or(self.instant)
+            self.instant
+                .checked_sub(Duration::from_nanos((-d) as u64))
+                .unwrap_or(self.instant)
         }
     }
 }
@@ -381,7 +383,10 @@ impl ProcSlot {
             let _ = stdin.write_all(b"stop\n").await;
             let _ = stdin.flush().await;
             drop(stdin);
-            if tokio::time::timeout(Duration::from_secs(15), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
             }
@@ -471,7 +476,10 @@ pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig
                 slots[slot].signal(Signal::SIGSTOP);
                 tokio::time::sleep(hold).await;
                 slots[slot].signal(Signal::SIGCONT);
-                format!("SIGSTOP contender {slot}{role} within the lease, {} ms", hold.as_millis())
+                format!(
+                    "SIGSTOP contender {slot}{role} within the lease, {} ms",
+                    hold.as_millis()
+                )
             }
             n => {
                 let name = backend_faults[n - 3];
