@@ -217,6 +217,31 @@ impl ClusterState {
         out
     }
 
+    /// Resigns every candidacy of `session` (cleanup resigns before it deletes), then
+    /// grants the next candidates of other sessions.
+    pub(super) fn resign_session(&mut self, session: SessionId) {
+        for election in self.elections.values_mut() {
+            if let Some((leader, _)) = election.leader {
+                if election
+                    .candidates
+                    .iter()
+                    .any(|c| c.id == leader && c.session == session)
+                {
+                    election.leader = None;
+                }
+            }
+            election.candidates.retain(|c| {
+                if c.session == session {
+                    c.sink.resign();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.grant_leaderless();
+    }
+
     pub(super) fn clear_data(&mut self) {
         let components: Vec<ComponentId> = self.leader_info.keys().cloned().collect();
         for c in components {
