@@ -425,6 +425,19 @@ async fn join_with_lost_create_reply_leaves_one_latch_node() {
 /// `Revoked(A) ≤ Granted(B)` and A's last action ≤ `Granted(B)`, by the same clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_cut_from_quorum_revokes_before_new_grant() {
+    follower_cut(false).await;
+}
+
+/// As [`follower_cut_from_quorum_revokes_before_new_grant`], with
+/// `tolerate-suspended-connections`: A keeps leadership through the suspension only up
+/// to its validity, counted from the last renewal known to have reached the quorum, so
+/// it is still revoked before B is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_cut_with_tolerated_suspension_revokes_before_new_grant() {
+    follower_cut(true).await;
+}
+
+async fn follower_cut(tolerate_suspended_connections: bool) {
     common::init_tracing();
     let zk = ZooKeeperServer::start_with(ha_testkit::ZooKeeperOptions {
         members: 3,
@@ -440,11 +453,16 @@ async fn follower_cut_from_quorum_revokes_before_new_grant() {
     let follower = (0..zk.len()).find(|&i| i != leader).expect("a follower");
     let session = Duration::from_secs(4);
     let cluster = Cluster::new("follower-cut");
-    let on = |i: usize| common::config(&zk.client_addr(i).unwrap().to_string(), session);
+    let on = |i: usize| {
+        let mut c = common::config(&zk.client_addr(i).unwrap().to_string(), session);
+        c.tolerate_suspended_connections = tolerate_suspended_connections;
+        c
+    };
     let (_a_backend, a) = cluster.process(on(follower)).await;
     let (_b_backend, b) = cluster.process(on(leader)).await;
     let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
-    // A's candidacy renews its term every third of the session from about now.
+    // A's candidacy renews its term from about now on (every quarter session since
+    // the fix; every third before it).
     let joined = Instant::now();
     let mut ea = sa.register(ComponentId::new("dispatcher").unwrap()).unwrap();
     let ga = ea.granted().await.unwrap();
@@ -452,7 +470,7 @@ async fn follower_cut_from_quorum_revokes_before_new_grant() {
     let mut eb = sb.register(ComponentId::new("dispatcher").unwrap()).unwrap();
     // The worst moment: right after a renewal went through, so A's client has just
     // heard from the ensemble and will not for a long while.
-    tokio::time::sleep_until(joined + session * 2 / 3 + Duration::from_millis(40)).await;
+    tokio::time::sleep_until(joined + session / 2 + Duration::from_millis(40)).await;
     assert!(ea.has_leadership(&ga) && eb.current().is_none());
 
     // A acts as leader every few ms for as long as it has leadership, and notes when
@@ -486,7 +504,7 @@ async fn follower_cut_from_quorum_revokes_before_new_grant() {
         .saturating_duration_since(granted_at)
         .max(last_action.saturating_duration_since(granted_at));
     println!(
-        "follower cut: A last acted at {} ms, revoked at {} ms, B granted at {} ms after the cut; overlap {} ms",
+        "follower cut (tolerate suspended: {tolerate_suspended_connections}): A last acted at {} ms, revoked at {} ms, B granted at {} ms after the cut; overlap {} ms",
         ms(last_action),
         ms(revoked_at),
         ms(granted_at),
