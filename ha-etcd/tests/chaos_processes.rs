@@ -158,8 +158,9 @@ async fn short_seeded_process_run_has_no_violations() {
         Arc::new(EtcdProcesses::start()),
         ChaosConfig {
             faults: 6,
-            ..ChaosConfig::short(5)
-        },
+            ..ChaosConfig::short(9)
+        }
+        .from_env(),
     )
     .await;
     report.assert_clean("etcd processes");
