@@ -55,15 +55,8 @@ impl EtcdChaos {
         self.endpoints.len()
     }
 
-    /// Runs a blocking member operation (restart waits until healthy) off the workers.
     async fn member_op(&self, what: &str, i: usize, op: fn(&mut EtcdServer, usize) -> std::io::Result<()>) {
-        let server = self.server.clone();
-        let r = tokio::task::spawn_blocking(move || op(&mut server.lock().unwrap_or_else(|e| e.into_inner()), i)).await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("etcd member {i}: {what} failed: {e}"),
-            Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
-        }
+        common::member_op(&self.server, what, i, op).await;
     }
 
     async fn raft_leader(&self) -> Option<usize> {

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
+use ha_core::{ClusterId, Error, HaBackend, Result};
 use ha_etcd::{EtcdBackend, EtcdConfig};
-use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, ProcessTarget, SplitMix64};
+use ha_testkit::chaos::{self, ChaosConfig, ProcessTarget, SplitMix64};
 use ha_testkit::{EtcdServer, Harness};
 
 use common::{EtcdHarness, PREFIX};
@@ -36,7 +36,7 @@ fn chaos_child() {
 struct EtcdProcesses {
     server: Arc<Mutex<EtcdServer>>,
     endpoints: Vec<String>,
-    harness: EtcdHarness,
+    harness: Arc<EtcdHarness>,
 }
 
 impl EtcdProcesses {
@@ -45,67 +45,26 @@ impl EtcdProcesses {
         let server = EtcdServer::start_cluster(3).expect("start a 3-member etcd cluster");
         let endpoints = server.endpoints();
         Self {
-            harness: EtcdHarness::new(endpoints.clone()),
+            harness: Arc::new(EtcdHarness::new(endpoints.clone())),
             endpoints,
             server: Arc::new(Mutex::new(server)),
         }
     }
-
-    async fn member_op(&self, what: &str, i: usize, op: fn(&mut EtcdServer, usize) -> std::io::Result<()>) {
-        let server = self.server.clone();
-        let r = tokio::task::spawn_blocking(move || op(&mut server.lock().unwrap_or_else(|e| e.into_inner()), i)).await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("etcd member {i}: {what} failed: {e}"),
-            Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
-        }
-    }
 }
 
 #[async_trait]
-impl Harness for EtcdProcesses {
-    fn name(&self) -> &str {
-        "etcd-processes"
-    }
-
-    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
-        self.harness.connect(cluster_id).await
-    }
-
-    fn crash_timeout(&self) -> Duration {
-        // TTL, plus etcd's expiry sweep (every 500 ms), plus slack.
-        TTL + Duration::from_millis(1000)
-    }
-
-    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
-        self.harness.list_records(cluster_id).await
-    }
-
-    async fn write_leader_record(
-        &self,
-        cluster_id: &ClusterId,
-        component: &ComponentId,
-        record: Option<bytes::Bytes>,
-    ) -> Result<()> {
-        self.harness.write_leader_record(cluster_id, component, record).await
-    }
-
-    async fn crash(&self, services: HaServices) {
-        self.harness.crash(services).await;
-    }
-}
-
-#[async_trait]
-impl ChaosTarget for EtcdProcesses {
-    async fn connect_freezable(&self, _: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)> {
-        Err(Error::config(
-            "chaos",
-            "process chaos only: contenders are child processes",
-        ))
+impl ProcessTarget for EtcdProcesses {
+    fn harness(&self) -> Arc<dyn Harness> {
+        self.harness.clone()
     }
 
     fn lease(&self) -> Duration {
         TTL
+    }
+
+    /// Contender `slot` talks to member `slot % 3` only.
+    fn child_spec(&self, slot: usize) -> String {
+        self.endpoints[slot % self.endpoints.len()].clone()
     }
 
     fn backend_faults(&self) -> Vec<&'static str> {
@@ -121,30 +80,23 @@ impl ChaosTarget for EtcdProcesses {
                         message: "no raft leader to kill".into(),
                         source: None,
                     })?;
-                self.member_op("kill", leader, |s, i| {
+                common::member_op(&self.server, "kill", leader, |s, i| {
                     s.kill(i);
                     Ok(())
                 })
                 .await;
                 tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
-                self.member_op("restart", leader, EtcdServer::restart).await;
+                common::member_op(&self.server, "restart", leader, EtcdServer::restart).await;
             }
             "pause-etcd-member" => {
                 let i = rng.below(self.endpoints.len() as u64) as usize;
-                self.member_op("pause", i, |s, i| s.pause(i)).await;
+                common::member_op(&self.server, "pause", i, |s, i| s.pause(i)).await;
                 tokio::time::sleep(Duration::from_millis(300 + rng.below(2 * TTL.as_millis() as u64))).await;
-                self.member_op("resume", i, |s, i| s.resume(i)).await;
+                common::member_op(&self.server, "resume", i, |s, i| s.resume(i)).await;
             }
             other => return Err(Error::config("fault", format!("unknown fault `{other}`"))),
         }
         Ok(())
-    }
-}
-
-impl ProcessTarget for EtcdProcesses {
-    /// Contender `slot` talks to member `slot % 3` only.
-    fn child_spec(&self, slot: usize) -> String {
-        self.endpoints[slot % self.endpoints.len()].clone()
     }
 
     fn handover_fault(&self) -> Option<&'static str> {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_core::{ClusterId, ComponentId, HaBackend, HaServices, Result};
+use ha_core::{ClusterId, HaBackend, Result};
 use ha_kubernetes::KubernetesBackend;
-use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, ProcessTarget, SplitMix64};
+use ha_testkit::chaos::{self, ChaosConfig, ProcessTarget, SplitMix64};
 use ha_testkit::Harness;
 
 use common::{test_timings, KubeHarness, TEST_NAMESPACE};
@@ -40,51 +40,20 @@ fn chaos_child() {
 }
 
 /// The emulator harness, with its contenders as child processes.
-struct KubeProcesses(KubeHarness);
+struct KubeProcesses(Arc<KubeHarness>);
 
 #[async_trait]
-impl Harness for KubeProcesses {
-    fn name(&self) -> &str {
-        "kubernetes-processes"
-    }
-
-    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
-        self.0.connect(cluster_id).await
-    }
-
-    fn crash_timeout(&self) -> Duration {
-        self.0.crash_timeout()
-    }
-
-    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
-        self.0.list_records(cluster_id).await
-    }
-
-    async fn write_leader_record(
-        &self,
-        cluster_id: &ClusterId,
-        component: &ComponentId,
-        record: Option<bytes::Bytes>,
-    ) -> Result<()> {
-        self.0.write_leader_record(cluster_id, component, record).await
-    }
-
-    async fn crash(&self, services: HaServices) {
-        self.0.crash(services).await;
-    }
-}
-
-#[async_trait]
-impl ChaosTarget for KubeProcesses {
-    async fn connect_freezable(&self, _: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)> {
-        Err(ha_core::Error::config(
-            "chaos",
-            "process chaos only: contenders are child processes",
-        ))
+impl ProcessTarget for KubeProcesses {
+    fn harness(&self) -> Arc<dyn Harness> {
+        self.0.clone()
     }
 
     fn lease(&self) -> Duration {
         self.0.timings.lease_duration
+    }
+
+    fn child_spec(&self, _slot: usize) -> String {
+        self.0.emulator_ref().map(|e| e.url().to_string()).unwrap_or_default()
     }
 
     fn backend_faults(&self) -> Vec<&'static str> {
@@ -111,12 +80,6 @@ impl ChaosTarget for KubeProcesses {
         }
         Ok(())
     }
-}
-
-impl ProcessTarget for KubeProcesses {
-    fn child_spec(&self, _slot: usize) -> String {
-        self.0.emulator_ref().map(|e| e.url().to_string()).unwrap_or_default()
-    }
 
     fn handover_fault(&self) -> Option<&'static str> {
         Some("api-unavailable")
@@ -126,7 +89,7 @@ impl ProcessTarget for KubeProcesses {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_seeded_process_run_has_no_violations() {
     let report = chaos::run_processes(
-        Arc::new(KubeProcesses(KubeHarness::emulator())),
+        Arc::new(KubeProcesses(Arc::new(KubeHarness::emulator()))),
         ChaosConfig {
             faults: 6,
             ..ChaosConfig::short(5)
@@ -141,7 +104,7 @@ async fn short_seeded_process_run_has_no_violations() {
 #[ignore = "long run: set HA_CHAOS_SEED / HA_CHAOS_FAULTS and pass --ignored"]
 async fn long_process_run() {
     let report = chaos::run_processes(
-        Arc::new(KubeProcesses(KubeHarness::emulator())),
+        Arc::new(KubeProcesses(Arc::new(KubeHarness::emulator()))),
         ChaosConfig {
             faults: 30,
             ..ChaosConfig::short(14)

@@ -43,28 +43,12 @@ impl ZkChaos {
         }
     }
 
-    /// Runs a blocking member operation (kill/restart wait for the process) off the
-    /// runtime's workers.
     async fn member_op(&self, what: &str, i: usize, op: fn(&ZooKeeperServer, usize) -> std::io::Result<()>) {
-        let zk = self.zk.clone();
-        let r = tokio::task::spawn_blocking(move || op(&zk, i)).await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("ZooKeeper member {i}: {what} failed: {e}"),
-            Err(e) => panic!("ZooKeeper member {i}: {what} panicked: {e}"),
-        }
+        common::member_op(&self.zk, what, i, op).await;
     }
 
-    /// Index of the ZooKeeper leader (waits a little during an election).
     async fn zk_leader(&self) -> Option<usize> {
-        for _ in 0..40 {
-            let zk = self.zk.clone();
-            if let Ok(Some(l)) = tokio::task::spawn_blocking(move || zk.leader()).await {
-                return Some(l);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        common::zk_leader(&self.zk).await
     }
 
     async fn kill_and_restart(&self, i: usize, rng: &mut SplitMix64) {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
-use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, ProcessTarget, SplitMix64};
+use ha_core::{ClusterId, Error, HaBackend, Result};
+use ha_testkit::chaos::{self, ChaosConfig, ProcessTarget, SplitMix64};
 use ha_testkit::{Harness, ZooKeeperOptions, ZooKeeperServer};
 use ha_zookeeper::ZooKeeperBackend;
 
@@ -40,7 +40,7 @@ fn chaos_child() {
 
 struct ZkProcesses {
     zk: Arc<ZooKeeperServer>,
-    harness: ZkHarness,
+    harness: Arc<ZkHarness>,
 }
 
 impl ZkProcesses {
@@ -54,71 +54,27 @@ impl ZkProcesses {
             })
             .expect("start a 3-member ZooKeeper ensemble"),
         );
-        let harness = ZkHarness::new(zk.connect_string(), SESSION);
+        let harness = Arc::new(ZkHarness::new(zk.connect_string(), SESSION));
         Self { zk, harness }
     }
-
-    async fn member_op(&self, what: &str, i: usize, op: fn(&ZooKeeperServer, usize) -> std::io::Result<()>) {
-        let zk = self.zk.clone();
-        match tokio::task::spawn_blocking(move || op(&zk, i)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("ZooKeeper member {i}: {what} failed: {e}"),
-            Err(e) => panic!("ZooKeeper member {i}: {what} panicked: {e}"),
-        }
-    }
-
-    async fn zk_leader(&self) -> Option<usize> {
-        for _ in 0..60 {
-            let zk = self.zk.clone();
-            if let Ok(Some(l)) = tokio::task::spawn_blocking(move || zk.leader()).await {
-                return Some(l);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
 }
 
 #[async_trait]
-impl Harness for ZkProcesses {
-    fn name(&self) -> &str {
-        "zookeeper-processes"
-    }
-
-    async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
-        self.harness.connect(cluster_id).await
-    }
-
-    fn crash_timeout(&self) -> Duration {
-        self.harness.crash_timeout()
-    }
-
-    async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
-        self.harness.list_records(cluster_id).await
-    }
-
-    async fn write_leader_record(
-        &self,
-        cluster_id: &ClusterId,
-        component: &ComponentId,
-        record: Option<bytes::Bytes>,
-    ) -> Result<()> {
-        self.harness.write_leader_record(cluster_id, component, record).await
-    }
-
-    async fn crash(&self, services: HaServices) {
-        self.harness.crash(services).await;
-    }
-}
-
-#[async_trait]
-impl ChaosTarget for ZkProcesses {
-    async fn connect_freezable(&self, cluster_id: &ClusterId) -> Result<(Arc<dyn HaBackend>, Box<dyn Freeze>)> {
-        self.harness.connect_freezable(cluster_id).await
+impl ProcessTarget for ZkProcesses {
+    fn harness(&self) -> Arc<dyn Harness> {
+        self.harness.clone()
     }
 
     fn lease(&self) -> Duration {
         SESSION
+    }
+
+    /// Contender `slot` talks to member `slot % 3` only.
+    fn child_spec(&self, slot: usize) -> String {
+        self.zk
+            .client_addr(slot % self.zk.len())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     }
 
     fn backend_faults(&self) -> Vec<&'static str> {
@@ -126,7 +82,7 @@ impl ChaosTarget for ZkProcesses {
     }
 
     async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
-        let leader = self.zk_leader().await.ok_or_else(|| Error::Other {
+        let leader = common::zk_leader(&self.zk).await.ok_or_else(|| Error::Other {
             message: "no ZooKeeper leader".into(),
             source: None,
         })?;
@@ -143,23 +99,13 @@ impl ChaosTarget for ZkProcesses {
                 self.zk.heal_peers();
             }
             "kill-zk-leader" => {
-                self.member_op("kill", leader, ZooKeeperServer::kill).await;
+                common::member_op(&self.zk, "kill", leader, ZooKeeperServer::kill).await;
                 tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
-                self.member_op("restart", leader, ZooKeeperServer::restart).await;
+                common::member_op(&self.zk, "restart", leader, ZooKeeperServer::restart).await;
             }
             other => return Err(Error::config("fault", format!("unknown fault `{other}`"))),
         }
         Ok(())
-    }
-}
-
-impl ProcessTarget for ZkProcesses {
-    /// Contender `slot` talks to member `slot % 3` only.
-    fn child_spec(&self, slot: usize) -> String {
-        self.zk
-            .client_addr(slot % self.zk.len())
-            .map(|a| a.to_string())
-            .unwrap_or_default()
     }
 
     fn handover_fault(&self) -> Option<&'static str> {

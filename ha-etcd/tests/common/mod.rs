@@ -227,3 +227,20 @@ pub(crate) async fn find_raft_leader(endpoints: &[String]) -> Option<usize> {
     }
     None
 }
+
+/// Runs a blocking member operation (restart waits until healthy) off the runtime's
+/// workers; panics if it fails.
+pub(crate) async fn member_op(
+    server: &Arc<Mutex<EtcdServer>>,
+    what: &str,
+    i: usize,
+    op: fn(&mut EtcdServer, usize) -> std::io::Result<()>,
+) {
+    let server = server.clone();
+    let r = tokio::task::spawn_blocking(move || op(&mut server.lock().unwrap_or_else(|e| e.into_inner()), i)).await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("etcd member {i}: {what} failed: {e}"),
+        Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
+    }
+}

@@ -437,7 +437,7 @@ async fn recorded<T>(
 
 /// After the run: a fresh process becomes leader and must recover the newest
 /// acknowledged checkpoint.
-pub(super) async fn final_recovery<T: ChaosTarget>(target: &Arc<T>, ctx: &Ctx, history: &History) {
+pub(super) async fn final_recovery(ctx: &Ctx, history: &History) {
     let who = Incarnation {
         slot: usize::MAX,
         restart: 0,
@@ -455,7 +455,7 @@ pub(super) async fn final_recovery<T: ChaosTarget>(target: &Arc<T>, ctx: &Ctx, h
             end: now,
         }
     };
-    let Ok(backend) = target.connect(ctx.cluster_id()).await else {
+    let Ok(backend) = ctx.harness().connect(ctx.cluster_id()).await else {
         history.record(failed());
         return;
     };

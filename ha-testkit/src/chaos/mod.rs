@@ -287,7 +287,7 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     for s in slots {
         s.join().await;
     }
-    contender::final_recovery(&target, &ctx, &history).await;
+    contender::final_recovery(&ctx, &history).await;
     ctx.cleanup().await;
     let events = history.snapshot();
     let check = check(&events, gap_bound);

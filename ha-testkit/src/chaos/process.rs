@@ -33,8 +33,8 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use super::contender::{self, Shared};
 use super::history::{Event, History, Incarnation, OpKind, Outcome};
-use super::{check, ChaosConfig, ChaosReport, ChaosTarget, SplitMix64};
-use crate::Ctx;
+use super::{check, ChaosConfig, ChaosReport, SplitMix64};
+use crate::{Ctx, Harness};
 
 /// Set in a child contender's environment (to `1`).
 pub const CHILD_ENV: &str = "HA_CHAOS_CHILD";
@@ -43,17 +43,39 @@ pub const CHILD_TEST: &str = "chaos_child";
 
 const LINE_PREFIX: &str = "@chaos ";
 
-/// A backend whose contenders can run as child processes.
+/// A backend whose contenders can run as child processes: its harness (for the final
+/// recovery and cleanup, in the test process), how a child reaches the backend, and
+/// the server-side faults it offers.
 #[async_trait]
-pub trait ProcessTarget: ChaosTarget {
+pub trait ProcessTarget: Send + Sync + 'static {
+    /// The harness of the backend, used in the test process.
+    fn harness(&self) -> Arc<dyn Harness>;
+
+    /// How long a stopped leader keeps its term (session timeout / lease / TTL).
+    fn lease(&self) -> Duration;
+
     /// What child contender `slot` needs to reach the backend, handed to the connect
     /// function given to [`child_main`] in the child: e.g. a connect string pinned to
     /// one member of the ensemble.
     fn child_spec(&self, slot: usize) -> String;
 
-    /// A backend fault (one of [`backend_faults`](ChaosTarget::backend_faults)) to
-    /// inject during a hand-over: right after the leading contender is killed, while
-    /// the others wait for its term to end (e.g. kill the leader of the ensemble).
+    /// Names of server-side faults this target can inject.
+    fn backend_faults(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Injects backend fault `name`, keeps it for a while, heals it. Bounded in time.
+    async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
+        let _ = rng;
+        Err(ha_core::Error::Other {
+            message: format!("backend fault `{name}` not supported"),
+            source: None,
+        })
+    }
+
+    /// A backend fault (one of [`backend_faults`](Self::backend_faults)) to inject
+    /// during a hand-over: right after the leading contender is killed, while the
+    /// others wait for its term to end (e.g. kill the leader of the ensemble).
     fn handover_fault(&self) -> Option<&'static str> {
         None
     }
@@ -399,7 +421,7 @@ impl ProcSlot {
 /// fault heals by itself, and the run ends after `config.faults` faults.
 pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosReport {
     let started = Instant::now();
-    let ctx = Ctx::new(target.clone(), "pchaos");
+    let ctx = Ctx::new(target.harness(), "pchaos");
     let history = History::default();
     let mut rng = SplitMix64::new(config.seed);
     let clock = Clock::now();
@@ -507,7 +529,7 @@ pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig
     }
     // Let the readers drain the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    contender::final_recovery(&target, &ctx, &history).await;
+    contender::final_recovery(&ctx, &history).await;
     ctx.cleanup().await;
     let events = history.snapshot();
     let check = check(&events, gap_bound);
