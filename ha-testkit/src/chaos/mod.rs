@@ -287,14 +287,7 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     for s in slots {
         s.join().await;
     }
-    contender::final_recovery(&ctx, &history).await;
-    ctx.cleanup().await;
-    let events = history.snapshot();
-    let check = check(&events, gap_bound);
-    if !check.violations.is_empty() {
-        // The leadership timeline explains most violations; print it with the failure.
-        eprintln!("chaos timeline (seed {}):\n{}", config.seed, timeline(&events, started));
-    }
+    let (events, check) = finish(&ctx, &history, gap_bound, config.seed, started).await;
     ChaosReport {
         seed: config.seed,
         faults,
@@ -306,6 +299,27 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
         check,
         elapsed: started.elapsed(),
     }
+}
+
+/// The end of a run once the contenders stopped: a final leader recovers, the
+/// cluster's data is cleaned up, and the history is checked (its timeline printed if
+/// anything was violated).
+async fn finish(
+    ctx: &crate::Ctx,
+    history: &History,
+    gap_bound: Duration,
+    seed: u64,
+    started: Instant,
+) -> (Vec<Event>, CheckReport) {
+    contender::final_recovery(ctx, history).await;
+    ctx.cleanup().await;
+    let events = history.snapshot();
+    let check = check(&events, gap_bound);
+    if !check.violations.is_empty() {
+        // The leadership timeline explains most violations; print it with the failure.
+        eprintln!("chaos timeline (seed {seed}):\n{}", timeline(&events, started));
+    }
+    (events, check)
 }
 
 /// Grants, revocations, crashes and faults of `events`, one a line, in ms since `t0`.

@@ -33,7 +33,7 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use super::contender::{self, Shared};
 use super::history::{Event, History, Incarnation, OpKind, Outcome};
-use super::{check, ChaosConfig, ChaosReport, SplitMix64};
+use super::{ChaosConfig, ChaosReport, SplitMix64};
 use crate::{Ctx, Harness};
 
 /// Set in a child contender's environment (to `1`).
@@ -529,17 +529,7 @@ pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig
     }
     // Let the readers drain the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    contender::final_recovery(&ctx, &history).await;
-    ctx.cleanup().await;
-    let events = history.snapshot();
-    let check = check(&events, gap_bound);
-    if !check.violations.is_empty() {
-        eprintln!(
-            "chaos timeline (seed {}):\n{}",
-            config.seed,
-            super::timeline(&events, started)
-        );
-    }
+    let (_, check) = super::finish(&ctx, &history, gap_bound, config.seed, started).await;
     ChaosReport {
         seed: config.seed,
         faults,
