@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::Client;
 use ha_core::{ClusterId, ComponentId, Error, HaBackend, HaServices, Result};
 use ha_etcd::{EtcdBackend, EtcdConfig};
 use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, Links, SplitMix64};
@@ -56,34 +55,12 @@ impl EtcdChaos {
         self.endpoints.len()
     }
 
-    /// Runs a blocking member operation (restart waits until healthy) off the workers.
     async fn member_op(&self, what: &str, i: usize, op: fn(&mut EtcdServer, usize) -> std::io::Result<()>) {
-        let server = self.server.clone();
-        let r = tokio::task::spawn_blocking(move || op(&mut server.lock().unwrap_or_else(|e| e.into_inner()), i)).await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("etcd member {i}: {what} failed: {e}"),
-            Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
-        }
+        common::member_op(&self.server, what, i, op).await;
     }
 
-    /// Index of the raft leader, asking each member (a paused or dead one is skipped).
     async fn raft_leader(&self) -> Option<usize> {
-        for _ in 0..40 {
-            for (i, ep) in self.endpoints.iter().enumerate() {
-                let status = tokio::time::timeout(Duration::from_millis(500), async {
-                    Client::connect([ep.as_str()], None).await?.status().await
-                })
-                .await;
-                if let Ok(Ok(st)) = status {
-                    if st.leader() != 0 && st.header().map(|h| h.member_id()) == Some(st.leader()) {
-                        return Some(i);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        common::find_raft_leader(&self.endpoints).await
     }
 
     async fn kill_and_restart(&self, i: usize, rng: &mut SplitMix64) {

@@ -119,6 +119,12 @@ impl Ctx {
             .map_store(|inner| FaultyStore::wrap(inner, condition))
     }
 
+    /// The URL of the case's payload storage (`file://…`), for other processes; they
+    /// see it without the faults of [`Ctx::storage_condition`].
+    pub fn storage_url(&self) -> &str {
+        &self.storage_url
+    }
+
     /// The switch that makes the case's payload storage unavailable or slow.
     pub fn storage_condition(&self) -> &StorageCondition {
         &self.storage_condition

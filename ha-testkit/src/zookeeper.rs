@@ -53,6 +53,14 @@ pub struct ZooKeeperOptions {
     pub heap_mib: u32,
     /// A TLS client port on every member, if set.
     pub tls: Option<ZooKeeperTls>,
+    /// Route every member-to-member connection (quorum and election ports) through a
+    /// [`FaultProxy`](crate::FaultProxy) per ordered pair of members, so a member can
+    /// be cut from the others while its clients still reach it
+    /// ([`ZooKeeperServer::isolate`]). Ensembles only.
+    pub peer_proxies: bool,
+    /// `syncLimit` in ticks (how long a follower may lag or be cut from the leader
+    /// before it drops its clients); `None` for a generous default of about 3 s.
+    pub sync_limit_ticks: Option<u64>,
 }
 
 /// TLS material of the secure client port, as PEM files (made by the test, e.g. with
@@ -78,6 +86,8 @@ impl Default for ZooKeeperOptions {
             max_session_timeout: Duration::from_secs(60),
             heap_mib: 256,
             tls: None,
+            peer_proxies: false,
+            sync_limit_ticks: None,
         }
     }
 }
@@ -102,7 +112,26 @@ struct Member {
 pub struct ZooKeeperServer {
     options: ZooKeeperOptions,
     members: Vec<Member>,
+    peers: Option<PeerProxies>,
     dir: tempfile::TempDir,
+}
+
+/// The member-to-member proxies of an ensemble started with
+/// [`ZooKeeperOptions::peer_proxies`], on a runtime of their own (the server is not
+/// tied to the runtime of the test that started it).
+struct PeerProxies {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// `(from, to, proxy)`, two per ordered pair: quorum port and election port.
+    links: Vec<(usize, usize, crate::FaultProxy)>,
+}
+
+impl Drop for PeerProxies {
+    fn drop(&mut self) {
+        self.links.clear();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for ZooKeeperServer {
@@ -178,13 +207,28 @@ impl ZooKeeperServer {
         let n = options.members;
         let mut ports = Vec::with_capacity(n);
         let mut secure_ports = Vec::with_capacity(n);
+        // The ports stay bound until the peer proxies have their own, so no proxy
+        // takes a member's port.
+        let mut held = Vec::new();
+        let mut hold = || -> io::Result<u16> {
+            let l = TcpListener::bind("127.0.0.1:0")?;
+            let port = l.local_addr()?.port();
+            held.push(l);
+            Ok(port)
+        };
         for _ in 0..n {
-            ports.push((free_port()?, free_port()?, free_port()?));
+            ports.push((hold()?, hold()?, hold()?));
             secure_ports.push(match options.tls {
                 Some(_) => Some(free_port()?),
                 None => None,
             });
         }
+        let peers = if options.peer_proxies && n > 1 {
+            Some(PeerProxies::start(&ports)?)
+        } else {
+            None
+        };
+        drop(held);
         let mut members = Vec::with_capacity(n);
         for (i, (client, _, _)) in ports.iter().enumerate() {
             let id = i + 1;
@@ -224,9 +268,17 @@ impl ZooKeeperServer {
                 // Follower sync and initial load limits, in ticks: generous, because
                 // the machine running the tests is small and shared.
                 let init = (10_000 / tick).max(10);
-                let sync = (3_000 / tick).max(5);
+                let sync = options
+                    .sync_limit_ticks
+                    .map_or((3_000 / tick).max(5), |t| u128::from(t.max(1)));
                 cfg.push_str(&format!("initLimit={init}\nsyncLimit={sync}\ncnxTimeout=1000\n"));
                 for (j, (_, p, e)) in ports.iter().enumerate() {
+                    // A member binds its own line; it reaches the others through the
+                    // proxies of its pair, if any.
+                    let (p, e) = match &peers {
+                        Some(peers) if j != i => peers.ports(i, j),
+                        _ => (*p, *e),
+                    };
                     cfg.push_str(&format!("server.{}=127.0.0.1:{p}:{e}\n", j + 1));
                 }
                 std::fs::write(dir.join("data").join("myid"), format!("{id}\n"))?;
@@ -243,6 +295,7 @@ impl ZooKeeperServer {
         let server = Self {
             options,
             members,
+            peers,
             dir: base,
         };
         for i in 0..n {
@@ -479,12 +532,83 @@ impl ZooKeeperServer {
         signal(self.jvm_pid(i)?, "CONT")
     }
 
+    /// Cuts member `i` from every other member while its clients still reach it: its
+    /// quorum and election connections stay open but nothing flows (packets dropped,
+    /// as in a real partition, so the member notices only by its own timeouts:
+    /// `syncLimit·tickTime` for a follower). Needs
+    /// [`ZooKeeperOptions::peer_proxies`].
+    pub fn isolate(&self, i: usize) -> io::Result<()> {
+        let peers = self
+            .peers
+            .as_ref()
+            .ok_or_else(|| io::Error::other("ZooKeeper ensemble started without peer proxies"))?;
+        for (from, to, proxy) in &peers.links {
+            if *from == i || *to == i {
+                proxy.blackhole();
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals every member-to-member link cut by [`isolate`](Self::isolate).
+    pub fn heal_peers(&self) {
+        if let Some(peers) = &self.peers {
+            peers.links.iter().for_each(|(_, _, p)| p.heal());
+        }
+    }
+
     /// Starts member `i` again (after [`kill`](Self::kill), or kills it first) on the
     /// same ports and data, and waits until it serves.
     pub fn restart(&self, i: usize) -> io::Result<()> {
         self.kill(i)?;
         self.spawn(i)?;
         self.wait_ready(i, START_TIMEOUT)
+    }
+}
+
+impl PeerProxies {
+    /// One proxy per ordered pair of members and port, in front of `ports`' peer
+    /// (quorum) and election ports.
+    fn start(ports: &[(u16, u16, u16)]) -> io::Result<Self> {
+        let ports = ports.to_vec();
+        // A thread of its own: the caller may be inside another runtime, where
+        // `block_on` is not allowed.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("zk-peer-proxies")
+                .enable_all()
+                .build()?;
+            let mut links = Vec::new();
+            for from in 0..ports.len() {
+                for (to, (_, p, e)) in ports.iter().enumerate() {
+                    if from == to {
+                        continue;
+                    }
+                    for port in [*p, *e] {
+                        let target = SocketAddr::from(([127, 0, 0, 1], port));
+                        let proxy = runtime.block_on(crate::FaultProxy::start(target))?;
+                        links.push((from, to, proxy));
+                    }
+                }
+            }
+            Ok(Self {
+                runtime: Some(runtime),
+                links,
+            })
+        })
+        .join()
+        .map_err(|_| io::Error::other("peer proxy thread panicked"))?
+    }
+
+    /// The (quorum, election) proxy ports member `from` uses to reach member `to`.
+    fn ports(&self, from: usize, to: usize) -> (u16, u16) {
+        let mut it = self
+            .links
+            .iter()
+            .filter(|(f, t, _)| *f == from && *t == to)
+            .map(|(_, _, p)| p.addr().port());
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
     }
 }
 

@@ -60,11 +60,34 @@ impl std::fmt::Debug for ZooKeeperBackend {
     }
 }
 
+impl Inner {
+    /// Deletes the per-job parents of `path` (below `R/C/jobs/<job>`) that are empty
+    /// after a removal, so a finished job leaves no znode behind. Best effort and
+    /// unfenced: only empty nodes go, and a writer that finds its parent gone creates
+    /// it again.
+    pub(crate) async fn prune_job_parents(&self, path: &str) {
+        let jobs = format!("{}/jobs/", self.paths.cluster());
+        let Some(live) = self.sessions.peek().await else {
+            return;
+        };
+        let mut p = crate::paths::parent(path);
+        while p.len() > jobs.len() && p.starts_with(&jobs) {
+            match live.client.delete(p, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                // Not empty (another entry lives on), or unreachable: stop here.
+                Err(_) => return,
+            }
+            p = crate::paths::parent(p);
+        }
+    }
+}
+
 impl ZooKeeperBackend {
     /// Connects a new instance (opens a session) for `cluster_id`.
     pub async fn connect(cluster_id: ClusterId, config: ZooKeeperConfig) -> Result<Self> {
         let paths = Paths::new(&config.root, &cluster_id);
         let sessions = Sessions::connect(config).await?;
+        sessions.set_latch_root(&paths.latch_root());
         let instance_id = format!("zk-{}", uuid::Uuid::new_v4().simple());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -210,6 +233,11 @@ impl HaBackend for ZooKeeperBackend {
 
     async fn cleanup_all_data(&self) -> Result<()> {
         self.check_open()?;
+        // This instance's candidacies go first: a candidacy that lost its node would
+        // join again and re-create the latch directory behind the deletion.
+        for c in self.inner.candidacies.take_all() {
+            crate::election::resign(&c).await?;
+        }
         let cluster = self.inner.paths.cluster().to_string();
         for attempt in 0..10 {
             tracing::debug!(%cluster, attempt, "deleting cluster znodes");

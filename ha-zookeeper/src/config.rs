@@ -8,10 +8,23 @@
 //! | `client.connection-timeout` | `15 s` | silence after which a connection counts as lost |
 //! | `client.retry-wait` | `200 ms` | first back-off of a retried read (doubles per try) |
 //! | `client.max-retry-attempts` | `5` | tries of a read before it fails as unavailable |
+//! | `client.tolerate-suspended-connections` | `false` | keep leadership while the connection is suspended (see below) |
 //! | `client.acl` | `open` | `open` (world:anyone) or `creator` (only the authenticated creator) |
 //! | `client.digest-auth` | none | `user:password` for the `digest` scheme; never logged |
 //! | `client.tls.ca-cert` | none | PEM CA file; when set, every quorum member is reached over TLS (crate feature `tls`) |
 //! | `client.tls.client-cert`, `client.tls.client-key` | none | PEM client certificate and private key (both or neither), for servers with `ssl.clientAuth=need` |
+//!
+//! `client.tolerate-suspended-connections` (Flink's option of the same name): with
+//! `false`, leadership ends as soon as the connection is suspended, as with Curator's
+//! standard policy: a short network blip or a ZooKeeper leader election costs a
+//! leadership hand-over (job restarts), but a leader never acts on a connection it
+//! cannot confirm. With `true`, leadership survives suspensions up to the term's
+//! validity: at most about half the session timeout after the last renewal that went
+//! through the ensemble (never counted from when the disconnect was noticed), so
+//! blips shorter than that cost nothing. Safety is the same either way (the validity
+//! ends before the ensemble can expire the session, and every write is fenced); the
+//! trade-off is fewer hand-overs against a leader that keeps acting, unconfirmed, for
+//! up to that bound.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,6 +40,7 @@ pub(crate) const KEYS: &[&str] = &[
     "client.connection-timeout",
     "client.retry-wait",
     "client.max-retry-attempts",
+    "client.tolerate-suspended-connections",
     "client.acl",
     "client.digest-auth",
     "client.tls.ca-cert",
@@ -71,6 +85,9 @@ pub struct ZooKeeperConfig {
     pub retry_wait: Duration,
     /// Tries of a read before it fails.
     pub max_retry_attempts: u32,
+    /// Keep leadership while the connection is suspended, up to the term's validity
+    /// (`false`: leadership ends at suspension). See the module docs.
+    pub tolerate_suspended_connections: bool,
     /// ACL of created znodes.
     pub acl: AclMode,
     /// `user:password` for digest authentication.
@@ -88,6 +105,7 @@ impl fmt::Debug for ZooKeeperConfig {
             .field("connection_timeout", &self.connection_timeout)
             .field("retry_wait", &self.retry_wait)
             .field("max_retry_attempts", &self.max_retry_attempts)
+            .field("tolerate_suspended_connections", &self.tolerate_suspended_connections)
             .field("acl", &self.acl)
             .field("digest_auth", &self.digest_auth.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
@@ -105,6 +123,7 @@ impl ZooKeeperConfig {
             connection_timeout: Duration::from_secs(15),
             retry_wait: Duration::from_millis(200),
             max_retry_attempts: 5,
+            tolerate_suspended_connections: false,
             acl: AclMode::Open,
             digest_auth: None,
             tls: None,
@@ -132,6 +151,10 @@ impl ZooKeeperConfig {
             .ok()
             .filter(|n| *n >= 1)
             .ok_or_else(|| Error::config(o.key("client.max-retry-attempts"), "must be between 1 and 2^32-1"))?;
+        let tolerate_suspended_connections = o.bool(
+            "client.tolerate-suspended-connections",
+            d.tolerate_suspended_connections,
+        )?;
         let acl = match o.one_of("client.acl", &["open", "creator"], "open")? {
             "creator" => AclMode::Creator,
             _ => AclMode::Open,
@@ -160,6 +183,7 @@ impl ZooKeeperConfig {
             connection_timeout,
             retry_wait,
             max_retry_attempts,
+            tolerate_suspended_connections,
             acl,
             digest_auth,
             tls,

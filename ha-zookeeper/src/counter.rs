@@ -127,7 +127,9 @@ impl CheckpointIdCounterDriver for ZkCounter {
                 error: zk::Error::NoNode,
                 ..
             }) => {
-                // Already absent: the fence check passed, nothing to do.
+                // Already absent: the fence check passed, nothing to do. The job's
+                // parents go with its last node.
+                self.inner.prune_job_parents(path).await;
                 Ok(())
             }
             Err(f) => Err(f.into_error(fence, "counter removal", path, |_, e| {

@@ -8,21 +8,32 @@
 //! and the next leader's node was created after the previous leader's.
 //!
 //! Connection states:
-//! - *suspended* (disconnected, session maybe alive): leadership is kept — writes are
-//!   fenced, so a leader whose session did expire cannot change anything — but only
-//!   as long as the session can still be alive on the server by the local clock
-//!   ([`Sessions::suspended_grace`](crate::session::Sessions)). Past that the term is
-//!   revoked, before the server can expire the session and grant anyone else;
+//! - *suspended* (disconnected, session maybe alive): by default leadership ends at
+//!   once, as with Curator's standard connection-state policy (Flink's default). With
+//!   `client.tolerate-suspended-connections = true` it is kept — writes are fenced, so
+//!   a leader whose session did expire cannot change anything — but only until the
+//!   term's validity (below) runs out, which is counted from the last time the session
+//!   was known healthy at the ensemble, never from when the disconnect was noticed:
+//!   the follower the client talks to may have been cut from the ZooKeeper leader long
+//!   before it drops its clients (after `syncLimit·tickTime`);
 //! - *reconnected* (same session): nothing happens; watches are re-established;
 //! - *lost* (expired/closed): revoked, then the candidacy re-enters the election on a
 //!   new session with a new node.
 //!
-//! Validity: while leading, the candidacy renews every third of the session timeout
-//! with `sync` + `exists` on its own node. The node is ephemeral, so finding it after
-//! a `sync` (which goes through the ZooKeeper leader) proves the session was alive at
-//! the ensemble when the renewal was sent; the term is valid until that send time +
-//! the session timeout − a margin. A paused process therefore stops acting at that
-//! deadline, before any of its tasks has run.
+//! Validity: the candidacy renews every quarter of the session timeout with `sync` +
+//! `exists` on its own node. The node is ephemeral, so finding it after a `sync`
+//! (which goes through the ZooKeeper leader) proves the session was alive at the
+//! ensemble when the renewal was sent. The ZooKeeper leader, however, learns that a
+//! client talked to a *follower* only from that follower's next ping; a follower cut
+//! right after forwarding our renewal never reports it, and the last touch the leader
+//! knows is then the client's previous request or ping (idle clients ping every
+//! ~0.15 × session). The term is therefore valid until the renewal's send time − a
+//! quarter session + the session timeout − a margin (0.55 × session after the send),
+//! and the grant is anchored the same way at the time of its node check. When the
+//! validity runs out without a renewal, the term is revoked: a leader on a follower
+//! cut from the quorum is told before the quorum can expire its session and grant
+//! anyone else. A paused process stops acting at that deadline too, before any of its
+//! tasks has run.
 
 use std::sync::{Arc, Mutex};
 
@@ -62,8 +73,9 @@ enum TermEnd {
     SessionLost,
     /// Our node is gone (deleted from outside).
     NodeGone,
-    /// Disconnected for longer than the session can be trusted; the node (if it
-    /// survives) must be replaced so the next term has a higher epoch.
+    /// Disconnected (and suspended connections are not tolerated), or not renewed
+    /// before the validity ran out; the node (if it survives) must be replaced so the
+    /// next term has a higher epoch.
     Suspended,
     /// Something else failed; retried after a back-off.
     Failed(Error),
@@ -89,13 +101,26 @@ impl Candidacy {
         (session / 5).max(std::time::Duration::from_millis(100))
     }
 
+    /// How long before a request we sent the ZooKeeper leader may last have heard of
+    /// our session (see the module docs); also the renewal period.
+    fn lag(session: std::time::Duration) -> std::time::Duration {
+        session / 4
+    }
+
+    /// Until when a term holds, given that the session was touched at `sent`: the
+    /// earliest time the ensemble can expire the session, less the margin.
+    fn valid_until(sent: Instant, session: std::time::Duration) -> Instant {
+        let known_healthy = sent.checked_sub(Self::lag(session)).unwrap_or(sent);
+        known_healthy + session - Self::margin(session)
+    }
+
     fn grant(&self, fence: Fence, checked_at: Instant, session: std::time::Duration) {
         let mut st = self.lock();
         if st.resigned || st.leading.is_some() {
             return;
         }
         tracing::info!(group = %self.group, epoch = fence.epoch.0, node = %fence.token, "ZooKeeper latch leads");
-        let validity = Validity::until(checked_at + session - Self::margin(session));
+        let validity = Validity::until(Self::valid_until(checked_at, session));
         st.leading = Some(fence.clone());
         st.validity = Some(validity.clone());
         self.sink.grant(fence, validity);
@@ -112,31 +137,49 @@ impl Candidacy {
         }
     }
 
-    /// While leading: renews the term's validity every third of the session timeout
-    /// (`sync` + `exists` of our node). Ends the term if the node is gone.
+    /// While leading: renews the term's validity every quarter of the session timeout
+    /// (`sync` + `exists` of our node). Ends the term if the node is gone, and when the
+    /// validity runs out before a renewal succeeded.
     async fn renew(&self, client: &zk::Client, node: &str) -> TermEnd {
         let session = client.session_timeout();
-        let period = session / 3;
+        let period = Self::lag(session);
+        let mut next = Instant::now() + period;
         loop {
-            tokio::time::sleep(period).await;
+            let until = self.lock().validity.as_ref().and_then(Validity::valid_until);
+            match until {
+                Some(until) => tokio::time::sleep_until(next.min(until)).await,
+                None => {
+                    tokio::time::sleep_until(next).await;
+                    next = Instant::now() + period;
+                    continue;
+                }
+            }
             let Some(validity) = self.lock().validity.clone() else {
                 continue;
             };
+            if !validity.is_valid() {
+                return TermEnd::Suspended;
+            }
             let sent = Instant::now();
             let limit = self.inner.sessions.request_timeout(client);
-            let checked = tokio::time::timeout(limit, async {
+            let deadline = validity.valid_until().map_or(sent + limit, |u| u.min(sent + limit));
+            let checked = tokio::time::timeout_at(deadline, async {
                 client.sync(node).await?;
                 client.check_stat(node).await
             })
             .await;
             match checked {
                 Ok(Ok(Some(stat))) if stat.ephemeral_owner == client.session_id().0 => {
-                    validity.extend(sent + session - Self::margin(session));
+                    validity.extend(Self::valid_until(sent, session));
+                    next = sent + period;
                 }
                 Ok(Ok(_)) => return TermEnd::NodeGone,
                 Ok(Err(e)) if is_session_gone(&e) => return TermEnd::SessionLost,
-                // Not renewed: the validity runs out by itself.
-                Ok(Err(_)) | Err(_) => {}
+                // Not renewed: try again soon; the validity runs out by itself, and
+                // the term ends with it (checked at the top of the loop).
+                Ok(Err(_)) | Err(_) => {
+                    next = Instant::now() + (period / 4).max(std::time::Duration::from_millis(20));
+                }
             }
         }
     }
@@ -187,7 +230,7 @@ impl Candidacy {
         match end {
             TermEnd::SessionLost => self.revoke("ZooKeeper session lost"),
             TermEnd::NodeGone => self.revoke("latch node deleted"),
-            TermEnd::Suspended => self.revoke("disconnected longer than the session can be trusted"),
+            TermEnd::Suspended => self.revoke("connection suspended, or the session could not be confirmed in time"),
             TermEnd::Failed(e) => {
                 self.revoke("election failed");
                 tracing::warn!(group = %self.group, error = %e, "ZooKeeper election step failed; retrying");
@@ -272,58 +315,52 @@ impl Candidacy {
 
     /// Contends with `node` while watching the connection state.
     async fn contend_with(&self, client: &zk::Client, node: LatchNode) -> TermEnd {
-        let grace = self.inner.sessions.suspended_grace(client);
+        let tolerate = self.inner.sessions.config().tolerate_suspended_connections;
         let path = node.path.clone();
         tokio::select! {
             end = self.contend(client, node) => end,
-            end = self.monitor(client, grace) => end,
+            end = self.monitor(client, tolerate) => end,
             end = self.renew(client, &path) => end,
         }
     }
 
-    /// Watches the connection state: a lost session ends the term; a suspension that
-    /// outlasts `grace` while leading ends it too.
-    async fn monitor(&self, client: &zk::Client, grace: std::time::Duration) -> TermEnd {
+    /// Watches the connection state: a lost session ends the term, and so does a
+    /// suspension while leading unless `tolerate` (then the term lasts at most until
+    /// its validity runs out, which [`renew`](Self::renew) enforces).
+    async fn monitor(&self, client: &zk::Client, tolerate: bool) -> TermEnd {
         let mut state = client.state_watcher();
-        let mut deadline: Option<Instant> = None;
         let mut suspended_at: Option<Instant> = None;
         loop {
             match client.state() {
                 zk::SessionState::Disconnected => {
-                    suspended_at.get_or_insert_with(Instant::now);
-                    if deadline.is_none() {
-                        deadline = Some(Instant::now() + grace);
+                    if suspended_at.is_none() {
+                        suspended_at = Some(Instant::now());
                         if self.is_leading() {
-                            tracing::warn!(group = %self.group, ?grace, "ZooKeeper connection suspended; keeping leadership while the session may live");
+                            if !tolerate {
+                                tracing::warn!(group = %self.group, "ZooKeeper connection suspended; leadership ends (suspended connections are not tolerated)");
+                                return TermEnd::Suspended;
+                            }
+                            let left = self
+                                .lock()
+                                .validity
+                                .as_ref()
+                                .and_then(Validity::valid_until)
+                                .map(|u| u.saturating_duration_since(Instant::now()));
+                            tracing::warn!(group = %self.group, ?left, "ZooKeeper connection suspended; keeping leadership while the session surely lives");
                         }
                     }
                 }
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                     if let Some(at) = suspended_at.take() {
                         ha_core::metrics::record_suspended("zookeeper", at.elapsed());
-                    }
-                    if deadline.take().is_some() && self.is_leading() {
-                        tracing::info!(group = %self.group, "ZooKeeper connection back; leadership kept");
+                        if self.is_leading() {
+                            tracing::info!(group = %self.group, "ZooKeeper connection back; leadership kept");
+                        }
                     }
                 }
                 _ => return TermEnd::SessionLost,
             }
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = state.changed() => {}
-                _ = timer => {
-                    if self.is_leading() {
-                        return TermEnd::Suspended;
-                    }
-                    // Not leading: nothing to revoke. Wait for the outcome.
-                    deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
-                }
-            }
+            let _ = state.changed().await;
         }
     }
 

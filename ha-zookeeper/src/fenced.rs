@@ -66,6 +66,9 @@ impl Sessions {
         // A session known to be over cannot have sent anything: one retry on a fresh
         // session is safe (and then fails the check, since the old term's node went
         // with the old session).
+        if !self.owns_fence_token(&fence.token) {
+            return Err(MultiFailure::NotLeader);
+        }
         for attempt in 0..2 {
             let live = self.live().await.map_err(MultiFailure::Other)?;
             let client = &live.client;

@@ -40,6 +40,11 @@ impl Paths {
         &self.cluster
     }
 
+    /// `R/C/leader/latch`
+    pub(crate) fn latch_root(&self) -> String {
+        format!("{}/leader/latch", self.cluster)
+    }
+
     /// `R/C/leader/latch/<group>`
     pub(crate) fn latch_dir(&self, group: &str) -> String {
         format!("{}/leader/latch/{group}", self.cluster)

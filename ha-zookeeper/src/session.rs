@@ -31,6 +31,8 @@ pub(crate) struct Sessions {
     config: ZooKeeperConfig,
     current: tokio::sync::Mutex<Option<Live>>,
     closed: AtomicBool,
+    /// `R/C/leader/latch/`: every fence token of this cluster lies one group below.
+    latch_root: std::sync::OnceLock<String>,
 }
 
 impl Sessions {
@@ -43,6 +45,7 @@ impl Sessions {
             config,
             current: tokio::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
+            latch_root: std::sync::OnceLock::new(),
         };
         sessions.live().await?;
         Ok(sessions)
@@ -50,6 +53,29 @@ impl Sessions {
 
     pub(crate) fn config(&self) -> &ZooKeeperConfig {
         &self.config
+    }
+
+    /// Sets the latch directory root of this instance's cluster (`R/C/leader/latch`).
+    pub(crate) fn set_latch_root(&self, root: &str) {
+        let _ = self.latch_root.set(format!("{}/", root.trim_end_matches('/')));
+    }
+
+    /// Whether `token` names a latch node of this cluster (`R/C/leader/latch/<group>/
+    /// <node>`): a fence of another cluster-id, or any other path, is no term of ours,
+    /// even if that node exists on the same ensemble.
+    pub(crate) fn owns_fence_token(&self, token: &str) -> bool {
+        let Some(root) = self.latch_root.get() else {
+            return true;
+        };
+        let Some(rest) = token.strip_prefix(root.as_str()) else {
+            return false;
+        };
+        match rest.split_once('/') {
+            Some((group, node)) => {
+                !group.is_empty() && !node.is_empty() && !node.contains('/') && node.contains("-latch-")
+            }
+            None => false,
+        }
     }
 
     fn connector(&self) -> Result<zk::Connector> {
@@ -124,29 +150,6 @@ impl Sessions {
     /// Bound of a single request: past it, a read is unavailable and a write unknown.
     pub(crate) fn request_timeout(&self, client: &zk::Client) -> Duration {
         client.session_timeout().max(Duration::from_secs(1))
-    }
-
-    /// How long after a disconnect is noticed this instance may still assume that its
-    /// session lives on the server. The server expires a session `session_timeout`
-    /// after it last heard from the client; the client notices silence only after the
-    /// connection timeout, and heard from the server up to a ping interval before
-    /// that. A margin covers scheduling delays. Never negative.
-    pub(crate) fn suspended_grace(&self, client: &zk::Client) -> Duration {
-        let session = client.session_timeout();
-        let conn = self.config.connection_timeout;
-        let conn = if conn.is_zero() || conn > session * 3 / 5 {
-            session * 2 / 5
-        } else {
-            conn
-        };
-        let tick = if conn == session * 2 / 5 {
-            session / 20
-        } else {
-            conn / 8
-        };
-        let ping = (tick * 3).min(Duration::from_secs(10));
-        let margin = (session / 10).max(Duration::from_millis(50));
-        session.saturating_sub(conn + ping + margin)
     }
 
     /// Runs a read, retrying transient failures with back-off once the connection is

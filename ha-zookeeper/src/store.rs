@@ -257,7 +257,12 @@ impl StateHandleStore for ZkStore {
                 })
                 .await;
             match result {
-                Ok(_) => return Ok(remove),
+                Ok(_) => {
+                    if remove {
+                        self.inner.prune_job_parents(&entry).await;
+                    }
+                    return Ok(remove);
+                }
                 // A lock appeared or vanished meanwhile: look again.
                 Err(MultiFailure::Op {
                     error: zk::Error::NotEmpty | zk::Error::NoNode,

@@ -100,6 +100,102 @@ async fn cleanup_leaves_nothing_under_the_cluster_root() {
     assert!(!root_children.contains(&cluster.to_string()));
 }
 
+/// Finding 9 of the correctness review: the empty per-job parents go with a job's
+/// terminal shutdown, and `close_and_cleanup_all_data` while this process still
+/// contends (its election service not closed) resigns its candidacy before deleting,
+/// so no latch directory is re-created behind the cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_while_contending_leaves_nothing() {
+    let h = common::harness();
+    let cluster = ClusterId::random("wipe-contending");
+    let dir = tempfile::tempdir().unwrap();
+    let a = HaServices::new(h.connect(&cluster).await.unwrap(), storage(&dir, &cluster), 2);
+    let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut ea = sa.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let g = ea.granted().await.unwrap();
+    ea.confirm(&g, "addr").await.unwrap();
+    let job = JobId::random();
+    let counter = a.checkpoint_id_counter(&job).await.unwrap();
+    let checkpoints = a.completed_checkpoint_store(&job).await.unwrap();
+    for _ in 0..2 {
+        let id = counter.get_and_increment(&g.fence).await.unwrap();
+        checkpoints
+            .add_checkpoint(
+                &g.fence,
+                CompletedCheckpoint {
+                    job_id: job.clone(),
+                    checkpoint_id: id,
+                    data: Bytes::from_static(b"cp"),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let cluster_path = h.cluster_path(&cluster);
+    let admin = h.admin().await.unwrap();
+    let job_nodes =
+        |tree: &[String]| -> Vec<String> { tree.iter().filter(|p| p.contains(job.as_str())).cloned().collect() };
+    assert!(!job_nodes(&common::list_tree(&admin, &cluster_path).await.unwrap()).is_empty());
+    // The job finishes: its checkpoints and counter go, and so do their parents.
+    checkpoints
+        .shutdown(&g.fence, ha_core::JobStatus::Finished)
+        .await
+        .unwrap();
+    counter.shutdown(&g.fence, ha_core::JobStatus::Finished).await.unwrap();
+    let left = job_nodes(&common::list_tree(&admin, &cluster_path).await.unwrap());
+    assert!(left.is_empty(), "znodes of the finished job left behind: {left:?}");
+
+    // Cleanup while still contending and leading.
+    assert!(ea.has_leadership(&g));
+    a.close_and_cleanup_all_data().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let left = common::list_tree(&admin, &cluster_path).await.unwrap();
+    assert!(left.is_empty(), "znodes left behind: {left:?}");
+    let root_children = admin.list_children("/ha").await.unwrap();
+    assert!(
+        !root_children.contains(&cluster.to_string()),
+        "the cluster node was re-created: {root_children:?}"
+    );
+}
+
+/// A fence token is a latch node path; a live latch node of *another* cluster-id on
+/// the same ensemble (or any other existing path) is no term of this cluster, and a
+/// write presenting it is refused as `NotLeader`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_of_another_cluster_is_refused() {
+    let h = common::harness();
+    let dir = tempfile::tempdir().unwrap();
+    let other = ClusterId::random("fence-other");
+    let mine = ClusterId::random("fence-mine");
+    let x = HaServices::new(h.connect(&other).await.unwrap(), storage(&dir, &other), 1);
+    let y = HaServices::new(h.connect(&mine).await.unwrap(), storage(&dir, &mine), 1);
+    let sx = x.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut ex = sx.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let foreign = ex.granted().await.unwrap().fence;
+    let mut forged = foreign.clone();
+    forged.token = h.cluster_path(&mine);
+    let graphs = y.job_graph_store().await.unwrap();
+    for fence in [&foreign, &forged] {
+        let r = graphs
+            .put_job_graph(
+                fence,
+                &JobGraph {
+                    job_id: JobId::random(),
+                    data: Bytes::from_static(b"graph"),
+                },
+            )
+            .await;
+        assert!(
+            matches!(r, Err(ha_core::Error::NotLeader { .. })),
+            "a write with fence {} was not refused: {r:?}",
+            fence.token
+        );
+    }
+    sx.close().await.unwrap();
+    x.close_and_cleanup_all_data().await.unwrap();
+    y.close_and_cleanup_all_data().await.unwrap();
+}
+
 /// With `acl = creator` and digest credentials, the backend's znodes are readable only
 /// by the same identity; the credentials never show in `Debug`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,16 +139,17 @@ async fn session_expiry_hands_over_and_fences_the_expired_leader() {
     a.close().await.unwrap();
 }
 
-/// The server freezes (SIGSTOP) for longer than the connection timeout but well within
-/// the session timeout: the leader's connection is suspended, then reconnects to the
-/// same session, and the leader keeps its term throughout — no revoke, no new grant —
-/// and can write with its fence afterwards.
+/// With `tolerate-suspended-connections`, the server freezes (SIGSTOP) for longer than
+/// the connection timeout but well within the term's validity: the leader's connection
+/// is suspended, then reconnects to the same session, and the leader keeps its term
+/// throughout — no revoke, no new grant — and can write with its fence afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspended_then_reconnected_leader_keeps_leadership() {
     common::init_tracing();
     let zk = ZooKeeperServer::start().expect("start ZooKeeper");
     let mut config = common::config(&zk.connect_string(), Duration::from_secs(8));
     config.connection_timeout = Duration::from_secs(1);
+    config.tolerate_suspended_connections = true;
     let cluster = Cluster::new("suspend");
     let (a_backend, a) = cluster.process(config.clone()).await;
     let (_b_backend, b) = cluster.process(config).await;
@@ -171,8 +172,9 @@ async fn suspended_then_reconnected_leader_keeps_leadership() {
             }
         })
     };
+    // A validity lasts at least 0.3 × session (2.4 s) past the last renewal.
     zk.pause(0).unwrap();
-    let no_change = tokio::time::timeout(Duration::from_millis(2500), ea.changed()).await;
+    let no_change = tokio::time::timeout(Duration::from_millis(1800), ea.changed()).await;
     zk.resume(0).unwrap();
     assert!(no_change.is_err(), "the grant changed while suspended: {no_change:?}");
     wait_until(Duration::from_secs(10), "reconnected", || async {
@@ -213,13 +215,14 @@ async fn suspended_then_reconnected_leader_keeps_leadership() {
 /// A 3-member ensemble loses a follower, then its leader, while the HA leader keeps
 /// taking checkpoint ids: every id handed out is unique and increasing, writes resume
 /// after each failure, and the HA leader keeps its term (the ensemble recovers well
-/// within what the session allows).
+/// within what the session allows, and suspended connections are tolerated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensemble_members_killed_while_leader_keeps_writing() {
     common::init_tracing();
     let zk = Arc::new(ZooKeeperServer::start_ensemble(3).expect("start ensemble"));
     let mut config = common::config(&zk.connect_string(), Duration::from_secs(15));
     config.connection_timeout = Duration::from_secs(2);
+    config.tolerate_suspended_connections = true;
     let cluster = Cluster::new("ensemble");
     let (_a_backend, a) = cluster.process(config.clone()).await;
     let (_b_backend, b) = cluster.process(config).await;
@@ -316,13 +319,15 @@ async fn ensemble_members_killed_while_leader_keeps_writing() {
 
 /// A fenced write whose reply is lost (the server freezes after receiving it and the
 /// client gives up on the connection) is reported as `OutcomeUnknown`, never as a
-/// plain failure; retrying the same checkpoint is then idempotent.
+/// plain failure; retrying the same checkpoint is then idempotent (suspended
+/// connections tolerated, so the term outlives the short freeze).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_write_reply_is_outcome_unknown_and_retry_is_idempotent() {
     common::init_tracing();
     let zk = Arc::new(ZooKeeperServer::start().expect("start ZooKeeper"));
     let mut config = common::config(&zk.connect_string(), Duration::from_secs(10));
     config.connection_timeout = Duration::from_secs(1);
+    config.tolerate_suspended_connections = true;
     let cluster = Cluster::new("lostreply");
     let (_backend, a) = cluster.process(config).await;
     let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
@@ -410,4 +415,120 @@ async fn join_with_lost_create_reply_leaves_one_latch_node() {
     sa.close().await.unwrap();
     assert!(admin.list_children(&latch_dir).await.unwrap().is_empty());
     a.close_and_cleanup_all_data().await.unwrap();
+}
+
+/// Finding 5 of the correctness review: contender A's client is on follower F, B's on
+/// the ZooKeeper leader. F is cut from the other members (quorum and election ports)
+/// while A still reaches F: F keeps answering A's pings until `syncLimit·tickTime`,
+/// but the quorum expires A's session after the session timeout and grants B. A must
+/// stop acting, and be told it lost leadership, no later than B is granted:
+/// `Revoked(A) ≤ Granted(B)` and A's last action ≤ `Granted(B)`, by the same clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_cut_from_quorum_revokes_before_new_grant() {
+    follower_cut(false).await;
+}
+
+/// As [`follower_cut_from_quorum_revokes_before_new_grant`], with
+/// `tolerate-suspended-connections`: A keeps leadership through the suspension only up
+/// to its validity, counted from the last renewal known to have reached the quorum, so
+/// it is still revoked before B is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_cut_with_tolerated_suspension_revokes_before_new_grant() {
+    follower_cut(true).await;
+}
+
+async fn follower_cut(tolerate_suspended_connections: bool) {
+    common::init_tracing();
+    let zk = ZooKeeperServer::start_with(ha_testkit::ZooKeeperOptions {
+        members: 3,
+        tick_time: Duration::from_millis(100),
+        // F notices the loss of the leader only after 8 s, well after the session
+        // (4 s) can have expired at the quorum.
+        sync_limit_ticks: Some(80),
+        peer_proxies: true,
+        ..Default::default()
+    })
+    .expect("start ZooKeeper ensemble");
+    let leader = zk.leader().expect("an ensemble leader");
+    let follower = (0..zk.len()).find(|&i| i != leader).expect("a follower");
+    let session = Duration::from_secs(4);
+    let cluster = Cluster::new("follower-cut");
+    let on = |i: usize| {
+        let mut c = common::config(&zk.client_addr(i).unwrap().to_string(), session);
+        c.tolerate_suspended_connections = tolerate_suspended_connections;
+        c
+    };
+    let (_a_backend, a) = cluster.process(on(follower)).await;
+    let (_b_backend, b) = cluster.process(on(leader)).await;
+    let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    // A's candidacy renews its term from about now on (every quarter session since
+    // the fix; every third before it).
+    let joined = Instant::now();
+    let mut ea = sa.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let ga = ea.granted().await.unwrap();
+    let sb = b.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut eb = sb.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    // The worst moment: right after a renewal went through, so A's client has just
+    // heard from the ensemble and will not for a long while.
+    tokio::time::sleep_until(joined + session / 2 + Duration::from_millis(40)).await;
+    assert!(ea.has_leadership(&ga) && eb.current().is_none());
+
+    // A acts as leader every few ms for as long as it has leadership, and notes when
+    // it is told it lost it.
+    let cut = Instant::now();
+    zk.isolate(follower).unwrap();
+    let a_side = tokio::spawn(async move {
+        let mut last_action = Instant::now();
+        loop {
+            if ea.has_leadership(&ga) {
+                last_action = Instant::now();
+            }
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(2), ea.revoked(&ga)).await {
+                r.unwrap();
+                return (last_action, Instant::now(), ea, ga);
+            }
+        }
+    });
+    let gb = tokio::time::timeout(Duration::from_secs(20), eb.granted())
+        .await
+        .expect("B is granted once the quorum expired A's session")
+        .unwrap();
+    let granted_at = Instant::now();
+    let (last_action, revoked_at, _ea, ga) = tokio::time::timeout(Duration::from_secs(20), a_side)
+        .await
+        .expect("A is revoked")
+        .unwrap();
+    zk.heal_peers();
+    let ms = |t: Instant| t.saturating_duration_since(cut).as_millis();
+    let overlap = revoked_at
+        .saturating_duration_since(granted_at)
+        .max(last_action.saturating_duration_since(granted_at));
+    println!(
+        "follower cut (tolerate suspended: {tolerate_suspended_connections}): A last acted at {} ms, revoked at {} ms, B granted at {} ms after the cut; overlap {} ms",
+        ms(last_action),
+        ms(revoked_at),
+        ms(granted_at),
+        overlap.as_millis()
+    );
+    assert!(gb.epoch > ga.epoch);
+    assert!(
+        last_action <= granted_at,
+        "A acted {} ms after B was granted (A last acted at {} ms, B granted at {} ms after the cut)",
+        last_action.saturating_duration_since(granted_at).as_millis(),
+        ms(last_action),
+        ms(granted_at)
+    );
+    assert!(
+        revoked_at <= granted_at,
+        "A was revoked {} ms after B was granted (revoked at {} ms, B granted at {} ms after the cut)",
+        revoked_at.saturating_duration_since(granted_at).as_millis(),
+        ms(revoked_at),
+        ms(granted_at)
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = sb.close().await;
+        let _ = b.close().await;
+    })
+    .await;
+    drop((sa, a));
 }

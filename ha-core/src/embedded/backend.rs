@@ -228,7 +228,9 @@ impl HaBackend for EmbeddedBackend {
 
     async fn cleanup_all_data(&self) -> Result<()> {
         self.inner.check_open()?;
-        self.inner.cluster.lock().clear_data();
+        let mut st = self.inner.cluster.lock();
+        st.resign_session(self.inner.session());
+        st.clear_data();
         Ok(())
     }
 }

@@ -112,6 +112,19 @@ impl ClusterState {
         if let Some(s) = self.sessions.remove(&session) {
             tracing::debug!(instance = %s.instance, session, "embedded session ended");
         }
+        self.drop_candidates(session, |sink| {
+            sink.revoke();
+        });
+        for entries in self.stores.values_mut() {
+            for entry in entries.values_mut() {
+                entry.locks.retain(|_, s| *s != session);
+            }
+        }
+    }
+
+    /// Removes every candidacy of `session` from every election (a leading one stops
+    /// leading), telling each sink with `tell` first.
+    fn drop_candidates(&mut self, session: SessionId, tell: impl Fn(&TermSink)) {
         for election in self.elections.values_mut() {
             if let Some((leader, _)) = election.leader {
                 if election
@@ -124,17 +137,12 @@ impl ClusterState {
             }
             election.candidates.retain(|c| {
                 if c.session == session {
-                    c.sink.revoke();
+                    tell(&c.sink);
                     false
                 } else {
                     true
                 }
             });
-        }
-        for entries in self.stores.values_mut() {
-            for entry in entries.values_mut() {
-                entry.locks.retain(|_, s| *s != session);
-            }
         }
     }
 
@@ -215,6 +223,13 @@ impl ClusterState {
             out.extend(e.candidates.iter().map(|c| format!("leader/{group}/latch/{}", c.id)));
         }
         out
+    }
+
+    /// Resigns every candidacy of `session` (cleanup resigns before it deletes), then
+    /// grants the next candidates of other sessions.
+    pub(super) fn resign_session(&mut self, session: SessionId) {
+        self.drop_candidates(session, TermSink::resign);
+        self.grant_leaderless();
     }
 
     pub(super) fn clear_data(&mut self) {

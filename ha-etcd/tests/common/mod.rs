@@ -203,18 +203,44 @@ pub(crate) fn cluster(name: &str) -> ClusterId {
 
 /// The member index of the raft leader of `server`.
 pub(crate) async fn raft_leader(server: &EtcdServer) -> usize {
+    find_raft_leader(&server.endpoints())
+        .await
+        .expect("no raft leader found")
+}
+
+/// Index of the raft leader among `endpoints`, asking each member (a paused or dead
+/// one is skipped); waits a little during an election.
+pub(crate) async fn find_raft_leader(endpoints: &[String]) -> Option<usize> {
     for _ in 0..100 {
-        for i in 0..server.len() {
-            let Ok(mut c) = Client::connect([server.endpoint(i)], None).await else {
-                continue;
-            };
-            if let Ok(st) = c.status().await {
+        for (i, ep) in endpoints.iter().enumerate() {
+            let status = tokio::time::timeout(Duration::from_millis(500), async {
+                Client::connect([ep.as_str()], None).await?.status().await
+            })
+            .await;
+            if let Ok(Ok(st)) = status {
                 if st.leader() != 0 && st.header().map(|h| h.member_id()) == Some(st.leader()) {
-                    return i;
+                    return Some(i);
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no raft leader found");
+    None
+}
+
+/// Runs a blocking member operation (restart waits until healthy) off the runtime's
+/// workers; panics if it fails.
+pub(crate) async fn member_op(
+    server: &Arc<Mutex<EtcdServer>>,
+    what: &str,
+    i: usize,
+    op: fn(&mut EtcdServer, usize) -> std::io::Result<()>,
+) {
+    let server = server.clone();
+    let r = tokio::task::spawn_blocking(move || op(&mut server.lock().unwrap_or_else(|e| e.into_inner()), i)).await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("etcd member {i}: {what} failed: {e}"),
+        Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
+    }
 }

@@ -11,6 +11,8 @@
 //!    larger.
 //! 4. At most one contender is granted (and confirmed) per epoch.
 //! 5. A leader exists again within the bound after each fault heals.
+//! 6. No action as leader overlaps a newer term: an [`Event::Action`] of epoch `e` at
+//!    time `t` is a violation if a term newer than `e` was granted at or before `t`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -26,6 +28,8 @@ pub struct CheckReport {
     pub acknowledged: usize,
     /// Writes fenced off with NotLeader.
     pub fenced: usize,
+    /// Leader actions checked against newer grants.
+    pub actions: usize,
     /// Invariant violations, described.
     pub violations: Vec<String>,
     /// Longest time without a leader after a fault healed.
@@ -178,6 +182,41 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
         }
     }
 
+    // 6. No action overlaps a newer term.
+    let mut grant_times: Vec<(Instant, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Granted { epoch, at, .. } => Some((*at, *epoch)),
+            _ => None,
+        })
+        .collect();
+    grant_times.sort();
+    let mut newest_granted: Vec<(Instant, u64)> = Vec::with_capacity(grant_times.len());
+    let mut max_granted = 0;
+    for (at, epoch) in grant_times {
+        max_granted = max_granted.max(epoch);
+        newest_granted.push((at, max_granted));
+    }
+    for e in events {
+        if let Event::Action { who, epoch, at } = e {
+            report.actions += 1;
+            let granted_before = newest_granted.partition_point(|(g, _)| g <= at);
+            if granted_before > 0 {
+                let (_, newest) = newest_granted[granted_before - 1];
+                if newest > *epoch {
+                    let granted_at = newest_granted
+                        .iter()
+                        .find(|(_, m)| *m == newest)
+                        .map_or(*at, |(g, _)| *g);
+                    report.violations.push(format!(
+                        "{who:?} acted as leader of epoch {epoch} {} ms after epoch {newest} was granted",
+                        at.saturating_duration_since(granted_at).as_millis()
+                    ));
+                }
+            }
+        }
+    }
+
     // 5. Leaderless gaps after heals. A gap is counted only until the next fault
     // starts: no backend can be asked to elect a leader while it is down again.
     report.worst_leaderless_gap = Duration::ZERO;
@@ -248,6 +287,7 @@ fn event_time(e: &Event) -> Option<Instant> {
         Event::Granted { at, .. } | Event::Revoked { at, .. } | Event::Crashed { at, .. } => Some(*at),
         Event::Op { end, .. } | Event::Recovered { end, .. } => Some(*end),
         Event::Fault { healed, .. } => Some(*healed),
+        Event::Action { at, .. } => Some(*at),
         Event::Confirmed { .. } => None,
     }
 }
@@ -321,6 +361,40 @@ mod tests {
         assert!(all.contains("wrong data"), "{all}");
         assert!(all.contains("epoch 5 granted to or confirmed by several"), "{all}");
         assert!(all.contains("no leader for"), "{all}");
+    }
+
+    #[test]
+    fn an_action_after_a_newer_grant_is_a_violation() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let action = |epoch: u64, at: u64| Event::Action {
+            who: who(0),
+            epoch,
+            at: ms(at),
+        };
+        let events = vec![
+            Event::Granted {
+                who: who(0),
+                epoch: 1,
+                at: ms(0),
+            },
+            action(1, 5),
+            Event::Granted {
+                who: who(1),
+                epoch: 2,
+                at: ms(10),
+            },
+            action(2, 11),
+            action(1, 12), // the old leader acts after the new grant
+        ];
+        let r = check(&events, Duration::from_secs(1));
+        assert_eq!(r.actions, 3);
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+        assert!(
+            r.violations[0].contains("acted as leader of epoch 1 2 ms after epoch 2"),
+            "{:?}",
+            r.violations
+        );
     }
 
     #[test]

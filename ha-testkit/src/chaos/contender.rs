@@ -16,7 +16,7 @@ use super::history::{checkpoint_payload, Event, History, Incarnation, OpKind, Ou
 use super::{ChaosTarget, Freeze};
 use crate::Ctx;
 
-const RETAINED: usize = 2;
+pub(super) const RETAINED: usize = 2;
 
 fn job() -> JobId {
     JobId::new("chaos-job").unwrap_or_else(|_| JobId::random())
@@ -26,7 +26,7 @@ fn component() -> ComponentId {
     ComponentId::new("dispatcher").unwrap_or_else(|_| ComponentId::for_job(&job()))
 }
 
-struct Shared {
+pub(super) struct Shared {
     leading: AtomicBool,
     frozen: watch::Sender<bool>,
     /// Set while the leader is parked by a freeze between its leadership check and
@@ -49,15 +49,30 @@ pub(super) struct Slot<T: ChaosTarget> {
     task: Option<JoinHandle<()>>,
 }
 
-impl<T: ChaosTarget> Slot<T> {
-    pub(super) fn start(slot: usize, target: Arc<T>, ctx: Ctx, history: History, interval: Duration) -> Self {
-        let shared = Arc::new(Shared {
+impl Shared {
+    /// A contender's switches: not leading, not frozen, not stopped.
+    pub(super) fn new() -> Self {
+        Self {
             leading: AtomicBool::new(false),
             frozen: watch::channel(false).0,
             parked_at_write: watch::channel(false).0,
             stop: watch::channel(false).0,
             freeze: Mutex::new(None),
-        });
+        }
+    }
+
+    /// Asks the contender to stop gracefully.
+    pub(super) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// How often a leader acts (checks `has_leadership()` and records an action).
+const ACTION_PERIOD: Duration = Duration::from_millis(5);
+
+impl<T: ChaosTarget> Slot<T> {
+    pub(super) fn start(slot: usize, target: Arc<T>, ctx: Ctx, history: History, interval: Duration) -> Self {
+        let shared = Arc::new(Shared::new());
         let mut s = Self {
             slot,
             restarts: 0,
@@ -228,7 +243,7 @@ async fn unfrozen_at_write(shared: &Shared) {
     }
 }
 
-async fn lead(
+pub(super) async fn lead(
     who: Incarnation,
     services: &HaServices,
     history: &History,
@@ -320,6 +335,41 @@ async fn term(
             return;
         }
     }
+    // The leader acts every few ms for as long as it has leadership, besides writing:
+    // each action is checked against newer grants.
+    let acting = async {
+        loop {
+            let at = Instant::now();
+            if !e.has_leadership(grant) {
+                return;
+            }
+            history.record(Event::Action { who, epoch, at });
+            tokio::time::sleep(ACTION_PERIOD).await;
+        }
+    };
+    // The term ends with the write loop (a leader frozen right before a write still
+    // sends it once thawed); acting just stops when leadership does.
+    let writing = write_loop(who, &*e, grant, store, counter, history, interval, shared);
+    tokio::select! {
+        _ = async { acting.await; std::future::pending::<()>().await } => {}
+        _ = writing => {}
+    }
+}
+
+/// The leader's writes: a checkpoint id from the counter, then a checkpoint, until the
+/// term is lost or the contender stops.
+#[allow(clippy::too_many_arguments)]
+async fn write_loop(
+    who: Incarnation,
+    e: &LeaderElection,
+    grant: &LeaderGrant,
+    store: &CompletedCheckpointStore,
+    counter: &CheckpointIdCounter,
+    history: &History,
+    interval: Duration,
+    shared: &Shared,
+) {
+    let epoch = grant.epoch.0;
     let stop = shared.stop.subscribe();
     while !*stop.borrow() {
         if !e.has_leadership(grant) {
@@ -387,7 +437,7 @@ async fn recorded<T>(
 
 /// After the run: a fresh process becomes leader and must recover the newest
 /// acknowledged checkpoint.
-pub(super) async fn final_recovery<T: ChaosTarget>(target: &Arc<T>, ctx: &Ctx, history: &History) {
+pub(super) async fn final_recovery(ctx: &Ctx, history: &History) {
     let who = Incarnation {
         slot: usize::MAX,
         restart: 0,
@@ -405,7 +455,7 @@ pub(super) async fn final_recovery<T: ChaosTarget>(target: &Arc<T>, ctx: &Ctx, h
             end: now,
         }
     };
-    let Ok(backend) = target.connect(ctx.cluster_id()).await else {
+    let Ok(backend) = ctx.harness().connect(ctx.cluster_id()).await else {
         history.record(failed());
         return;
     };

@@ -112,6 +112,17 @@ pub enum Event {
         /// Completion time.
         end: Instant,
     },
+    /// A contender acted as leader: it checked `has_leadership()` at `at` (taken just
+    /// before the check) and it held. An external side effect would happen here; it
+    /// must never overlap a newer term.
+    Action {
+        /// Who.
+        who: Incarnation,
+        /// Epoch of the term it acted in.
+        epoch: u64,
+        /// When (the time of the check).
+        at: Instant,
+    },
     /// A fault, from injection to heal.
     Fault {
         /// Description.
@@ -123,15 +134,37 @@ pub enum Event {
     },
 }
 
+/// Called with every event as it is recorded.
+pub(super) type Tee = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// A shared, append-only history.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default)]
 pub struct History {
     events: Arc<Mutex<Vec<Event>>>,
+    tee: Option<Tee>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("tee", &self.tee.is_some()).finish()
+    }
 }
 
 impl History {
+    /// A history that also hands every event to `tee` as it is recorded (a child
+    /// contender streams its events to the parent this way).
+    pub(super) fn with_tee(tee: Tee) -> Self {
+        Self {
+            events: Arc::default(),
+            tee: Some(tee),
+        }
+    }
+
     /// Appends `event`.
     pub fn record(&self, event: Event) {
+        if let Some(tee) = &self.tee {
+            tee(&event);
+        }
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
     }
 

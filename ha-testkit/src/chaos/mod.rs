@@ -11,12 +11,19 @@
 //! its old fence when thawed), payload storage unavailable or slow for a while, and the
 //! target's backend faults; after each fault the
 //! next waits until a leader writes again. The [`CheckReport`] lists violations (must
-//! be none), operations checked and the worst leaderless gap after a heal.
+//! be none), operations and leader actions checked and the worst leaderless gap after
+//! a heal.
+//!
+//! [`run_processes`] runs each contender as a child process instead (see
+//! [`ProcessTarget`]): SIGKILL, SIGSTOP past the lease then SIGCONT, SIGSTOP within
+//! the lease, and the target's backend faults; every action a leader takes is checked
+//! against newer grants on one clock shared by all processes.
 
 mod checker;
 mod contender;
 mod history;
 mod links;
+mod process;
 mod rng;
 
 use std::sync::Arc;
@@ -28,6 +35,7 @@ use ha_core::{ClusterId, HaBackend, Result};
 pub use checker::{check, CheckReport};
 pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
 pub use links::{Link, Links};
+pub use process::{child_main, run_processes, ProcessTarget, CHILD_ENV, CHILD_TEST};
 pub use rng::SplitMix64;
 
 use crate::{Harness, StorageMode};
@@ -171,7 +179,7 @@ impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} actions checked, {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
             self.faults.len(),
             self.stale_leader_freezes,
@@ -184,6 +192,7 @@ impl std::fmt::Display for ChaosReport {
             self.check.operations,
             self.check.acknowledged,
             self.check.fenced,
+            self.check.actions,
             self.check.violations.len(),
             self.check.worst_leaderless_gap.as_millis(),
             self.elapsed.as_secs_f64()
@@ -290,14 +299,7 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     for s in slots {
         s.join().await;
     }
-    contender::final_recovery(&target, &ctx, &history).await;
-    ctx.cleanup().await;
-    let events = history.snapshot();
-    let check = check(&events, gap_bound);
-    if !check.violations.is_empty() {
-        // The leadership timeline explains most violations; print it with the failure.
-        eprintln!("chaos timeline (seed {}):\n{}", config.seed, timeline(&events, started));
-    }
+    let (events, check) = finish(&ctx, &history, gap_bound, config.seed, started).await;
     ChaosReport {
         seed: config.seed,
         faults,
@@ -309,6 +311,27 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
         check,
         elapsed: started.elapsed(),
     }
+}
+
+/// The end of a run once the contenders stopped: a final leader recovers, the
+/// cluster's data is cleaned up, and the history is checked (its timeline printed if
+/// anything was violated).
+async fn finish(
+    ctx: &crate::Ctx,
+    history: &History,
+    gap_bound: Duration,
+    seed: u64,
+    started: Instant,
+) -> (Vec<Event>, CheckReport) {
+    contender::final_recovery(ctx, history).await;
+    ctx.cleanup().await;
+    let events = history.snapshot();
+    let check = check(&events, gap_bound);
+    if !check.violations.is_empty() {
+        // The leadership timeline explains most violations; print it with the failure.
+        eprintln!("chaos timeline (seed {seed}):\n{}", timeline(&events, started));
+    }
+    (events, check)
 }
 
 /// Grants, revocations, crashes and faults of `events`, one a line, in ms since `t0`.

@@ -1,4 +1,5 @@
-//! Cleanup: `close_and_cleanup_all_data` leaves no record and no payload behind.
+//! Cleanup: `close_and_cleanup_all_data` leaves no record and no payload behind, also
+//! while this process still contends (cleanup resigns its candidacies first).
 
 use ha_core::{CompletedCheckpoint, JobGraph, JobId, JobResult, JobStatus};
 
@@ -8,6 +9,17 @@ use crate::Ctx;
 /// Populates every kind of HA data from two processes, then cleans up: the backend
 /// holds nothing for the cluster-id and the payload storage is empty.
 pub async fn leaves_nothing(ctx: Ctx) {
+    cleanup_after_populating(ctx, true).await;
+}
+
+/// As [`leaves_nothing`], but the cleaning process does not close its election
+/// service first: cleanup must resign its own candidacies before deleting, so no latch
+/// or lock record is re-created behind it.
+pub async fn leaves_nothing_while_contending(ctx: Ctx) {
+    cleanup_after_populating(ctx, false).await;
+}
+
+async fn cleanup_after_populating(ctx: Ctx, close_election_first: bool) {
     let a = ctx.process_retaining(2).await;
     let b = ctx.process().await;
     let (sa, mut ea) = contend(&a, "dispatcher").await;
@@ -16,7 +28,7 @@ pub async fn leaves_nothing(ctx: Ctx) {
     let g = ea.granted().await.unwrap();
     ea.confirm(&g, "addr").await.unwrap();
     rm.confirm(&g, "addr-rm").await.unwrap();
-    let f = g.fence;
+    let f = g.fence.clone();
     let job = JobId::random();
     a.job_graph_store()
         .await
@@ -70,8 +82,15 @@ pub async fn leaves_nothing(ctx: Ctx) {
 
     sb.close().await.unwrap();
     b.close().await.unwrap();
-    sa.close().await.unwrap();
+    if close_election_first {
+        sa.close().await.unwrap();
+    } else {
+        // Still contending, still leading: the elections of `a` stay registered.
+        assert!(ea.has_leadership(&g));
+    }
     a.close_and_cleanup_all_data().await.unwrap();
+    // Give a candidacy that survived the cleanup time to re-create its records.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     eventually(quick(&ctx), "backend empty after cleanup", || async {
         ctx.harness().list_records(ctx.cluster_id()).await.unwrap().is_empty()
     })

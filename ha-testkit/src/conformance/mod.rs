@@ -94,7 +94,7 @@ macro_rules! __conformance_case_list {
                 dirty_to_clean, new_leader_finishes_cleanup, cleanup_marks_clean_only_when_nothing_is_left,
                 delete_on_commit_bounds_the_store,
             }
-            cleanup { leaves_nothing }
+            cleanup { leaves_nothing, leaves_nothing_while_contending }
         }
     };
 }

@@ -77,6 +77,34 @@ impl ZkHarness {
     }
 }
 
+/// Runs a blocking member operation (kill/restart wait for the process) off the
+/// runtime's workers; panics if it fails.
+pub async fn member_op(
+    zk: &Arc<ZooKeeperServer>,
+    what: &str,
+    i: usize,
+    op: fn(&ZooKeeperServer, usize) -> std::io::Result<()>,
+) {
+    let zk = zk.clone();
+    match tokio::task::spawn_blocking(move || op(&zk, i)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("ZooKeeper member {i}: {what} failed: {e}"),
+        Err(e) => panic!("ZooKeeper member {i}: {what} panicked: {e}"),
+    }
+}
+
+/// Index of the ZooKeeper leader (waits a little during an election).
+pub async fn zk_leader(zk: &Arc<ZooKeeperServer>) -> Option<usize> {
+    for _ in 0..60 {
+        let zk = zk.clone();
+        if let Ok(Some(l)) = tokio::task::spawn_blocking(move || zk.leader()).await {
+            return Some(l);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
