@@ -9,7 +9,8 @@
 //! ```
 //!
 //! With `zk.yaml` naming a ZooKeeper quorum, a fixed cluster-id and a storage
-//! directory that outlives the process, e.g.
+//! directory that outlives the process (created beforehand, `mkdir -p
+//! /tmp/ha-single-leader`: a missing storage root is an error, never created), e.g.
 //!
 //! ```yaml
 //! high-availability.type: zookeeper

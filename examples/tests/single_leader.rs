@@ -82,6 +82,9 @@ fn field(line: &str, name: &str) -> u64 {
 fn restarted_leader_resumes_from_ha_state() {
     let zk = ZooKeeperServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // Setting up the application creates its payload storage; ha-rs never creates a
+    // missing storage root itself (it may be a volume that is not mounted).
+    std::fs::create_dir(dir.path().join("ha")).unwrap();
     let config = dir.path().join("ha.yaml");
     std::fs::write(
         &config,
