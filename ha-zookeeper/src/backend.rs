@@ -14,15 +14,15 @@ use zookeeper_client as zk;
 use crate::config::ZooKeeperConfig;
 use crate::counter::ZkCounter;
 use crate::election::{Candidacy, ZkElectionDriver};
-use crate::paths::Paths;
+use crate::layout::Layout;
 use crate::session::Sessions;
 use crate::store::ZkStore;
 
 /// What the backend's drivers share.
-pub(crate) struct Inner {
+pub(crate) struct Shared {
     pub(crate) cluster_id: ClusterId,
     pub(crate) instance_id: String,
-    pub(crate) paths: Paths,
+    pub(crate) layout: Layout,
     pub(crate) sessions: Sessions,
     candidacies: Candidacies<Candidacy>,
 }
@@ -47,7 +47,7 @@ pub enum ConnectionState {
 /// the server expires the session.
 #[derive(Clone)]
 pub struct ZooKeeperBackend {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ZooKeeperBackend {
@@ -60,40 +60,40 @@ impl std::fmt::Debug for ZooKeeperBackend {
     }
 }
 
-impl Inner {
+impl Shared {
     /// Deletes the per-job parents of `path` (below `R/C/jobs/<job>`) that are empty
     /// after a removal, so a finished job leaves no znode behind. Best effort and
     /// unfenced: only empty nodes go, and a writer that finds its parent gone creates
     /// it again.
     pub(crate) async fn prune_job_parents(&self, path: &str) {
-        let jobs = format!("{}/jobs/", self.paths.cluster());
+        let jobs = format!("{}/jobs/", self.layout.cluster());
         let Some(live) = self.sessions.peek().await else {
             return;
         };
-        let mut p = crate::paths::parent(path);
+        let mut p = crate::layout::parent(path);
         while p.len() > jobs.len() && p.starts_with(&jobs) {
             match live.client.delete(p, None).await {
                 Ok(()) | Err(zk::Error::NoNode) => {}
                 // Not empty (another entry lives on), or unreachable: stop here.
                 Err(_) => return,
             }
-            p = crate::paths::parent(p);
+            p = crate::layout::parent(p);
         }
     }
 }
 
 impl ZooKeeperBackend {
     /// Connects a new instance (opens a session) for `cluster_id`.
-    pub async fn connect(cluster_id: ClusterId, config: ZooKeeperConfig) -> Result<Self> {
-        let paths = Paths::new(&config.root, &cluster_id);
-        let sessions = Sessions::connect(config).await?;
-        sessions.set_latch_root(&paths.latch_root());
+    pub async fn connect(cluster_id: &ClusterId, config: &ZooKeeperConfig) -> Result<Self> {
+        let layout = Layout::new(&config.root, cluster_id);
+        let sessions = Sessions::connect(config.clone()).await?;
+        sessions.set_latch_root(&layout.latch_root());
         let instance_id = format!("zk-{}", uuid::Uuid::new_v4().simple());
         Ok(Self {
-            inner: Arc::new(Inner {
-                cluster_id,
+            inner: Arc::new(Shared {
+                cluster_id: cluster_id.clone(),
                 instance_id,
-                paths,
+                layout,
                 sessions,
                 candidacies: Candidacies::default(),
             }),
@@ -122,7 +122,7 @@ impl ZooKeeperBackend {
 
     /// The znode under which everything of this cluster lives (`<root>/<cluster-id>`).
     pub fn cluster_path(&self) -> &str {
-        self.inner.paths.cluster()
+        self.inner.layout.cluster()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -197,7 +197,7 @@ impl HaBackend for ZooKeeperBackend {
 
     async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {
         self.check_open()?;
-        let path = self.inner.paths.leader_info(component);
+        let path = self.inner.layout.leader_info(component);
         crate::leader_record::watch(self.inner.clone(), path).await
     }
 
@@ -205,7 +205,7 @@ impl HaBackend for ZooKeeperBackend {
         self.check_open()?;
         Ok(Arc::new(ZkStore::new(
             self.inner.clone(),
-            self.inner.paths.namespace(namespace),
+            self.inner.layout.namespace(namespace),
         )))
     }
 
@@ -213,7 +213,7 @@ impl HaBackend for ZooKeeperBackend {
         self.check_open()?;
         Ok(Arc::new(ZkCounter::new(
             self.inner.clone(),
-            self.inner.paths.counter(job),
+            self.inner.layout.counter(job),
         )))
     }
 
@@ -238,7 +238,7 @@ impl HaBackend for ZooKeeperBackend {
         for c in self.inner.candidacies.take_all() {
             crate::election::resign(&c).await?;
         }
-        let cluster = self.inner.paths.cluster().to_string();
+        let cluster = self.inner.layout.cluster().to_string();
         for attempt in 0..10 {
             tracing::debug!(%cluster, attempt, "deleting cluster znodes");
             if self.delete_tree(&cluster).await? {

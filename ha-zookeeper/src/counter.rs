@@ -10,17 +10,17 @@ use ha_core::driver::CheckpointIdCounterDriver;
 use ha_core::{Error, Fence, Result, Version, Versioned};
 use zookeeper_client as zk;
 
-use crate::backend::Inner;
+use crate::backend::Shared;
 use crate::error::write_error;
 use crate::fenced::MultiFailure;
 
 pub(crate) struct ZkCounter {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     path: String,
 }
 
 impl ZkCounter {
-    pub(crate) fn new(inner: Arc<Inner>, path: String) -> Self {
+    pub(crate) fn new(inner: Arc<Shared>, path: String) -> Self {
         Self { inner, path }
     }
 }

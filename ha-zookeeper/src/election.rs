@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
-use crate::backend::Inner;
+use crate::backend::Shared;
 use crate::error::{is_session_gone, is_transient, read_error};
 use crate::latch::{create_latch_node, find_own, ordered, retire, uuid_prefix, wait_connected, LatchClient, LatchNode};
 
@@ -59,7 +59,7 @@ struct CandState {
 
 /// One candidacy: shared by its driver and its tasks.
 pub(crate) struct Candidacy {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Shared>,
     group: String,
     dir: String,
     sink: TermSink,
@@ -498,9 +498,9 @@ pub(crate) struct ZkElectionDriver {
 impl ZkElectionDriver {
     /// Joins the election: the latch node exists when this returns, so candidates
     /// that join earlier are ahead in line.
-    pub(crate) async fn start(inner: Arc<Inner>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
+    pub(crate) async fn start(inner: Arc<Shared>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
         let candidacy = Arc::new(Candidacy {
-            dir: inner.paths.latch_dir(group),
+            dir: inner.layout.latch_dir(group),
             inner,
             group: group.to_string(),
             sink,

@@ -123,7 +123,7 @@ impl Sessions {
     /// Creates `path`'s missing ancestors (persistent, empty). Used after a fenced create
     /// failed on a missing parent, i.e. only by a writer whose fence held a moment ago.
     pub(crate) async fn ensure_parents(&self, path: &str) -> Result<()> {
-        let parent = crate::paths::parent(path);
+        let parent = crate::layout::parent(path);
         if parent.is_empty() {
             return Ok(());
         }

@@ -5,11 +5,11 @@ use bytes::Bytes;
 use ha_core::{ComponentId, Error, Fence, LeaderInformation, Result};
 use zookeeper_client as zk;
 
-use crate::backend::Inner;
+use crate::backend::Shared;
 use crate::error::write_error;
 use crate::fenced::MultiFailure;
 
-impl Inner {
+impl Shared {
     /// Reads a `connection_info` node raw; `None` if absent.
     pub(crate) async fn read_leader_record(&self, path: &str) -> Result<Option<Bytes>> {
         self.sessions
@@ -32,7 +32,7 @@ impl Inner {
         info: &LeaderInformation,
     ) -> Result<()> {
         let inner = self;
-        let path = inner.paths.leader_info(component);
+        let path = inner.layout.leader_info(component);
         let data = info.to_json();
         let persistent = inner.sessions.create_options(zk::CreateMode::Persistent);
         let op = "publish leader information";
@@ -75,8 +75,8 @@ impl Inner {
     /// Deletes `component`'s record (and its then empty node), fenced.
     pub(crate) async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
         let inner = self;
-        let path = inner.paths.leader_info(component);
-        let dir = crate::paths::parent(&path).to_string();
+        let path = inner.layout.leader_info(component);
+        let dir = crate::layout::parent(&path).to_string();
         let op = "delete leader information";
         // Delete the component's node with it when nothing else is in there.
         let r = inner

@@ -12,16 +12,16 @@ use ha_core::driver::{leader_record_stream, LeaderRecordStream, RecordSender};
 use ha_core::{Error, Result};
 use zookeeper_client as zk;
 
-use crate::backend::Inner;
+use crate::backend::Shared;
 
 /// Registers the watch, reads the current value, then follows changes.
-pub(crate) async fn watch(inner: Arc<Inner>, path: String) -> Result<LeaderRecordStream> {
+pub(crate) async fn watch(inner: Arc<Shared>, path: String) -> Result<LeaderRecordStream> {
     let first = register(&inner, &path).await?;
     let current = inner.read_leader_record(&path).await?;
     Ok(leader_record_stream(current, move |tx| follow(inner, path, tx, first)))
 }
 
-async fn register(inner: &Inner, path: &str) -> Result<zk::PersistentWatcher> {
+async fn register(inner: &Shared, path: &str) -> Result<zk::PersistentWatcher> {
     let live = inner.sessions.live().await?;
     live.client
         .watch(path, zk::AddWatchMode::Persistent)
@@ -29,7 +29,7 @@ async fn register(inner: &Inner, path: &str) -> Result<zk::PersistentWatcher> {
         .map_err(|e| crate::error::read_error(path, e))
 }
 
-async fn follow(inner: Arc<Inner>, path: String, tx: RecordSender, first: zk::PersistentWatcher) {
+async fn follow(inner: Arc<Shared>, path: String, tx: RecordSender, first: zk::PersistentWatcher) {
     let backoff = inner.sessions.config().retry_wait;
     let mut watcher = Some(first);
     loop {

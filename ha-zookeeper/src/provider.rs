@@ -29,7 +29,7 @@ impl BackendProvider for ZooKeeperProvider {
     async fn connect(&self, config: &HaConfig) -> Result<Arc<dyn HaBackend>> {
         let zk = ZooKeeperConfig::from_ha_config(config)?;
         Ok(Arc::new(
-            ZooKeeperBackend::connect(config.cluster_id().clone(), zk).await?,
+            ZooKeeperBackend::connect(&config.cluster_id().clone(), &zk).await?,
         ))
     }
 }

@@ -15,20 +15,20 @@ use ha_core::driver::StateHandleStore;
 use ha_core::{Error, Fence, Result, Version, Versioned};
 use zookeeper_client as zk;
 
-use crate::backend::Inner;
+use crate::backend::Shared;
 use crate::error::write_error;
 use crate::fenced::{default_op_error, MultiFailure};
-use crate::paths::check_segment;
+use crate::layout::check_segment;
 
 pub(crate) struct ZkStore {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     dir: String,
 }
 
 const ATTEMPTS: usize = 8;
 
 impl ZkStore {
-    pub(crate) fn new(inner: Arc<Inner>, dir: String) -> Self {
+    pub(crate) fn new(inner: Arc<Shared>, dir: String) -> Self {
         Self { inner, dir }
     }
 

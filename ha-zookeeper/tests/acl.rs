@@ -53,7 +53,7 @@ async fn others_cannot_read_or_modify_ha_znodes() {
     let config = owner_config(&quorum);
     let ha = HaServices::new(
         Arc::new(
-            ZooKeeperBackend::connect(cluster.clone(), config.clone())
+            ZooKeeperBackend::connect(&cluster.clone(), &config.clone())
                 .await
                 .unwrap(),
         ),
@@ -122,7 +122,7 @@ async fn others_cannot_read_or_modify_ha_znodes() {
     intruder_config.digest_auth = Some("mallory:mallory-pw".into());
     let intruder = HaServices::new(
         Arc::new(
-            ZooKeeperBackend::connect(cluster.clone(), intruder_config)
+            ZooKeeperBackend::connect(&cluster.clone(), &intruder_config)
                 .await
                 .unwrap(),
         ),

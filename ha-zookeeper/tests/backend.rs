@@ -206,7 +206,7 @@ async fn creator_acl_with_digest_auth_locks_out_others() {
     config.digest_auth = Some("ha-user:top-secret-pw".into());
     config.root = "/ha-acl".into();
     let cluster = ClusterId::random("acl");
-    let backend = ZooKeeperBackend::connect(cluster.clone(), config.clone())
+    let backend = ZooKeeperBackend::connect(&cluster.clone(), &config.clone())
         .await
         .unwrap();
     let dbg = format!("{backend:?}");
@@ -243,7 +243,7 @@ async fn creator_acl_with_digest_auth_locks_out_others() {
         "{acls:?}"
     );
     // The same identity from another process can read it.
-    let peer = ZooKeeperBackend::connect(cluster.clone(), config).await.unwrap();
+    let peer = ZooKeeperBackend::connect(&cluster.clone(), &config).await.unwrap();
     let peer_store = peer.state_handle_store(&StoreNamespace::JobGraphs).await.unwrap();
     assert_eq!(
         peer_store.get("jobGraph-x").await.unwrap().unwrap().value,
@@ -260,7 +260,7 @@ async fn reports_the_negotiated_session_timeout() {
     let h = common::harness();
     let mut config = h.config();
     config.session_timeout = Duration::from_secs(100); // above the server's maximum
-    let backend = ZooKeeperBackend::connect(ClusterId::random("neg"), config)
+    let backend = ZooKeeperBackend::connect(&ClusterId::random("neg"), &config)
         .await
         .unwrap();
     let max = common::shared_server().options().max_session_timeout;
@@ -316,7 +316,7 @@ async fn chroot_in_quorum_is_honoured() {
         common::SESSION_TIMEOUT,
     );
     let cluster = ClusterId::random("chroot");
-    let backend = ZooKeeperBackend::connect(cluster.clone(), config).await.unwrap();
+    let backend = ZooKeeperBackend::connect(&cluster.clone(), &config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ha = HaServices::new(Arc::new(backend.clone()), storage(&dir, &cluster), 1);
     let svc = ha.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();

@@ -111,7 +111,7 @@ impl ChaosTarget for ZkChaos {
         // The process chaos covers the default (leadership ends at suspension); this
         // run covers the tolerant mode, where a term outlives short suspensions.
         config.tolerate_suspended_connections = true;
-        let backend = ZooKeeperBackend::connect(cluster_id.clone(), config).await?;
+        let backend = ZooKeeperBackend::connect(&cluster_id.clone(), &config).await?;
         Ok((Arc::new(backend), freeze))
     }
 

@@ -33,7 +33,7 @@ fn chaos_child() {
     chaos::child_main(|spec, cluster: ClusterId| async move {
         let mut config = common::config(&spec, SESSION);
         config.connection_timeout = Duration::from_millis(800);
-        let backend: Arc<dyn HaBackend> = Arc::new(ZooKeeperBackend::connect(cluster, config).await?);
+        let backend: Arc<dyn HaBackend> = Arc::new(ZooKeeperBackend::connect(&cluster, &config).await?);
         Ok(backend)
     });
 }

@@ -34,7 +34,7 @@ impl Cluster {
     }
 
     async fn process(&self, config: ZooKeeperConfig) -> (ZooKeeperBackend, HaServices) {
-        let backend = ZooKeeperBackend::connect(self.id.clone(), config)
+        let backend = ZooKeeperBackend::connect(&self.id.clone(), &config)
             .await
             .expect("connect backend");
         let storage = StateStorage::open(&self.url, &self.id, &Default::default()).expect("storage");

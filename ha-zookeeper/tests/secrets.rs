@@ -90,7 +90,7 @@ async fn successful_run_logs_no_credentials() {
     let capture = LogCapture::new();
     let _guard = capture.install();
     let cluster = ClusterId::random("seclog");
-    let backend = ZooKeeperBackend::connect(cluster.clone(), config(PASSWORD))
+    let backend = ZooKeeperBackend::connect(&cluster.clone(), &config(PASSWORD))
         .await
         .unwrap();
     assert!(!format!("{backend:?}").contains(PASSWORD));
@@ -137,7 +137,7 @@ async fn wrong_password_errors_and_logs_carry_no_credentials() {
     let capture = LogCapture::new();
     let _guard = capture.install();
     let cluster = ClusterId::random("secwrong");
-    let owner = ZooKeeperBackend::connect(cluster.clone(), config(PASSWORD))
+    let owner = ZooKeeperBackend::connect(&cluster.clone(), &config(PASSWORD))
         .await
         .unwrap();
     let storage = || StateStorage::open(&format!("memory://{cluster}"), &cluster, &Default::default()).unwrap();
@@ -159,7 +159,7 @@ async fn wrong_password_errors_and_logs_carry_no_credentials() {
         .await
         .unwrap();
 
-    let wrong = ZooKeeperBackend::connect(cluster.clone(), config(WRONG_PASSWORD))
+    let wrong = ZooKeeperBackend::connect(&cluster.clone(), &config(WRONG_PASSWORD))
         .await
         .unwrap();
     let intruder = HaServices::new(Arc::new(wrong), storage(), 1);

@@ -30,7 +30,7 @@ async fn ha_flow_over_tls_and_others_cannot_modify() {
     let storage = StateStorage::open(&format!("memory://{cluster}"), &cluster, &Default::default()).unwrap();
     let ha = HaServices::new(
         Arc::new(
-            ZooKeeperBackend::connect(cluster.clone(), config.clone())
+            ZooKeeperBackend::connect(&cluster.clone(), &config.clone())
                 .await
                 .unwrap(),
         ),
@@ -134,7 +134,7 @@ async fn bad_tls_material_gets_no_session() {
         let mut config = zk.config(HA_DIGEST);
         config.tls = Some(tls);
         config.session_timeout = std::time::Duration::from_secs(1);
-        match ZooKeeperBackend::connect(ClusterId::random("badtls"), config).await {
+        match ZooKeeperBackend::connect(&ClusterId::random("badtls"), &config).await {
             Err(Error::Unavailable { .. }) => {}
             other => panic!("{what}: expected Unavailable, got {other:?}"),
         }
@@ -159,7 +159,7 @@ async fn unreadable_tls_files_name_the_key() {
         client_cert: None,
         client_key: None,
     });
-    let e = ZooKeeperBackend::connect(ClusterId::random("badpem"), config)
+    let e = ZooKeeperBackend::connect(&ClusterId::random("badpem"), &config)
         .await
         .unwrap_err()
         .to_string();
@@ -170,7 +170,7 @@ async fn unreadable_tls_files_name_the_key() {
         client_cert: Some(zk.certs.client_cert()),
         client_key: Some(garbage),
     });
-    let e = ZooKeeperBackend::connect(ClusterId::random("badpem"), config)
+    let e = ZooKeeperBackend::connect(&ClusterId::random("badpem"), &config)
         .await
         .unwrap_err()
         .to_string();
@@ -186,7 +186,7 @@ async fn tls_session_logs_no_key_material() {
     let _guard = capture.install();
     let zk = shared();
     let cluster = ClusterId::random("tlslog");
-    let backend = ZooKeeperBackend::connect(cluster.clone(), zk.config(HA_DIGEST))
+    let backend = ZooKeeperBackend::connect(&cluster.clone(), &zk.config(HA_DIGEST))
         .await
         .unwrap();
     let storage = StateStorage::open(&format!("memory://{cluster}"), &cluster, &Default::default()).unwrap();

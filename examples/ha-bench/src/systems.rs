@@ -142,7 +142,7 @@ impl Endpoints {
                 config.session_timeout = self.ttl();
                 config.retry_wait = Duration::from_millis(50);
                 (
-                    Arc::new(ZooKeeperBackend::connect(cluster.clone(), config).await?),
+                    Arc::new(ZooKeeperBackend::connect(&cluster.clone(), &config).await?),
                     None,
                 )
             }

@@ -150,7 +150,7 @@ impl Harness for ZkHarness {
 
     async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
         Ok(Arc::new(
-            ZooKeeperBackend::connect(cluster_id.clone(), self.config()).await?,
+            ZooKeeperBackend::connect(&cluster_id.clone(), &self.config()).await?,
         ))
     }
 
@@ -233,7 +233,7 @@ impl ChaosTarget for ZkHarness {
             .map_err(|e| Error::unavailable("fault proxy", e))?;
         let mut config = self.config();
         config.quorum = proxy.addr().to_string();
-        let backend = ZooKeeperBackend::connect(cluster_id.clone(), config).await?;
+        let backend = ZooKeeperBackend::connect(&cluster_id.clone(), &config).await?;
         Ok((Arc::new(backend), Box::new(ProxyFreeze(proxy))))
     }
 

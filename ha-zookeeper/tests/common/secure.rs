@@ -121,7 +121,7 @@ impl Harness for SecureHarness {
 
     async fn connect(&self, cluster_id: &ClusterId) -> Result<Arc<dyn HaBackend>> {
         Ok(Arc::new(
-            ZooKeeperBackend::connect(cluster_id.clone(), self.zk.config(HA_DIGEST)).await?,
+            ZooKeeperBackend::connect(&cluster_id.clone(), &self.zk.config(HA_DIGEST)).await?,
         ))
     }
 

@@ -13,7 +13,7 @@ use ha_core::{ClusterId, ComponentId, Error, JobId, Result, StoreNamespace};
 
 /// Absolute paths of one cluster's znodes.
 #[derive(Clone, Debug)]
-pub(crate) struct Paths {
+pub(crate) struct Layout {
     cluster: String,
 }
 
@@ -28,7 +28,7 @@ pub(crate) fn check_segment(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-impl Paths {
+impl Layout {
     pub(crate) fn new(root: &str, cluster: &ClusterId) -> Self {
         Self {
             cluster: format!("{root}/{cluster}"),
@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        let p = Paths::new("/ha", &ClusterId::new("c1").unwrap());
+        let p = Layout::new("/ha", &ClusterId::new("c1").unwrap());
         let job = JobId::new("j1").unwrap();
         assert_eq!(p.latch_dir("cluster"), "/ha/c1/leader/latch/cluster");
         let comp = ComponentId::new("dispatcher").unwrap();
