@@ -231,4 +231,10 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
     /// Deletes every record of the cluster-id in the backend (leader records, all
     /// namespaces, counters). Payloads are the service's job.
     async fn cleanup_all_data(&self) -> Result<()>;
+
+    /// Stops this instance dead, as a crashed process: no resign, no release, nothing
+    /// more sent; its session or lease ends only by timeout on the server. The one
+    /// crash hook of every backend, for tests and benchmarks. The default does nothing,
+    /// for backends where dropping every handle already is such a crash.
+    fn halt(&self) {}
 }

@@ -128,16 +128,16 @@ impl EtcdBackend {
     pub fn key_root(&self) -> &str {
         self.shared.layout.root()
     }
-
-    /// Stops every background activity of this instance without telling etcd, as if
-    /// the process had died: the lease runs out on the server only after its TTL.
-    pub fn halt(&self) {
-        self.shared.session.halt();
-    }
 }
 
 #[async_trait]
 impl HaBackend for EtcdBackend {
+    /// Stops every background activity of this instance without telling etcd, as if
+    /// the process had died: the lease runs out on the server only after its TTL.
+    fn halt(&self) {
+        self.shared.session.halt();
+    }
+
     fn cluster_id(&self) -> &ClusterId {
         &self.shared.cluster_id
     }

@@ -40,9 +40,10 @@ pub trait Harness: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Makes the process owning `services` crash: its session must end only by
-    /// timeout, never by a graceful close. The default drops every handle, which is
-    /// right for backends whose client does not close the session on drop.
+    /// timeout, never by a graceful close. The default stops the instance through the
+    /// backends' one crash hook ([`HaBackend::halt`]) and drops every handle.
     async fn crash(&self, services: HaServices) {
+        services.backend().halt();
         drop(services);
     }
 

@@ -156,6 +156,11 @@ impl EmbeddedBackend {
 
 #[async_trait]
 impl HaBackend for EmbeddedBackend {
+    /// Stops renewing the session, as [`pause`](EmbeddedBackend::pause) does.
+    fn halt(&self) {
+        self.pause();
+    }
+
     fn cluster_id(&self) -> &ClusterId {
         self.inner.cluster.cluster_id()
     }
