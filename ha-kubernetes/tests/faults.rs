@@ -928,13 +928,12 @@ async fn finished_jobs_do_not_fill_the_cluster_config_map() {
         "cluster ConfigMap is {size} bytes after {JOBS} finished jobs"
     );
     for job in jobs.iter().step_by(97) {
-        assert_eq!(
-            results.state(job).await.unwrap(),
-            Some(ha_core::ResultState::Clean),
-            "job {job}"
-        );
+        // `job-result-store.delete-on-commit` (the default): a clean result is removed.
+        assert_eq!(results.state(job).await.unwrap(), None, "job {job}");
         let job_cm = format!("{}-{job}-config-map", c.cluster_id);
         assert!(c.config_map(&job_cm).await.is_none(), "{job_cm} left after cleanup");
+        let result_cm = format!("{}-{job}-job-result", c.cluster_id);
+        assert!(c.config_map(&result_cm).await.is_none(), "{result_cm} left after cleanup");
     }
     a.close().await.ok();
 }
