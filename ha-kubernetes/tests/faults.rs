@@ -933,7 +933,10 @@ async fn finished_jobs_do_not_fill_the_cluster_config_map() {
         let job_cm = format!("{}-{job}-config-map", c.cluster_id);
         assert!(c.config_map(&job_cm).await.is_none(), "{job_cm} left after cleanup");
         let result_cm = format!("{}-{job}-job-result", c.cluster_id);
-        assert!(c.config_map(&result_cm).await.is_none(), "{result_cm} left after cleanup");
+        assert!(
+            c.config_map(&result_cm).await.is_none(),
+            "{result_cm} left after cleanup"
+        );
     }
     a.close().await.ok();
 }
