@@ -11,10 +11,10 @@
 //!
 //! `Debug` never shows the password.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ha_core::config::BackendOptions;
+use ha_core::driver::kit::{TlsFiles, TlsRules};
 use ha_core::{Error, Result};
 
 /// Default session lease TTL.
@@ -33,16 +33,13 @@ pub(crate) const KEYS: &[&str] = &[
     "tls.client-key",
 ];
 
-/// TLS material for the connection to etcd (PEM file paths).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EtcdTlsConfig {
-    /// CA certificate(s) to trust for the server.
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate for mutual TLS (with `client_key`).
-    pub client_cert: Option<PathBuf>,
-    /// Client private key for mutual TLS (with `client_cert`).
-    pub client_key: Option<PathBuf>,
-}
+/// How this backend checks its `tls.*` keys (see [`TlsFiles`]): without a CA the
+/// system's roots are trusted.
+pub(crate) const TLS_RULES: TlsRules = TlsRules {
+    supported: cfg!(feature = "tls"),
+    crate_name: "ha-etcd",
+    ca_required: false,
+};
 
 /// Connection and session settings of the etcd backend.
 #[derive(Clone)]
@@ -58,7 +55,7 @@ pub struct EtcdConfig {
     /// User name and password for etcd authentication.
     pub credentials: Option<(String, String)>,
     /// TLS settings, if the endpoints use TLS.
-    pub tls: Option<EtcdTlsConfig>,
+    pub tls: Option<TlsFiles>,
 }
 
 impl std::fmt::Debug for EtcdConfig {
@@ -118,12 +115,7 @@ impl EtcdConfig {
             (Some(_), None) => return Err(Error::config(opts.key("password"), "is required with username")),
             _ => return Err(Error::config(opts.key("username"), "is required with password")),
         };
-        let tls = EtcdTlsConfig {
-            ca_cert: opts.get("tls.ca-cert").map(PathBuf::from),
-            client_cert: opts.get("tls.client-cert").map(PathBuf::from),
-            client_key: opts.get("tls.client-key").map(PathBuf::from),
-        };
-        let tls = (tls != EtcdTlsConfig::default()).then_some(tls);
+        let tls = TlsFiles::from_options(opts, "tls.", TLS_RULES)?;
         let config = Self {
             endpoints,
             key_prefix: opts
@@ -166,18 +158,7 @@ impl EtcdConfig {
             return Err(Error::config(key("key-prefix"), "must start with `/`"));
         }
         if let Some(tls) = &self.tls {
-            if tls.client_cert.is_some() != tls.client_key.is_some() {
-                return Err(Error::config(
-                    key("tls.client-key"),
-                    "tls.client-cert and tls.client-key go together",
-                ));
-            }
-            if !cfg!(feature = "tls") {
-                return Err(Error::config(
-                    key("tls.ca-cert"),
-                    "TLS needs ha-etcd built with its `tls` feature",
-                ));
-            }
+            tls.validate(|name| key(&format!("tls.{name}")), TLS_RULES)?;
         }
         Ok(())
     }

@@ -1,13 +1,15 @@
 //! Mapping etcd failures into ha-core's semantic errors, in one place.
 //!
-//! A failed *read* is `Unavailable`. A failed *write* is `OutcomeUnknown` unless the
-//! server definitely refused it (bad credentials, permission, invalid or too large
-//! request): once a request may have left the process, only the server knows whether
-//! it was applied, and a timeout or broken connection does not tell us.
+//! A request the server definitely refused (bad credentials, permission, invalid or
+//! too large request) is mapped here; a write that never left the process is
+//! `Unavailable`; everything else got no definite answer and is classified by
+//! ha-core's kit ([`unanswered`]): a read changed nothing, a write may have been
+//! applied.
 
 use std::future::Future;
 use std::time::Duration;
 
+use ha_core::driver::kit::{unanswered, within, Delivery, NoReply};
 use ha_core::Error;
 use tonic::Code;
 
@@ -15,7 +17,7 @@ use tonic::Code;
 #[derive(Debug)]
 pub(crate) enum RpcError {
     /// No reply within the request timeout.
-    Timeout(Duration),
+    NoReply(NoReply),
     /// The client or server reported an error.
     Etcd(etcd_client::Error),
 }
@@ -23,7 +25,7 @@ pub(crate) enum RpcError {
 impl std::fmt::Display for RpcError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RpcError::Timeout(d) => write!(f, "no reply from etcd within {d:?}"),
+            RpcError::NoReply(e) => write!(f, "etcd: {e}"),
             RpcError::Etcd(e) => write!(f, "{e}"),
         }
     }
@@ -81,7 +83,7 @@ impl RpcError {
     pub(crate) fn read(self, what: impl Into<String>) -> Error {
         let what = what.into();
         self.definite_refusal()
-            .unwrap_or_else(|| Error::unavailable(format!("etcd read of {what}"), self))
+            .unwrap_or_else(|| unanswered(Delivery::Read, "etcd read", &what, self))
     }
 
     /// As the error of a write whose outcome is unknown unless refused or not sent.
@@ -90,11 +92,8 @@ impl RpcError {
         if self.not_sent() {
             return Error::unavailable(format!("etcd {op} of {key} (not sent)"), self);
         }
-        self.definite_refusal().unwrap_or_else(|| Error::OutcomeUnknown {
-            op,
-            key,
-            source: Box::new(self),
-        })
+        self.definite_refusal()
+            .unwrap_or_else(|| unanswered(Delivery::Write, op, &key, self))
     }
 }
 
@@ -103,10 +102,10 @@ pub(crate) async fn rpc<T>(
     timeout: Duration,
     fut: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, RpcError> {
-    match tokio::time::timeout(timeout, fut).await {
+    match within(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(RpcError::Etcd(e)),
-        Err(_) => Err(RpcError::Timeout(timeout)),
+        Err(no_reply) => Err(RpcError::NoReply(no_reply)),
     }
 }
 
@@ -145,7 +144,7 @@ mod tests {
 
     #[test]
     fn lost_replies_are_outcome_unknown() {
-        let timeout = RpcError::Timeout(Duration::from_millis(5)).write("put", "k");
+        let timeout = RpcError::NoReply(NoReply(Duration::from_millis(5))).write("put", "k");
         assert!(
             matches!(timeout, Error::OutcomeUnknown { op: "put", .. }),
             "{timeout:?}"

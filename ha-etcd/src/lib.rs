@@ -15,5 +15,6 @@ mod tls;
 mod watch;
 
 pub use backend::EtcdBackend;
-pub use config::{EtcdConfig, EtcdTlsConfig, DEFAULT_LEASE_TTL};
+pub use config::{EtcdConfig, DEFAULT_LEASE_TTL};
+pub use ha_core::driver::kit::TlsFiles;
 pub use provider::{register, EtcdProvider};

@@ -11,28 +11,17 @@ use crate::config::EtcdConfig;
 #[cfg(feature = "tls")]
 pub(crate) fn apply(opts: ConnectOptions, config: &EtcdConfig) -> Result<ConnectOptions> {
     use etcd_client::{Certificate, Identity, TlsOptions};
-    use ha_core::Error;
 
     let Some(tls) = &config.tls else {
         return Ok(opts);
     };
-    let read = |key: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            Error::config(
-                format!("high-availability.etcd.{key}"),
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })
-    };
+    let pem = tls.read(|name| format!("high-availability.etcd.tls.{name}"))?;
     let mut t = TlsOptions::new();
-    if let Some(ca) = &tls.ca_cert {
-        t = t.ca_certificate(Certificate::from_pem(read("tls.ca-cert", ca)?));
+    if let Some(ca) = pem.ca_cert {
+        t = t.ca_certificate(Certificate::from_pem(ca));
     }
-    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
-        t = t.identity(Identity::from_pem(
-            read("tls.client-cert", cert)?,
-            read("tls.client-key", key)?,
-        ));
+    if let Some((cert, key)) = pem.identity {
+        t = t.identity(Identity::from_pem(cert, key));
     }
     Ok(opts.with_tls(t))
 }

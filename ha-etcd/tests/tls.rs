@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{cluster, config, contend, granted_within, init_tracing};
 use ha_core::storage::StateStorage;
 use ha_core::{Error, HaServices, JobId};
-use ha_etcd::{EtcdBackend, EtcdTlsConfig};
+use ha_etcd::{EtcdBackend, TlsFiles};
 use ha_testkit::{EtcdServer, EtcdServerTls};
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -101,7 +101,7 @@ async fn mutual_tls_election_and_fenced_write() {
 
     let c = cluster("tls");
     let mut cfg = config(server.endpoints());
-    cfg.tls = Some(EtcdTlsConfig {
+    cfg.tls = Some(TlsFiles {
         ca_cert: Some(p("ca.pem")),
         client_cert: Some(p("client.pem")),
         client_key: Some(p("client.key")),
@@ -118,7 +118,7 @@ async fn mutual_tls_election_and_fenced_write() {
 
     // Without a client certificate the server refuses the connection.
     let mut no_identity = config(server.endpoints());
-    no_identity.tls = Some(EtcdTlsConfig {
+    no_identity.tls = Some(TlsFiles {
         ca_cert: Some(p("ca.pem")),
         ..Default::default()
     });
@@ -147,7 +147,7 @@ async fn tls_key_material_never_logged() {
     let _guard = capture.install();
     let c = cluster("tlslog");
     let mut cfg = config(server.endpoints());
-    cfg.tls = Some(EtcdTlsConfig {
+    cfg.tls = Some(TlsFiles {
         ca_cert: Some(p("ca.pem")),
         client_cert: Some(p("client.pem")),
         client_key: Some(p("client.key")),

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use ha_core::driver::kit::{unanswered, within, Delivery};
 use ha_core::{BoxError, Error};
 
 use crate::client::MAX_CONFIG_MAP_BYTES;
@@ -82,25 +83,10 @@ impl ApiError {
                 what: format!("Kubernetes API ({op} {key})"),
                 source: Some(source),
             },
-            ApiError::Unknown(source) => Error::OutcomeUnknown {
-                op,
-                key: key.to_string(),
-                source,
-            },
+            ApiError::Unknown(source) => unanswered(Delivery::Write, op, key, source),
         }
     }
 }
-
-#[derive(Debug)]
-struct Timeout(Duration);
-
-impl std::fmt::Display for Timeout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no reply within the request timeout of {:?}", self.0)
-    }
-}
-
-impl std::error::Error for Timeout {}
 
 /// Runs one request within `timeout`, classifying its failure.
 pub(crate) async fn bounded<T>(
@@ -108,11 +94,11 @@ pub(crate) async fn bounded<T>(
     mutating: bool,
     fut: impl Future<Output = kube::Result<T>>,
 ) -> Result<T, ApiError> {
-    match tokio::time::timeout(timeout, fut).await {
+    match within(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ApiError::classify(e, mutating)),
-        Err(_) if mutating => Err(ApiError::Unknown(Box::new(Timeout(timeout)))),
-        Err(_) => Err(ApiError::Unavailable(Box::new(Timeout(timeout)))),
+        Err(no_reply) if mutating => Err(ApiError::Unknown(Box::new(no_reply))),
+        Err(no_reply) => Err(ApiError::Unavailable(Box::new(no_reply))),
     }
 }
 

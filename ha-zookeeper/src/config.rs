@@ -27,9 +27,9 @@
 //! up to that bound.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use ha_core::driver::kit::{TlsFiles, TlsRules};
 use ha_core::{Error, HaConfig, Result};
 
 /// Section-relative keys this backend reads.
@@ -47,18 +47,6 @@ pub(crate) const KEYS: &[&str] = &[
     "client.tls.client-cert",
     "client.tls.client-key",
 ];
-
-/// TLS material for the connection to ZooKeeper's secure client port (PEM file paths;
-/// the files are read at connect time, their contents never kept or shown).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ZooKeeperTlsConfig {
-    /// CA certificate(s) the server certificate must chain to.
-    pub ca_cert: PathBuf,
-    /// Client certificate for mutual TLS (with `client_key`).
-    pub client_cert: Option<PathBuf>,
-    /// Client private key for mutual TLS (with `client_cert`).
-    pub client_key: Option<PathBuf>,
-}
 
 /// Who may touch the znodes this backend creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +81,7 @@ pub struct ZooKeeperConfig {
     /// `user:password` for digest authentication.
     pub digest_auth: Option<String>,
     /// TLS to every quorum member, if set (needs the crate feature `tls`).
-    pub tls: Option<ZooKeeperTlsConfig>,
+    pub tls: Option<TlsFiles>,
 }
 
 impl fmt::Debug for ZooKeeperConfig {
@@ -175,7 +163,7 @@ impl ZooKeeperConfig {
                 "`creator` needs credentials: set high-availability.zookeeper.client.digest-auth",
             ));
         }
-        let tls = tls_from_options(&o)?;
+        let tls = TlsFiles::from_options(&o, "client.tls.", TLS_RULES)?;
         Ok(Self {
             quorum,
             root,
@@ -191,46 +179,12 @@ impl ZooKeeperConfig {
     }
 }
 
-/// The `client.tls.*` keys: none set means no TLS; a client certificate needs its key
-/// and both need the CA; without the crate feature `tls` any of them is refused.
-fn tls_from_options(o: &ha_core::config::BackendOptions<'_>) -> Result<Option<ZooKeeperTlsConfig>> {
-    let path = |k: &str| o.get(k).filter(|s| !s.is_empty()).map(PathBuf::from);
-    let (ca, cert, key) = (
-        path("client.tls.ca-cert"),
-        path("client.tls.client-cert"),
-        path("client.tls.client-key"),
-    );
-    if ca.is_none() && cert.is_none() && key.is_none() {
-        return Ok(None);
-    }
-    if !cfg!(feature = "tls") {
-        return Err(Error::config(
-            o.key("client.tls.ca-cert"),
-            "TLS needs ha-zookeeper built with the crate feature `tls`",
-        ));
-    }
-    let Some(ca_cert) = ca else {
-        return Err(Error::config(
-            o.key("client.tls.ca-cert"),
-            "is required when a client certificate or key is set",
-        ));
-    };
-    match (&cert, &key) {
-        (Some(_), None) => Err(Error::config(
-            o.key("client.tls.client-key"),
-            "is required with client.tls.client-cert",
-        )),
-        (None, Some(_)) => Err(Error::config(
-            o.key("client.tls.client-cert"),
-            "is required with client.tls.client-key",
-        )),
-        _ => Ok(Some(ZooKeeperTlsConfig {
-            ca_cert,
-            client_cert: cert,
-            client_key: key,
-        })),
-    }
-}
+/// How this backend checks its `client.tls.*` keys (see [`TlsFiles`]).
+pub(crate) const TLS_RULES: TlsRules = TlsRules {
+    supported: cfg!(feature = "tls"),
+    crate_name: "ha-zookeeper",
+    ca_required: true,
+};
 
 /// `/ha/` → `/ha`, `/` → ``; rejects relative paths and empty segments.
 pub(crate) fn normalize_root(root: &str) -> std::result::Result<String, String> {
@@ -251,6 +205,8 @@ pub(crate) fn normalize_root(root: &str) -> std::result::Result<String, String> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use std::path::PathBuf;
 
     use super::*;
 
@@ -310,7 +266,7 @@ mod tests {
         let r = cfg(&[("quorum", "a:1"), ("client.tls.ca-cert", "/etc/ca.pem")]);
         if cfg!(feature = "tls") {
             let tls = r.unwrap().tls.unwrap();
-            assert_eq!(tls.ca_cert, PathBuf::from("/etc/ca.pem"));
+            assert_eq!(tls.ca_cert, Some(PathBuf::from("/etc/ca.pem")));
             assert_eq!(tls.client_cert, None);
             let e = cfg(&[
                 ("quorum", "a:1"),

@@ -371,10 +371,7 @@ impl Candidacy {
         let limit = self.inner.sessions.request_timeout(client);
         macro_rules! attempt {
             ($e:expr) => {
-                match tokio::time::timeout(limit, $e)
-                    .await
-                    .unwrap_or(Err(zk::Error::Timeout))
-                {
+                match crate::error::within(limit, $e).await {
                     Ok(v) => v,
                     Err(e) => match self.classify(client, e) {
                         Step::Retry => {

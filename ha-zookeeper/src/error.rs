@@ -1,10 +1,13 @@
 //! Mapping of ZooKeeper client errors into the semantic [`ha_core::Error`].
 //!
-//! Reads and writes differ on transport failures: a read that lost its connection
-//! changed nothing (`Unavailable`), a write whose reply was lost may have been applied
-//! (`OutcomeUnknown`). Server answers (no node, node exists, bad version, no auth) are
-//! clean failures either way.
+//! Server answers (no node, node exists, bad version, no auth) are clean failures
+//! either way; everything else got no definite answer and is classified by ha-core's
+//! kit ([`unanswered`]): a read changed nothing, a write may have been applied.
 
+use std::future::Future;
+use std::time::Duration;
+
+use ha_core::driver::kit::{self, unanswered, Delivery};
 use ha_core::Error;
 use zookeeper_client as zk;
 
@@ -63,7 +66,7 @@ pub(crate) fn read_error(key: &str, e: zk::Error) -> Error {
         return err;
     }
     if is_transient(&e) || is_session_gone(&e) {
-        return Error::unavailable(format!("ZooKeeper while reading {key}"), e);
+        return unanswered(Delivery::Read, "ZooKeeper read", key, e);
     }
     Error::Other {
         message: format!("ZooKeeper error on {key}"),
@@ -83,11 +86,16 @@ pub(crate) fn write_error(op: &'static str, key: &str, e: zk::Error) -> Error {
             source: Some(Box::new(e)),
         };
     }
-    Error::OutcomeUnknown {
-        op,
-        key: key.to_string(),
-        source: Box::new(e),
-    }
+    unanswered(Delivery::Write, op, key, e)
+}
+
+/// Runs one ZooKeeper request under `limit`: no reply in time is
+/// `zk::Error::Timeout`, then classified like any other unanswered request.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    request: impl Future<Output = Result<T, zk::Error>>,
+) -> Result<T, zk::Error> {
+    kit::within(limit, request).await.unwrap_or(Err(zk::Error::Timeout))
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ impl Sessions {
             build(&mut writer).map_err(|e| MultiFailure::Other(write_error(op, key, e)))?;
             let limit = self.request_timeout(client);
             tracing::trace!(op, key, "fenced multi");
-            let result = match tokio::time::timeout(limit, writer.commit()).await {
+            let result = match ha_core::driver::kit::within(limit, writer.commit()).await {
                 Ok(r) => r,
                 Err(_) => return Err(MultiFailure::Other(write_error(op, key, zk::Error::Timeout))),
             };

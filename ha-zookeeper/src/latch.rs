@@ -67,9 +67,7 @@ pub(crate) async fn wait_connected(client: &zk::Client, limit: Duration) -> Resu
             watcher.changed().await;
         }
     };
-    tokio::time::timeout(limit, wait)
-        .await
-        .unwrap_or(Err(zk::Error::Timeout))
+    crate::error::within(limit, wait).await
 }
 
 /// The name prefix of every node created for `uuid`.
@@ -151,8 +149,8 @@ pub(crate) async fn create_latch_node(
     let (client, ephemeral, persistent, limit) = sessions_or_client.parts();
     let prefix = format!("{dir}/{}", uuid_prefix(uuid));
     for _ in 0..16 {
-        let err = match tokio::time::timeout(limit, client.create(&prefix, &[], &ephemeral)).await {
-            Ok(Ok((stat, seq))) => {
+        let err = match crate::error::within(limit, client.create(&prefix, &[], &ephemeral)).await {
+            Ok((stat, seq)) => {
                 let path = format!("{prefix}{seq}");
                 let name = path.rsplit('/').next().unwrap_or_default().to_string();
                 let czxid = if stat.czxid > 0 {
@@ -167,8 +165,7 @@ pub(crate) async fn create_latch_node(
                     adopted: false,
                 });
             }
-            Ok(Err(e)) => e,
-            Err(_) => zk::Error::Timeout,
+            Err(e) => e,
         };
         match err {
             zk::Error::NoNode => match client.mkdir(dir, &persistent).await {

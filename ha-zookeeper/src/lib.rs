@@ -16,5 +16,6 @@ mod store;
 mod tls;
 
 pub use backend::{ConnectionState, ZooKeeperBackend};
-pub use config::{AclMode, ZooKeeperConfig, ZooKeeperTlsConfig};
+pub use config::{AclMode, ZooKeeperConfig};
+pub use ha_core::driver::kit::TlsFiles;
 pub use provider::{register, ZooKeeperProvider};

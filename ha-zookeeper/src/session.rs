@@ -18,7 +18,7 @@ use ha_core::{Error, Result};
 use zookeeper_client as zk;
 
 use crate::config::{AclMode, ZooKeeperConfig};
-use crate::error::{is_session_gone, is_transient, read_error};
+use crate::error::{is_session_gone, is_transient, read_error, within};
 use crate::tls;
 
 /// The live client of the current session.
@@ -166,10 +166,9 @@ impl Sessions {
             let live = self.live().await?;
             let limit = self.request_timeout(&live.client);
             tracing::trace!(key, attempt, "read");
-            let err = match tokio::time::timeout(limit, op(live.client.clone())).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => e,
-                Err(_) => zk::Error::Timeout,
+            let err = match within(limit, op(live.client.clone())).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
             };
             if !(is_transient(&err) || is_session_gone(&err)) || attempt >= self.config.max_retry_attempts {
                 return Err(read_error(key, err));

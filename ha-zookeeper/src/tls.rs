@@ -33,25 +33,33 @@ pub(crate) fn apply(connector: zk::Connector, config: &ZooKeeperConfig) -> Resul
     };
     install_crypto_provider();
     let key = |name: &str| format!("high-availability.zookeeper.client.tls.{name}");
-    let read = |name: &str, path: &std::path::Path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| Error::config(key(name), format!("cannot read {}: {e}", path.display())))
+    tls.validate(key, crate::config::TLS_RULES)?;
+    let pem = tls.read(key)?;
+    let text = |name: &str, bytes: Vec<u8>| {
+        String::from_utf8(bytes).map_err(|_| Error::config(key(name), "is not a PEM text file"))
     };
     // zookeeper-client's messages name what failed ("fail to read client private
     // key"), never the PEM text.
+    let ca_path = tls.ca_cert.as_deref().unwrap_or(std::path::Path::new(""));
+    let ca = text("ca-cert", pem.ca_cert.unwrap_or_default())?;
     let options = zk::TlsOptions::new()
-        .with_pem_ca(&read("ca-cert", &tls.ca_cert)?)
-        .map_err(|e| Error::config(key("ca-cert"), format!("{}: {e}", tls.ca_cert.display())))?;
-    let options = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(private)) => options
-            .with_pem_identity(&read("client-cert", cert)?, &read("client-key", private)?)
+        .with_pem_ca(&ca)
+        .map_err(|e| Error::config(key("ca-cert"), format!("{}: {e}", ca_path.display())))?;
+    let options = match pem.identity {
+        Some((cert, private)) => options
+            .with_pem_identity(&text("client-cert", cert)?, &text("client-key", private)?)
             .map_err(|e| {
+                let path = |p: &Option<std::path::PathBuf>| p.as_deref().map(|p| p.display().to_string());
                 Error::config(
                     key("client-cert"),
-                    format!("{} with key {}: {e}", cert.display(), private.display()),
+                    format!(
+                        "{} with key {}: {e}",
+                        path(&tls.client_cert).unwrap_or_default(),
+                        path(&tls.client_key).unwrap_or_default()
+                    ),
                 )
             })?,
-        _ => options,
+        None => options,
     };
     Ok(connector.with_tls(options))
 }

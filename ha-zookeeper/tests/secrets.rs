@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ha_core::storage::StateStorage;
 use ha_core::{ClusterId, ComponentId, Error, HaConfig, HaServices, JobGraph, JobId, DEFAULT_ELECTION_GROUP};
 use ha_testkit::LogCapture;
-use ha_zookeeper::{AclMode, ZooKeeperBackend, ZooKeeperConfig, ZooKeeperTlsConfig};
+use ha_zookeeper::{AclMode, TlsFiles, ZooKeeperBackend, ZooKeeperConfig};
 
 const USER: &str = "ha-sec-user";
 const PASSWORD: &str = "Zk-digest-pw-5b0d1e";
@@ -38,8 +38,8 @@ fn config(password: &str) -> ZooKeeperConfig {
 fn debug_of_configs_hides_credentials() {
     let mut c = ZooKeeperConfig::new("127.0.0.1:2181");
     c.digest_auth = Some(digest(PASSWORD));
-    c.tls = Some(ZooKeeperTlsConfig {
-        ca_cert: "/etc/ha/ca.pem".into(),
+    c.tls = Some(TlsFiles {
+        ca_cert: Some("/etc/ha/ca.pem".into()),
         client_cert: Some("/etc/ha/client.pem".into()),
         client_key: Some("/etc/ha/client.key".into()),
     });

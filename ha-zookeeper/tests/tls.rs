@@ -16,7 +16,7 @@ use common::secure::{shared, HA_DIGEST};
 use ha_core::storage::StateStorage;
 use ha_core::{ClusterId, ComponentId, Error, HaServices, JobGraph, JobId, DEFAULT_ELECTION_GROUP};
 use ha_testkit::TestCerts;
-use ha_zookeeper::{ZooKeeperBackend, ZooKeeperTlsConfig};
+use ha_zookeeper::{TlsFiles, ZooKeeperBackend};
 
 /// Election, leader information, retrieval, job graph and counter over TLS; then a
 /// TLS client with a valid certificate of the same CA but without the HA identity
@@ -107,24 +107,24 @@ async fn bad_tls_material_gets_no_session() {
     let cases = [
         (
             "no client certificate",
-            ZooKeeperTlsConfig {
-                ca_cert: zk.certs.ca_cert(),
+            TlsFiles {
+                ca_cert: Some(zk.certs.ca_cert()),
                 client_cert: None,
                 client_key: None,
             },
         ),
         (
             "client certificate of another CA",
-            ZooKeeperTlsConfig {
-                ca_cert: zk.certs.ca_cert(),
+            TlsFiles {
+                ca_cert: Some(zk.certs.ca_cert()),
                 client_cert: Some(foreign.client_cert()),
                 client_key: Some(foreign.client_key()),
             },
         ),
         (
             "server not trusted",
-            ZooKeeperTlsConfig {
-                ca_cert: foreign.ca_cert(),
+            TlsFiles {
+                ca_cert: Some(foreign.ca_cert()),
                 client_cert: Some(zk.certs.client_cert()),
                 client_key: Some(zk.certs.client_key()),
             },
@@ -154,8 +154,8 @@ async fn unreadable_tls_files_name_the_key() {
     )
     .unwrap();
     let mut config = zk.config(HA_DIGEST);
-    config.tls = Some(ZooKeeperTlsConfig {
-        ca_cert: dir.path().join("missing.pem"),
+    config.tls = Some(TlsFiles {
+        ca_cert: Some(dir.path().join("missing.pem")),
         client_cert: None,
         client_key: None,
     });
@@ -165,8 +165,8 @@ async fn unreadable_tls_files_name_the_key() {
         .to_string();
     assert!(e.contains("high-availability.zookeeper.client.tls.ca-cert"), "{e}");
     let mut config = zk.config(HA_DIGEST);
-    config.tls = Some(ZooKeeperTlsConfig {
-        ca_cert: zk.certs.ca_cert(),
+    config.tls = Some(TlsFiles {
+        ca_cert: Some(zk.certs.ca_cert()),
         client_cert: Some(zk.certs.client_cert()),
         client_key: Some(garbage),
     });

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ha_core::{ClusterId, ComponentId, HaBackend, Result};
 use ha_testkit::{Harness, TestCerts, ZooKeeperOptions, ZooKeeperServer, ZooKeeperTls};
-use ha_zookeeper::{AclMode, ZooKeeperBackend, ZooKeeperConfig, ZooKeeperTlsConfig};
+use ha_zookeeper::{AclMode, TlsFiles, ZooKeeperBackend, ZooKeeperConfig};
 use zookeeper_client as zk;
 
 use super::{init_tracing, list_tree, SESSION_TIMEOUT};
@@ -46,9 +46,9 @@ impl SecureZk {
     }
 
     /// The client TLS settings (CA, client certificate and key).
-    pub fn tls(&self) -> ZooKeeperTlsConfig {
-        ZooKeeperTlsConfig {
-            ca_cert: self.certs.ca_cert(),
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca_cert: Some(self.certs.ca_cert()),
             client_cert: Some(self.certs.client_cert()),
             client_key: Some(self.certs.client_key()),
         }
