@@ -29,12 +29,7 @@ impl EtcdStore {
     }
 
     fn key(&self, name: &str) -> Result<String> {
-        if name.is_empty() || name.contains('/') {
-            return Err(Error::Other {
-                message: format!("state handle name `{name}` must be non-empty and contain no `/`"),
-                source: None,
-            });
-        }
+        ha_core::driver::kit::check_entry_name(name)?;
         Ok(format!("{}{name}", self.shared.layout.namespace_dir(&self.namespace)))
     }
 

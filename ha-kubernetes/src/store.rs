@@ -84,11 +84,10 @@ impl KubeStore {
 
     /// The ConfigMap of `name`, or an error naming the rule it breaks.
     fn check_name(&self, name: &str) -> Result<String> {
-        let valid_key = !name.is_empty()
-            && name.len() <= 253
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        ha_core::driver::kit::check_entry_name(name)?;
+        let valid_key = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         match self.config_map(name) {
             Some(cm) if valid_key => Ok(cm),
             _ => {
@@ -119,6 +118,7 @@ impl KubeStore {
 
     async fn read_entry(&self, name: &str) -> Result<Option<Entry>> {
         self.core.check_open()?;
+        ha_core::driver::kit::check_entry_name(name)?;
         let Some(cm) = self.config_map(name) else {
             return Ok(None);
         };

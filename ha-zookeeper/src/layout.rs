@@ -9,23 +9,12 @@
 //! R/C/job-results/<name>
 //! ```
 
-use ha_core::{ClusterId, ComponentId, Error, JobId, Result, StoreNamespace};
+use ha_core::{ClusterId, ComponentId, JobId, StoreNamespace};
 
 /// Absolute paths of one cluster's znodes.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
     cluster: String,
-}
-
-/// Checks that `name` can be one znode path segment.
-pub(crate) fn check_segment(what: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
-        return Err(Error::Other {
-            message: format!("{what} `{name}` cannot be used as a ZooKeeper node name"),
-            source: None,
-        });
-    }
-    Ok(())
 }
 
 impl Layout {
@@ -90,7 +79,5 @@ mod tests {
         assert_eq!(p.counter(&job), "/ha/c1/jobs/j1/checkpoint_id_counter");
         assert_eq!(parent("/ha/c1"), "/ha");
         assert_eq!(parent("/ha"), "");
-        assert!(check_segment("name", "a/b").is_err());
-        assert!(check_segment("name", "checkpointID-1").is_ok());
     }
 }

@@ -18,7 +18,6 @@ use zookeeper_client as zk;
 use crate::backend::Shared;
 use crate::error::write_error;
 use crate::fenced::{default_op_error, MultiFailure};
-use crate::layout::check_segment;
 
 pub(crate) struct ZkStore {
     inner: Arc<Shared>,
@@ -33,7 +32,7 @@ impl ZkStore {
     }
 
     fn entry(&self, name: &str) -> Result<String> {
-        check_segment("state handle name", name)?;
+        ha_core::driver::kit::check_entry_name(name)?;
         Ok(format!("{}/{name}", self.dir))
     }
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::backend::Instance;
 use super::state::{require_session, ClusterState, Entry};
+use crate::driver::kit::check_entry_name;
 use crate::driver::{CheckpointIdCounterDriver, StateHandleStore};
 use crate::error::{Error, Result};
 use crate::ids::{Fence, Version, Versioned};
@@ -52,6 +53,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl StateHandleStore for EmbeddedStore {
     async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> Result<Version> {
+        check_entry_name(name)?;
         let owner = self.instance.instance_id.clone();
         self.with_entries(Some((fence, name)), |st, entries, session| {
             if entries.contains_key(name) {
@@ -71,6 +73,7 @@ impl StateHandleStore for EmbeddedStore {
     }
 
     async fn replace(&self, fence: &Fence, name: &str, expected: Version, value: Bytes) -> Result<Version> {
+        check_entry_name(name)?;
         self.with_entries(Some((fence, name)), |st, entries, _| {
             let version = st.next_id();
             let entry = entries
@@ -86,6 +89,7 @@ impl StateHandleStore for EmbeddedStore {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Versioned<Bytes>>> {
+        check_entry_name(name)?;
         self.with_entries(None, |_, entries, _| {
             Ok(entries.get(name).map(|e| Versioned {
                 value: e.value.clone(),
@@ -95,6 +99,7 @@ impl StateHandleStore for EmbeddedStore {
     }
 
     async fn get_and_lock(&self, name: &str) -> Result<Versioned<Bytes>> {
+        check_entry_name(name)?;
         let owner = self.instance.instance_id.clone();
         self.with_entries(None, |_, entries, session| {
             let entry = entries
@@ -113,6 +118,7 @@ impl StateHandleStore for EmbeddedStore {
     }
 
     async fn release(&self, name: &str) -> Result<()> {
+        check_entry_name(name)?;
         let owner = &self.instance.instance_id;
         self.with_entries(None, |_, entries, _| {
             if let Some(e) = entries.get_mut(name) {
@@ -123,6 +129,7 @@ impl StateHandleStore for EmbeddedStore {
     }
 
     async fn release_and_try_remove(&self, fence: &Fence, name: &str) -> Result<bool> {
+        check_entry_name(name)?;
         let owner = &self.instance.instance_id;
         self.with_entries(Some((fence, name)), |_, entries, _| {
             let Some(e) = entries.get_mut(name) else {
@@ -139,6 +146,7 @@ impl StateHandleStore for EmbeddedStore {
     }
 
     async fn lock_owners(&self, name: &str) -> Result<Vec<String>> {
+        check_entry_name(name)?;
         self.with_entries(None, |_, entries, _| {
             Ok(entries
                 .get(name)

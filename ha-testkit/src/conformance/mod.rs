@@ -73,7 +73,7 @@ macro_rules! __conformance_case_list {
             }
             fencing { stale_leader_rejected_by_every_store, crashed_leader_rejected_after_handover }
             store {
-                add_get_list, add_existing_is_already_exists, replace_is_compare_and_set,
+                add_get_list, refuses_names_that_are_not_one_segment, add_existing_is_already_exists, replace_is_compare_and_set,
                 multi_owner_locks, locks_end_with_owner_session, garbage_entry_is_quarantined_not_fatal,
             }
             checkpoints {

@@ -41,6 +41,29 @@ pub async fn add_get_list(ctx: Ctx) {
     ha.close().await.unwrap();
 }
 
+/// A name that is not one key segment (empty, `.`, `..`, or with `/`) is refused by
+/// every operation on every backend, and nothing is written.
+pub async fn refuses_names_that_are_not_one_segment(ctx: Ctx) {
+    let ha = ctx.process().await;
+    let (_s, mut e) = contend(&ha, "dispatcher").await;
+    let f = e.granted().await.unwrap().fence;
+    let store = ha
+        .backend()
+        .state_handle_store(&StoreNamespace::JobGraphs)
+        .await
+        .unwrap();
+    for bad in ["", ".", "..", "jobGraph-a/b", "../jobGraph-x"] {
+        let added = store.add_and_lock(&f, bad, b("1")).await;
+        assert!(
+            matches!(added, Err(Error::Other { .. })),
+            "add of {bad:?}: expected a refusal naming the rule, got {added:?}"
+        );
+        assert!(store.get(bad).await.is_err(), "get of {bad:?} was not refused");
+    }
+    assert!(store.list().await.unwrap().is_empty());
+    ha.close().await.unwrap();
+}
+
 /// Adding an existing name fails with `AlreadyExists` and keeps the old value.
 pub async fn add_existing_is_already_exists(ctx: Ctx) {
     let ha = ctx.process().await;
