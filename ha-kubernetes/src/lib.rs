@@ -10,6 +10,7 @@ mod epoch;
 mod error;
 mod layout;
 mod leader_record;
+mod lock;
 mod provider;
 mod record;
 mod session;
@@ -21,7 +22,8 @@ use std::sync::Arc;
 
 pub use backend::KubernetesBackend;
 pub use config::{
-    KubernetesConfig, LeaseTimings, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, MODE,
+    KubernetesConfig, LeaseTimings, LockKind, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
+    MODE,
 };
 pub use provider::KubernetesProvider;
 

@@ -26,7 +26,8 @@ use crate::client::{ConfigMaps, MAX_CONFIG_MAP_BYTES};
 use crate::config::LeaseTimings;
 use crate::epoch::{self, EpochCheck, EpochRecord};
 use crate::error::ApiError;
-use crate::layout::{lock_annotation, Layout, DEFAULT_GROUP, EPOCH_KEY, PENDING_PREFIX};
+use crate::layout::{lock_annotation, stamp_key, Layout, DEFAULT_GROUP, EPOCH_KEY, PENDING_PREFIX};
+use crate::lock::{LockKind, Locks};
 use crate::record::LeaderRecord;
 use crate::session::Sessions;
 
@@ -56,7 +57,9 @@ pub(crate) struct Term {
 pub(crate) enum Fencing<'a> {
     /// Not fenced (locks, releases).
     Unfenced,
-    /// The ConfigMap carries the lock: its record must name the fence's term.
+    /// The cluster ConfigMap: with the `configmap` lock its lock record must name
+    /// the fence's term; with the `lease` lock its stamp `epoch.<group>` must (raised
+    /// like a per-job `epoch`; see `lock`).
     Lock(&'a Fence),
     /// A per-job or result ConfigMap: its `epoch` must be the fence's (claimed if older,
     /// creation registered first).
@@ -81,6 +84,7 @@ pub(crate) struct Shared {
     pub(crate) namespace: String,
     pub(crate) snapshots: watch::Receiver<Snapshot>,
     pub(crate) sessions: Sessions,
+    pub(crate) locks: Locks,
     terms: Mutex<HashMap<String, Term>>,
     /// ConfigMaps this instance has claimed: name → `(holder, epoch)` of the term.
     claimed: Mutex<HashMap<String, (String, u64)>>,
@@ -98,6 +102,7 @@ impl Shared {
         namespace: String,
         snapshots: watch::Receiver<Snapshot>,
         sessions: Sessions,
+        locks: Locks,
     ) -> Self {
         Self {
             cms,
@@ -107,6 +112,7 @@ impl Shared {
             namespace,
             snapshots,
             sessions,
+            locks,
             terms: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             created: Mutex::new(Vec::new()),
@@ -220,16 +226,21 @@ impl Shared {
         }
     }
 
-    /// Whether `cm`'s lock record names the fence's term.
+    /// Whether `cm`'s lock record (`configmap` lock) names the fence's term.
     pub(crate) fn check_lock(cm: &ConfigMap, fence: &Fence, key: &str) -> Result<()> {
-        let valid = (|| {
-            let (group, holder) = epoch::parse_token(fence)?;
-            let annotation = lock_annotation(group).ok()?;
-            let raw = cm.metadata.annotations.as_ref()?.get(&annotation)?;
-            let record = LeaderRecord::parse(raw)?;
-            Some(record.holder_identity == holder && record.leader_transitions == fence.epoch.0)
-        })()
-        .unwrap_or(false);
+        let raw = (|| {
+            let annotation = lock_annotation(epoch::parse_token(fence)?.0).ok()?;
+            cm.metadata.annotations.as_ref()?.get(&annotation).cloned()
+        })();
+        Self::check_record(raw.as_deref(), fence, key)
+    }
+
+    /// Whether the raw lock record names the fence's term.
+    fn check_record(raw: Option<&str>, fence: &Fence, key: &str) -> Result<()> {
+        let valid = raw
+            .and_then(LeaderRecord::parse)
+            .zip(epoch::parse_token(fence))
+            .is_some_and(|(r, (_, holder))| r.holder_identity == holder && r.leader_transitions == fence.epoch.0);
         if valid {
             Ok(())
         } else {
@@ -237,14 +248,14 @@ impl Shared {
         }
     }
 
-    /// Whether the lock record, freshly read, names the fence's term.
+    /// Whether the lock record, freshly read (cluster ConfigMap or Lease), names the
+    /// fence's term.
     async fn check_lock_fresh(&self, fence: &Fence, op: &'static str, key: &str) -> Result<()> {
-        let cluster = self
-            .cms
-            .get(&self.layout.cluster_config_map())
-            .await
-            .map_err(|e| e.into_error(op, key))?;
-        Self::check_lock(&cluster.ok_or_else(|| fence.rejected(key))?, fence, key)
+        let group = epoch::parse_token(fence).ok_or_else(|| fence.rejected(key))?.0;
+        let lock = self.locks.of(&self.layout, group).map_err(|_| fence.rejected(key))?;
+        let object = self.locks.get(self, &lock).await.map_err(|e| e.into_error(op, key))?;
+        let raw = object.and_then(|o| o.raw_record(&lock.annotation));
+        Self::check_record(raw.as_deref(), fence, key)
     }
 
     /// A new HA ConfigMap with the cluster's labels.
@@ -364,16 +375,15 @@ impl Shared {
     }
 
     /// Before a new term is granted: claims every ConfigMap whose creation an older
-    /// term of the fence's group registered in `cluster` (the cluster ConfigMap as the
-    /// acquisition wrote it) by creating it with this term's epoch (409 if it exists:
+    /// term of the fence's group registered in `cluster` (the cluster ConfigMap's data
+    /// as the acquisition, or with the Lease lock the stamp raise, wrote it) by creating it with this term's epoch (409 if it exists:
     /// then its writes are fenced by resourceVersion and epoch), then drops those
     /// registrations. Costs one request per creation that was in flight, none per job.
-    pub(crate) async fn claim_pending(&self, fence: &Fence, cluster: Option<&ConfigMap>) -> Result<()> {
+    pub(crate) async fn claim_pending(&self, fence: &Fence, cluster: Option<&BTreeMap<String, String>>) -> Result<()> {
         let Some((group, _)) = epoch::parse_token(fence) else {
             return Err(fence.rejected("pending creations"));
         };
         let pending: Vec<String> = cluster
-            .and_then(|c| c.data.as_ref())
             .map(|d| {
                 d.iter()
                     .filter_map(|(k, v)| Some((k.strip_prefix(PENDING_PREFIX)?, EpochRecord::parse(v)?)))
@@ -435,7 +445,8 @@ impl Shared {
     ///
     /// With [`Fencing::Epoch`] the write also claims the ConfigMap for the fence's
     /// term (raises its `epoch`); creating it (`create`) is registered in the cluster
-    /// ConfigMap first.
+    /// ConfigMap first. With the Lease lock, [`Fencing::Lock`] does the same with the
+    /// cluster ConfigMap's stamp `epoch.<group>` (creating the ConfigMap if absent).
     pub(crate) async fn update<T>(
         &self,
         name: &str,
@@ -446,6 +457,16 @@ impl Shared {
         mut f: impl FnMut(&mut BTreeMap<String, String>) -> Result<Apply<T>>,
     ) -> Result<T> {
         self.check_open()?;
+        // The data key whose term fences the write, if any.
+        let stamp = match fencing {
+            Fencing::Epoch(_) => Some(EPOCH_KEY.to_string()),
+            Fencing::Lock(fence) if self.locks.kind() == LockKind::Lease => {
+                Some(stamp_key(epoch::parse_token(fence).map_or("", |(g, _)| g)))
+            }
+            _ => None,
+        };
+        // With the Lease lock a leader's stamp raise (re)creates the cluster ConfigMap.
+        let creates_cluster = matches!(fencing, Fencing::Lock(_)) && stamp.is_some();
         for _ in 0..MAX_ATTEMPTS {
             if let Fencing::Lock(fence) | Fencing::Epoch(fence) = fencing {
                 self.check_local(fence, key)?;
@@ -454,24 +475,28 @@ impl Shared {
             let mut data = current.as_ref().and_then(|c| c.data.clone()).unwrap_or_default();
             let mut raise = None;
             let mut registered = false;
-            match fencing {
-                Fencing::Unfenced => {}
-                Fencing::Lock(fence) => {
+            match (fencing, &stamp) {
+                // (`Epoch` always has its stamp key.)
+                (Fencing::Unfenced, _) | (Fencing::Epoch(_), None) => {}
+                (Fencing::Lock(fence), None) => {
                     let cm = current.as_ref().ok_or_else(|| fence.rejected(key))?;
                     Self::check_lock(cm, fence, key)?;
                 }
-                Fencing::Epoch(fence) if current.is_none() => {
-                    if create {
+                (Fencing::Lock(fence) | Fencing::Epoch(fence), Some(_)) if current.is_none() => {
+                    if create && !creates_cluster {
                         self.register_creation(name, fence, key).await?;
                         registered = true;
                         raise = EpochRecord::for_fence(fence);
                     } else {
                         // Nothing to compare with: the lock record decides.
                         self.check_lock_fresh(fence, op, key).await?;
+                        if creates_cluster {
+                            raise = EpochRecord::for_fence(fence);
+                        }
                     }
                 }
-                Fencing::Epoch(fence) => {
-                    let stored = data.get(EPOCH_KEY).and_then(|r| EpochRecord::parse(r));
+                (Fencing::Lock(fence) | Fencing::Epoch(fence), Some(stamp)) => {
+                    let stored = data.get(stamp).and_then(|r| EpochRecord::parse(r));
                     match epoch::check(stored.as_ref(), fence)? {
                         EpochCheck::Stale => return Err(fence.rejected(key)),
                         EpochCheck::Current => {}
@@ -503,8 +528,8 @@ impl Shared {
                     Err(e) => return Err(e.into_error(op, key)),
                 }
             }
-            if let Some(r) = raise {
-                data.insert(EPOCH_KEY.to_string(), r.to_json());
+            if let (Some(r), Some(stamp)) = (raise, &stamp) {
+                data.insert(stamp.clone(), r.to_json());
             }
             let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
             if size > MAX_CONFIG_MAP_BYTES {
@@ -519,7 +544,7 @@ impl Shared {
                     cm.data = Some(data);
                     self.cms.replace(name, &cm).await
                 }
-                None if create => self.cms.create(&self.new_config_map(name, data)).await,
+                None if create || creates_cluster => self.cms.create(&self.new_config_map(name, data)).await,
                 None => return Err(Error::NotFound { key: key.to_string() }),
             };
             if let (true, Ok(_) | Err(ApiError::Conflict)) = (registered, &written) {

@@ -108,6 +108,7 @@ fn token_harness(dir: &tempfile::TempDir) -> (TokenHarness, Arc<KubeApiEmulator>
         kubeconfig: Some(kubeconfig_with_token(&emulator, dir)),
         context: None,
         timings: inner.timings,
+        lock: inner.lock,
     };
     (TokenHarness { inner, config }, emulator)
 }
