@@ -14,7 +14,7 @@
 //! - Before it reports `Granted`, a new leader (with the Lease lock: after raising its
 //!   stamp in the cluster ConfigMap) claims the ConfigMaps whose creation an
 //!   older term registered (creations possibly still in flight); every other per-job
-//!   ConfigMap is claimed when the term first touches it (see `core`), so the grant
+//!   ConfigMap is claimed when the term first touches it (see `fenced`), so the grant
 //!   costs nothing per job.
 //! - Resigning releases the lock (empty `holderIdentity`, as client-go's
 //!   `ReleaseOnCancel`); the others learn it from the shared watch and acquire at once.

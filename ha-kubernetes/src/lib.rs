@@ -8,6 +8,7 @@ mod election;
 mod entry;
 mod epoch;
 mod error;
+mod fenced;
 mod layout;
 mod leader_record;
 mod lock;
