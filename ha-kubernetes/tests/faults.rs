@@ -1079,6 +1079,81 @@ async fn epoch_never_goes_back_after_the_lock_record_is_lost() {
     b.close().await.ok();
 }
 
+/// With the Lease lock, epochs never go back either: after the Lease's count was
+/// reset (a Lease re-created by hand), after the Lease was deleted, and after the
+/// Lease and the cluster ConfigMap were deleted, the next term's epoch is above every
+/// stamp (the cluster ConfigMap's, the job's), and the new leader writes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_never_goes_back_after_the_lease_is_lost() {
+    let c = Cluster::with_lock(LockKind::Lease);
+    let a = c.process().await;
+    let job = JobId::random();
+    let mut last = 0;
+    for round in 0..3 {
+        let (s, mut e) = contend(&a).await;
+        let g = granted(&mut e).await;
+        if round == 2 {
+            a.checkpoint_id_counter(&job)
+                .await
+                .unwrap()
+                .get_and_increment(&g.fence)
+                .await
+                .unwrap();
+        }
+        last = g.epoch.0;
+        s.close().await.unwrap();
+    }
+    assert!(last >= 3, "three terms: {last}");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(c.harness.client().await, c.harness.namespace());
+    let lease = format!("{}-leader", c.cluster_id);
+    let reset = serde_json::json!({"spec": {"leaseTransitions": 0, "holderIdentity": ""}});
+    leases
+        .patch(
+            &lease,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&reset),
+        )
+        .await
+        .unwrap();
+    let b = c.process().await;
+    let counter = b.checkpoint_id_counter(&job).await.unwrap();
+    let mut expected = 2;
+    for lost in [
+        "a reset Lease count",
+        "a deleted Lease",
+        "a deleted Lease and cluster ConfigMap",
+    ] {
+        match lost {
+            "a deleted Lease" => {
+                leases.delete(&lease, &Default::default()).await.unwrap();
+            }
+            "a deleted Lease and cluster ConfigMap" => {
+                leases.delete(&lease, &Default::default()).await.unwrap();
+                let cms = c.harness.config_maps().await;
+                cms.delete(&c.cluster_cm(), &Default::default()).await.unwrap();
+            }
+            _ => {}
+        }
+        let (s, mut e) = contend(&b).await;
+        let g = granted(&mut e).await;
+        assert!(
+            g.epoch.0 > last,
+            "after {lost} the epoch went back to {} (the last term had {last})",
+            g.epoch.0
+        );
+        assert_eq!(
+            counter.get_and_increment(&g.fence).await.unwrap(),
+            expected,
+            "after {lost}"
+        );
+        expected += 1;
+        last = g.epoch.0;
+        s.close().await.unwrap();
+    }
+    a.close().await.ok();
+    b.close().await.ok();
+}
+
 /// A lock taken while a removal is under way always wins: the removal, whose read of
 /// the entry the emulator holds until the new owner (whose session did not exist when
 /// the removal started) has locked it, leaves the entry and its lock.
