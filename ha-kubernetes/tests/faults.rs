@@ -1117,12 +1117,12 @@ async fn epoch_never_goes_back_after_the_lease_is_lost() {
         .unwrap();
     let b = c.process().await;
     let counter = b.checkpoint_id_counter(&job).await.unwrap();
-    let mut expected = 2;
-    for lost in [
+    let losses = [
         "a reset Lease count",
         "a deleted Lease",
         "a deleted Lease and cluster ConfigMap",
-    ] {
+    ];
+    for (expected, lost) in (2..).zip(losses) {
         match lost {
             "a deleted Lease" => {
                 leases.delete(&lease, &Default::default()).await.unwrap();
@@ -1146,7 +1146,6 @@ async fn epoch_never_goes_back_after_the_lease_is_lost() {
             expected,
             "after {lost}"
         );
-        expected += 1;
         last = g.epoch.0;
         s.close().await.unwrap();
     }
