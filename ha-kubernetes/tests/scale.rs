@@ -81,15 +81,24 @@ async fn running_jobs(ha: &HaServices, fence: &ha_core::Fence, jobs: usize, grap
     ids
 }
 
+/// The lock kind of `HA_SCALE_LOCK` (`configmap`, the default, or `lease`).
+fn lock_from_env() -> LockKind {
+    match std::env::var("HA_SCALE_LOCK").as_deref() {
+        Ok("lease") => LockKind::Lease,
+        _ => LockKind::ConfigMap,
+    }
+}
+
 /// Crash → granted and crash → every job's checkpoint recovered (16 recoveries at a
 /// time), for each job count and latency; each job has a per-job ConfigMap with one
-/// checkpoint, set up without latency.
+/// checkpoint, set up without latency; the lock kind from `HA_SCALE_LOCK`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn measure_failover() {
+    let lock = lock_from_env();
     for jobs in list_env("HA_SCALE_JOBS", "1,100,1000") {
         for latency in list_env("HA_SCALE_LATENCY_MS", "0,10") {
-            let h = KubeHarness::emulator();
+            let h = KubeHarness::emulator().with_lock(lock);
             let dir = tempfile::tempdir().unwrap();
             let url = format!("file://{}", dir.path().display());
             let cluster_id = ClusterId::random("scale");
@@ -138,6 +147,7 @@ async fn measure_failover() {
                 "{}",
                 serde_json::json!({
                     "measure": "failover",
+                    "lock": lock.as_str(),
                     "jobs": jobs,
                     "latency_ms": latency,
                     "setup_ms": setup.as_millis() as u64,
