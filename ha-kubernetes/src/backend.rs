@@ -19,13 +19,15 @@ use crate::counter::KubeCounter;
 use crate::election::{Candidacy, KubeElectionDriver};
 use crate::entry::Entry;
 use crate::layout::Layout;
+use crate::lock::{LockKind, Locks};
 use crate::session::Sessions;
 use crate::shared::{Apply, Fencing, Shared};
 use crate::store::{KubeStore, Location};
 
 /// A connected Kubernetes backend instance.
 ///
-/// It holds one watch on the cluster ConfigMap shared by all its drivers. Its
+/// It holds one watch on the cluster ConfigMap shared by all its drivers (and, with
+/// the Lease lock, one watch per candidacy on its group's Lease). Its
 /// identity ([`HaBackend::instance_id`]) owns its entry locks; each candidacy holds
 /// the lock under its own holder identity derived from it. Dropping the instance and
 /// its drivers without [`HaBackend::close`] behaves as a crash: nothing is released,
@@ -70,7 +72,7 @@ impl KubernetesBackend {
             what: "Kubernetes client".into(),
             source: Some(Box::new(e)),
         })?;
-        Self::with_client(client, &namespace, cluster_id, config.timings)
+        Self::with_client_and_lock(client, &namespace, cluster_id, config.timings, config.lock)
     }
 
     /// An instance on an existing client. Must be called within a Tokio runtime.
@@ -82,11 +84,23 @@ impl KubernetesBackend {
         cluster_id: &ClusterId,
         timings: LeaseTimings,
     ) -> Result<Self> {
+        Self::with_client_and_lock(client, namespace, cluster_id, timings, LockKind::default())
+    }
+
+    /// As [`with_client`](Self::with_client), with the leader lock in `lock`.
+    pub fn with_client_and_lock(
+        client: kube::Client,
+        namespace: &str,
+        cluster_id: &ClusterId,
+        timings: LeaseTimings,
+        lock: LockKind,
+    ) -> Result<Self> {
         let names = Layout::new(cluster_id)?;
         let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         let (snapshots, watch_task) = crate::watch::start(api.clone(), names.cluster_config_map());
         let cms = ConfigMaps::new(api, timings.request_timeout());
+        let locks = Locks::new(lock, leases.clone(), timings.request_timeout());
         let sessions = Sessions::new(leases);
         let core = Arc::new(Shared::new(
             cms,
@@ -95,6 +109,7 @@ impl KubernetesBackend {
             namespace.to_string(),
             snapshots,
             sessions,
+            locks,
         ));
         let sweeper = core.sessions.start_sweeper(&core);
         Ok(Self {

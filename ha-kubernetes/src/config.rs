@@ -8,6 +8,7 @@
 //! | `lease-duration` | 15 s | how long a leader's record stays valid without renewal, judged by each contender's local monotonic clock |
 //! | `renew-deadline` | 10 s | a leader that has not renewed for this long stops acting as leader |
 //! | `retry-period` | 2 s | interval of renewals and acquisition attempts |
+//! | `lock` | `configmap` | where the leader lock lives: `configmap` (an annotation on the cluster ConfigMap, as Flink) or `lease` (a coordination.k8s.io/v1 Lease per election group; renewals leave the HA ConfigMaps alone) |
 //!
 //! `lease-duration > renew-deadline > retry-period` is enforced. Every API request is
 //! bounded by `max(retry-period, renew-deadline / 2)`, which is below the deadline.
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use ha_core::config::BackendOptions;
 use ha_core::{Error, HaConfig, Result};
+
+pub use crate::lock::LockKind;
 
 /// Mode string of this backend.
 pub const MODE: &str = "kubernetes";
@@ -29,6 +32,7 @@ pub(crate) const KEYS: &[&str] = &[
     "lease-duration",
     "renew-deadline",
     "retry-period",
+    "lock",
 ];
 
 /// Default lease duration (as client-go's examples and Flink).
@@ -114,6 +118,8 @@ pub struct KubernetesConfig {
     pub context: Option<String>,
     /// Leader lock timings.
     pub timings: LeaseTimings,
+    /// Where the leader lock lives (`lock`).
+    pub lock: LockKind,
 }
 
 // Hand-written so that a kubeconfig's contents never end up here; paths and names only.
@@ -124,6 +130,7 @@ impl std::fmt::Debug for KubernetesConfig {
             .field("kubeconfig", &self.kubeconfig)
             .field("context", &self.context)
             .field("timings", &self.timings)
+            .field("lock", &self.lock)
             .finish()
     }
 }
@@ -162,6 +169,7 @@ impl KubernetesConfig {
             kubeconfig: opts.get("kubeconfig").filter(|s| !s.is_empty()).map(PathBuf::from),
             context: opts.get("context").filter(|s| !s.is_empty()).map(str::to_string),
             timings,
+            lock: LockKind::from_options(opts)?,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The checkpoint-id counter: the `counter` key of the job's ConfigMap, as a decimal
 //! (Flink's layout), fenced by the job's `epoch`. A leader's read claims the
-//! ConfigMap for its term first (see `core`).
+//! ConfigMap for its term first (see `fenced`).
 //!
 //! The value itself serves as the compare-and-set version: a counter only moves
 //! forward except through `set_count`, and a CAS that matches an equal value hands out

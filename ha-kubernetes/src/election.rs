@@ -1,19 +1,20 @@
-//! Leader election on the cluster ConfigMap's lock annotation, with client-go's
-//! algorithm.
+//! Leader election on a group's lock (the cluster ConfigMap's lock annotation, or
+//! the group's Lease; see `lock`), with client-go's algorithm.
 //!
 //! - A contender judges the holder's record expired only by its *local monotonic*
 //!   clock: `lease-duration` after it last saw the record change (from a read or from
 //!   the shared watch). Remote `renewTime` is never compared with the local wall clock.
 //! - Acquire, renew and release are each one resourceVersion-guarded update of the
-//!   ConfigMap; an acquisition raises `leaderTransitions`, which is the term's epoch.
+//!   lock object; an acquisition raises `leaderTransitions`, which is the term's epoch.
 //! - The leader renews every `retry-period`. If it has not renewed successfully within
 //!   `renew-deadline` of the start of its last successful renewal, it stops acting
 //!   (Revoked, and its own writes are refused locally) — before any contender can
 //!   judge the record expired, since `renew-deadline < lease-duration` and that
 //!   renewal landed after it started.
-//! - Before it reports `Granted`, a new leader claims the ConfigMaps whose creation an
+//! - Before it reports `Granted`, a new leader (with the Lease lock: after raising its
+//!   stamp in the cluster ConfigMap) claims the ConfigMaps whose creation an
 //!   older term registered (creations possibly still in flight); every other per-job
-//!   ConfigMap is claimed when the term first touches it (see `core`), so the grant
+//!   ConfigMap is claimed when the term first touches it (see `fenced`), so the grant
 //!   costs nothing per job.
 //! - Resigning releases the lock (empty `holderIdentity`, as client-go's
 //!   `ReleaseOnCancel`); the others learn it from the shared watch and acquire at once.
@@ -24,16 +25,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ha_core::driver::{LeaderElectionDriver, TermSink, Validity};
 use ha_core::{ComponentId, Epoch, Error, Fence, LeaderInformation, Result};
-use k8s_openapi::api::core::v1::ConfigMap;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::epoch::{self, EpochRecord};
 use crate::error::ApiError;
-use crate::layout::{leader_key, lock_annotation, EPOCH_KEY, PENDING_PREFIX};
+use crate::layout::{leader_key, EPOCH_KEY, PENDING_PREFIX, STAMP_PREFIX};
+use crate::lock::{GroupLock, LockKind, LockObject, LockWatch};
 use crate::record::{now_rfc3339, LeaderRecord};
-use crate::shared::{Apply, Fencing, Shared, Snapshot, Term};
+use crate::shared::{Apply, Fencing, Shared, Term};
 
 /// How many times one attempt re-reads after a resourceVersion conflict.
 const CONFLICT_RETRIES: usize = 5;
@@ -47,7 +47,7 @@ pub(crate) struct KubeElectionDriver {
 
 /// What the backend needs to resign a candidacy on `close`.
 pub(crate) struct Candidacy {
-    annotation: String,
+    lock: GroupLock,
     holder: String,
     sink: TermSink,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -71,7 +71,7 @@ impl Candidacy {
             return Ok(());
         }
         let held = core.end_term(&self.holder).is_some();
-        release(core, &self.annotation, &self.holder).await.inspect_err(|e| {
+        release(core, &self.lock, &self.holder).await.inspect_err(|e| {
             if held {
                 tracing::warn!(error = %e, holder = %self.holder, "could not release the leader lock; others take over when it expires");
             }
@@ -90,24 +90,25 @@ impl KubeElectionDriver {
     /// Starts contending in `group`. The first acquisition attempt completes before
     /// this returns, so a contender that joins a free election first wins it.
     pub(crate) async fn start(core: Arc<Shared>, group: &str, sink: TermSink) -> Result<(Self, Arc<Candidacy>)> {
-        let annotation = lock_annotation(group)?;
+        let lock = core.locks.of(&core.layout, group)?;
         let holder = core.holder_identity(group);
         let mut elector = Elector {
             core: core.clone(),
             group: group.to_string(),
-            annotation: annotation.clone(),
+            watch: core.locks.watch(&core, &lock),
+            lock: lock.clone(),
             holder: holder.clone(),
             sink: sink.clone(),
-            snapshots: core.snapshots.clone(),
             observed: None,
             term: None,
             validity: None,
             latest: None,
+            above_stamps: false,
         };
         elector.on_snapshot();
         let started = elector.attempt().await;
         let candidacy = Arc::new(Candidacy {
-            annotation,
+            lock,
             holder,
             sink,
             task: Mutex::new(Some(tokio::spawn(elector.run(started)))),
@@ -169,14 +170,19 @@ impl LeaderElectionDriver for KubeElectionDriver {
 }
 
 /// Gives up the lock if `holder` holds it: empty holder, 1 s lease, as client-go.
-async fn release(core: &Shared, annotation: &str, holder: &str) -> Result<()> {
-    let name = core.layout.cluster_config_map();
+async fn release(core: &Shared, lock: &GroupLock, holder: &str) -> Result<()> {
+    let name = &lock.name;
     for _ in 0..CONFLICT_RETRIES {
-        let Some(mut cm) = core.cms.get(&name).await.map_err(|e| e.into_error("release", &name))? else {
+        let Some(mut object) = core
+            .locks
+            .get(core, lock)
+            .await
+            .map_err(|e| e.into_error("release", name))?
+        else {
             return Ok(());
         };
-        let annotations = cm.metadata.annotations.get_or_insert_with(Default::default);
-        let Some(record) = annotations.get(annotation).and_then(|r| LeaderRecord::parse(r)) else {
+        let raw = object.raw_record(&lock.annotation);
+        let Some(record) = raw.as_deref().and_then(LeaderRecord::parse) else {
             return Ok(());
         };
         if record.holder_identity != holder {
@@ -190,26 +196,26 @@ async fn release(core: &Shared, annotation: &str, holder: &str) -> Result<()> {
             renew_time: now,
             leader_transitions: record.leader_transitions,
         };
-        annotations.insert(annotation.to_string(), released.to_json());
-        match core.cms.replace(&name, &cm).await {
+        object.set_record(&lock.annotation, &released);
+        match core.locks.replace(core, &object).await {
             Ok(_) => {
                 tracing::info!(%holder, "leader lock released");
                 return Ok(());
             }
             Err(ApiError::Conflict) => continue,
-            Err(e) => return Err(e.into_error("release", &name)),
+            Err(e) => return Err(e.into_error("release", name)),
         }
     }
-    Err(Error::VersionConflict { key: name })
+    Err(Error::VersionConflict { key: name.clone() })
 }
 
 struct Elector {
     core: Arc<Shared>,
     group: String,
-    annotation: String,
+    lock: GroupLock,
     holder: String,
     sink: TermSink,
-    snapshots: watch::Receiver<Snapshot>,
+    watch: LockWatch,
     /// The raw record last seen and the local instant it was first seen.
     observed: Option<(String, Instant)>,
     /// `(epoch, start of the last successful renewal)` while leading.
@@ -217,13 +223,12 @@ struct Elector {
     /// Validity of the current term: the start of its last successful renewal +
     /// renew-deadline, extended by each renewal.
     validity: Option<Validity>,
-    /// The newest copy of the cluster ConfigMap known (own writes, watch): a leader
+    /// The newest copy of the lock object known (own writes, watch): a leader
     /// renews with one guarded update of it, without reading first.
-    latest: Option<ConfigMap>,
-}
-
-fn rv_number(cm: &ConfigMap) -> Option<u64> {
-    cm.metadata.resource_version.as_deref()?.parse().ok()
+    latest: Option<LockObject>,
+    /// The next acquisition starts above every stamp in the HA ConfigMaps (set when a
+    /// stamp raise found a newer one: the lock's own count fell behind).
+    above_stamps: bool,
 }
 
 impl Elector {
@@ -293,7 +298,7 @@ impl Elector {
                             }
                         }
                     }
-                    r = self.snapshots.changed() => {
+                    r = self.watch.changed() => {
                         if r.is_err() { return; }
                         self.on_snapshot();
                     }
@@ -307,7 +312,7 @@ impl Elector {
                         (last_attempt, answered) = self.attempt().await;
                         next_attempt = last_attempt + timings.retry_period;
                     }
-                    r = self.snapshots.changed() => {
+                    r = self.watch.changed() => {
                         if r.is_err() { return; }
                         self.on_snapshot();
                     }
@@ -359,24 +364,19 @@ impl Elector {
         }
     }
 
-    /// Takes in the latest snapshot of the shared watch: the lock record (a newer
-    /// term means we lost it).
+    /// Takes in the latest state of the lock's watch: the lock record (a newer term
+    /// means we lost it).
     fn on_snapshot(&mut self) {
-        let snapshot = self.snapshots.borrow_and_update().clone();
-        if !snapshot.synced {
+        let Some(object) = self.watch.latest() else {
             return;
-        }
-        let cm = snapshot.cm.as_deref();
-        match (cm, &self.latest) {
-            (Some(new), Some(old)) if rv_number(new) > rv_number(old) => self.latest = Some(new.clone()),
-            (Some(new), None) => self.latest = Some(new.clone()),
+        };
+        let raw = object.as_ref().and_then(|o| o.raw_record(&self.lock.annotation));
+        match (object, &self.latest) {
+            (Some(new), Some(old)) if new.version() > old.version() => self.latest = Some(new),
+            (Some(new), None) => self.latest = Some(new),
             (None, _) => self.latest = None,
             _ => {}
         }
-        let raw = cm
-            .and_then(|c| c.metadata.annotations.as_ref())
-            .and_then(|a| a.get(&self.annotation))
-            .cloned();
         if let Some((epoch, _)) = self.term {
             // Snapshots may lag behind our own reads: only a later term counts.
             if let Some(r) = raw.as_deref().and_then(LeaderRecord::parse) {
@@ -388,10 +388,10 @@ impl Elector {
         self.observe(raw.as_deref());
     }
 
-    /// The epoch of a term that finds no readable lock record (the cluster ConfigMap
-    /// or its annotation deleted, or the record corrupt): above any epoch of this
-    /// group found in the HA ConfigMaps (per-job and result ConfigMaps outlive a
-    /// deleted cluster ConfigMap) and in registered creations.
+    /// The epoch of a term that finds no readable lock record (the lock object or
+    /// its record deleted, or the record corrupt): above any epoch of this group
+    /// found in the HA ConfigMaps (per-job and result ConfigMaps outlive a deleted
+    /// cluster ConfigMap), in cluster stamps and in registered creations.
     async fn first_epoch(&self) -> Result<u64> {
         let cms = self
             .core
@@ -404,7 +404,7 @@ impl Elector {
             .filter_map(|c| c.data.as_ref())
             .flat_map(|d| {
                 d.iter()
-                    .filter(|(k, _)| *k == EPOCH_KEY || k.starts_with(PENDING_PREFIX))
+                    .filter(|(k, _)| *k == EPOCH_KEY || k.starts_with(STAMP_PREFIX) || k.starts_with(PENDING_PREFIX))
             })
             .filter_map(|(_, r)| EpochRecord::parse(r))
             .filter(|r| r.group == self.group)
@@ -427,7 +427,7 @@ impl Elector {
     /// client-go's `tryAcquireOrRenew`: `Some(epoch)` if this candidacy holds the
     /// lock after the call.
     async fn try_acquire_or_renew(&mut self) -> Result<Option<u64>> {
-        let name = self.core.layout.cluster_config_map();
+        let name = self.lock.name.clone();
         let err = |e: ApiError| e.into_error("acquire or renew leader lock", &name);
         // A leader first tries its newest copy: one request per renewal instead of two.
         let mut cached = match self.term {
@@ -436,14 +436,12 @@ impl Elector {
         };
         for _ in 0..CONFLICT_RETRIES {
             let current = match cached.take() {
-                Some(cm) => Some(cm),
-                None => self.core.cms.get(&name).await.map_err(err)?,
+                Some(object) => Some(object),
+                None => self.core.locks.get(&self.core, &self.lock).await.map_err(err)?,
             };
-            let Some(mut cm) = current else {
+            let Some(mut object) = current else {
                 let record = self.record(now_rfc3339(), self.first_epoch().await?);
-                let mut cm = self.core.new_config_map(&name, BTreeMap::new());
-                cm.metadata.annotations = Some(BTreeMap::from([(self.annotation.clone(), record.to_json())]));
-                match self.core.cms.create(&cm).await {
+                match self.core.locks.create(&self.core, &self.lock, &record).await {
                     Ok(written) => {
                         self.latest = Some(written);
                         self.observe(Some(&record.to_json()));
@@ -453,12 +451,7 @@ impl Elector {
                     Err(e) => return Err(err(e)),
                 }
             };
-            let raw = cm
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(&self.annotation))
-                .cloned();
+            let raw = object.raw_record(&self.lock.annotation);
             self.observe(raw.as_deref());
             let readable = raw.as_deref().and_then(LeaderRecord::parse).is_some();
             let current = raw.as_deref().map(|r| {
@@ -483,42 +476,74 @@ impl Elector {
                 // An unreadable record carries no epoch: never go back below the
                 // epochs stored elsewhere.
                 let transitions = match &current {
-                    Some(r) if readable => r.leader_transitions + 1,
+                    Some(r) if readable && !self.above_stamps => r.leader_transitions + 1,
+                    Some(r) if readable => (r.leader_transitions + 1).max(self.first_epoch().await?),
                     _ => self.first_epoch().await?,
                 };
                 self.record(now_rfc3339(), transitions)
             };
-            let json = record.to_json();
-            cm.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(self.annotation.clone(), json.clone());
-            match self.core.cms.replace(&name, &cm).await {
+            object.set_record(&self.lock.annotation, &record);
+            match self.core.locks.replace(&self.core, &object).await {
                 Ok(written) => {
                     self.latest = Some(written);
-                    self.observe(Some(&json));
+                    self.observe(Some(&record.to_json()));
                     return Ok(Some(record.leader_transitions));
                 }
                 Err(ApiError::Conflict) => continue,
                 Err(e) => return Err(err(e)),
             }
         }
-        // Only conflicts: the ConfigMap is busy, which says nothing about the lock.
+        // Only conflicts: the object is busy, which says nothing about the lock.
         Err(Error::VersionConflict { key: name })
     }
 
-    /// Registers the new term, claims the ConfigMaps whose creation an older term
-    /// registered, then reports `Granted`. If that cannot finish within the renew
-    /// deadline, the term is given up (`false`).
+    /// Before a new term is granted, the cluster ConfigMap's data with the creations
+    /// older terms registered: with the ConfigMap lock as the acquisition wrote it;
+    /// with the Lease lock as the raise of this term's stamp `epoch.<group>` read it
+    /// (one guarded update; from then on no older term can write the cluster
+    /// ConfigMap, see `lock`).
+    async fn cluster_data(&self, fence: &Fence) -> Result<Option<BTreeMap<String, String>>> {
+        match self.core.locks.kind() {
+            LockKind::ConfigMap => Ok(self
+                .latest
+                .as_ref()
+                .and_then(LockObject::config_map)
+                .and_then(|cm| cm.data.clone())),
+            LockKind::Lease => {
+                let name = self.core.layout.cluster_config_map();
+                let data = self
+                    .core
+                    .update(
+                        &name,
+                        &name,
+                        "raise the term stamp",
+                        Fencing::Lock(fence),
+                        false,
+                        |data| Ok(Apply::Write(data.clone())),
+                    )
+                    .await?;
+                Ok(Some(data))
+            }
+        }
+    }
+
+    /// Registers the new term, (with the Lease lock) raises its stamp in the cluster
+    /// ConfigMap, claims the ConfigMaps whose creation an older term registered, then
+    /// reports `Granted`. If that cannot finish within the renew deadline, the term
+    /// is given up (`false`).
     async fn on_acquired(&mut self, epoch: u64, started: Instant) -> bool {
         let valid_until = started + self.core.timings.renew_deadline;
         self.term = Some((epoch, started));
         self.core.set_term(&self.holder, Term { epoch, valid_until });
         let fence = Fence::new(Epoch(epoch), epoch::token(&self.group, &self.holder));
-        let claimed = self.core.claim_pending(&fence, self.latest.as_ref());
+        let claimed = async {
+            let cluster = self.cluster_data(&fence).await?;
+            self.core.claim_pending(&fence, cluster.as_ref()).await
+        };
         match tokio::time::timeout_at(valid_until, claimed).await {
             Ok(Ok(())) => {
                 tracing::info!(holder = %self.holder, group = %self.group, epoch, "leader lock acquired");
+                self.above_stamps = false;
                 let validity = Validity::until(valid_until);
                 self.validity = Some(validity.clone());
                 self.sink.grant(fence, validity);
@@ -526,13 +551,17 @@ impl Elector {
             }
             outcome => {
                 let reason = match outcome {
-                    Ok(Err(e)) => e.to_string(),
+                    Ok(Err(e)) => {
+                        // A newer stamp than the lock's count: start above it next time.
+                        self.above_stamps |= matches!(e, Error::NotLeader { .. });
+                        e.to_string()
+                    }
                     _ => "timed out".to_string(),
                 };
                 tracing::warn!(holder = %self.holder, %reason, "could not claim pending creations; giving the lock back");
                 self.term = None;
                 self.core.end_term(&self.holder);
-                let _ = release(&self.core, &self.annotation, &self.holder).await;
+                let _ = release(&self.core, &self.lock, &self.holder).await;
                 false
             }
         }

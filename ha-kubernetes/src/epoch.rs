@@ -7,7 +7,7 @@
 //! same guarded update. So once a newer term has read or written a job's records, a
 //! stale leader's write fails: it either read the ConfigMap before the claim (its
 //! resourceVersion no longer matches) or after it (the epoch is newer). Creations are
-//! fenced separately (see `core`): a creation is first registered in the cluster
+//! fenced separately (see `fenced`): a creation is first registered in the cluster
 //! ConfigMap, atomically with the lock check, and a new term claims every registered
 //! one before it is granted.
 

@@ -3,7 +3,8 @@
 //!
 //! | object | name | holds |
 //! |---|---|---|
-//! | cluster ConfigMap | `<cluster-id>-cluster-config-map` | leader lock annotation(s), `leader.<component>`, `pendingCreate.<ConfigMap>` |
+//! | cluster ConfigMap | `<cluster-id>-cluster-config-map` | leader lock annotation(s) (`configmap` lock) or term stamps `epoch.<group>` (`lease` lock), `leader.<component>`, `pendingCreate.<ConfigMap>` |
+//! | lock Lease (`lease` lock) | `<cluster-id>-leader`, `<cluster-id>-leader-<group>` | the group's leader lock (label `ha-kind=leader-lock`) |
 //! | per-job ConfigMap | `<cluster-id>-<job>-config-map` | `jobGraph-<job>`, `checkpointID-<%019d>`, `counter`, `epoch` |
 //! | job-result ConfigMap | `<cluster-id>-<job>-job-result` | `jobResult-<job>`, `epoch` |
 //!
@@ -23,6 +24,8 @@ pub(crate) const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/le
 pub(crate) const DEFAULT_GROUP: &str = ha_core::DEFAULT_ELECTION_GROUP;
 /// Data key of the per-job fencing epoch.
 pub(crate) const EPOCH_KEY: &str = "epoch";
+/// Prefix of a group's term stamp in the cluster ConfigMap (`lease` lock only).
+pub(crate) const STAMP_PREFIX: &str = "epoch.";
 /// Data key of the per-job checkpoint-id counter.
 pub(crate) const COUNTER_KEY: &str = "counter";
 /// Prefix of published leader information in the cluster ConfigMap.
@@ -185,6 +188,11 @@ pub(crate) fn lock_annotation(group: &str) -> Result<String> {
         });
     }
     Ok(format!("{LEADER_ANNOTATION}-{group}"))
+}
+
+/// Data key of `group`'s term stamp in the cluster ConfigMap (`lease` lock).
+pub(crate) fn stamp_key(group: &str) -> String {
+    format!("{STAMP_PREFIX}{group}")
 }
 
 /// Data key of the published leader information of `component`.

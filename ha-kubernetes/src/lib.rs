@@ -8,8 +8,10 @@ mod election;
 mod entry;
 mod epoch;
 mod error;
+mod fenced;
 mod layout;
 mod leader_record;
+mod lock;
 mod provider;
 mod record;
 mod session;
@@ -21,7 +23,8 @@ use std::sync::Arc;
 
 pub use backend::KubernetesBackend;
 pub use config::{
-    KubernetesConfig, LeaseTimings, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, MODE,
+    KubernetesConfig, LeaseTimings, LockKind, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
+    MODE,
 };
 pub use provider::KubernetesProvider;
 

@@ -44,6 +44,12 @@ fn lease_name(core: &Shared, owner: &str) -> String {
     format!("{}-session-{owner}", core.layout.cluster_id())
 }
 
+/// Whether `lease` is a session (the cluster's lock Leases carry the same labels).
+fn is_session(core: &Shared, lease: &Lease) -> bool {
+    let prefix = lease_name(core, "");
+    lease.metadata.name.as_deref().is_some_and(|n| n.starts_with(&prefix))
+}
+
 fn session_lease(core: &Shared, name: String) -> Lease {
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     Lease {
@@ -114,6 +120,7 @@ impl Sessions {
         Ok(list
             .items
             .into_iter()
+            .filter(|l| is_session(core, l))
             .filter_map(|l| l.spec.and_then(|s| s.holder_identity))
             .collect())
     }
@@ -137,7 +144,7 @@ impl Sessions {
         }
     }
 
-    /// Deletes every session Lease of the cluster.
+    /// Deletes every session Lease of the cluster, and its lock Leases.
     pub(crate) async fn delete_all(&self, core: &Shared) -> Result<()> {
         let params = ListParams::default().labels(&core.layout.selector());
         bounded(
@@ -210,7 +217,7 @@ async fn sweep(api: &Api<Lease>, core: &Shared, seen: &mut HashMap<String, (Stri
         .map_err(|e| e.into_error("list", "session leases"))?;
     let now = Instant::now();
     let mut current: BTreeMap<String, String> = BTreeMap::new();
-    for lease in list.items {
+    for lease in list.items.into_iter().filter(|l| is_session(core, l)) {
         if let (Some(name), Some(rv)) = (lease.metadata.name, lease.metadata.resource_version) {
             current.insert(name, rv);
         }

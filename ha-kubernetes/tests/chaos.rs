@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ha_core::{ClusterId, HaBackend, Result};
-use ha_kubernetes::KubernetesBackend;
+use ha_kubernetes::{KubernetesBackend, LockKind};
 use ha_testkit::chaos::{self, ChaosConfig, ChaosTarget, Freeze, SplitMix64};
 use ha_testkit::FaultProxy;
 
@@ -40,7 +40,8 @@ impl ChaosTarget for KubeHarness {
         let mut config = kube::Config::new(format!("http://{}", proxy.addr()).parse().expect("proxy url"));
         config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| ha_core::Error::unavailable("kube client", e))?;
-        let backend = KubernetesBackend::with_client(client, TEST_NAMESPACE, cluster_id, self.timings)?;
+        let backend =
+            KubernetesBackend::with_client_and_lock(client, TEST_NAMESPACE, cluster_id, self.timings, self.lock)?;
         Ok((Arc::new(backend), Box::new(ProxyFreeze(proxy))))
     }
 
@@ -104,7 +105,11 @@ impl ChaosTarget for KubeHarness {
 }
 
 async fn run_and_check(config: ChaosConfig) {
-    let report = chaos::run(Arc::new(KubeHarness::emulator()), config).await;
+    run_with_lock(config, LockKind::default()).await;
+}
+
+async fn run_with_lock(config: ChaosConfig, lock: LockKind) {
+    let report = chaos::run(Arc::new(KubeHarness::emulator().with_lock(lock)), config).await;
     report.assert_clean("kubernetes");
 }
 
@@ -113,15 +118,26 @@ async fn short_seeded_run_has_no_violations() {
     run_and_check(ChaosConfig::short(1)).await;
 }
 
+/// The same with the leader lock in a Lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long run: set HA_CHAOS_SEED / HA_CHAOS_FAULTS and pass --ignored"]
+async fn short_seeded_run_with_lease_lock_has_no_violations() {
+    run_with_lock(ChaosConfig::short(2), LockKind::Lease).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long run: set HA_CHAOS_SEED / HA_CHAOS_FAULTS (HA_CHAOS_LOCK=lease for the Lease lock) and pass --ignored"]
 async fn long_run() {
-    run_and_check(
+    let lock = match std::env::var("HA_CHAOS_LOCK").as_deref() {
+        Ok("lease") => LockKind::Lease,
+        _ => LockKind::ConfigMap,
+    };
+    run_with_lock(
         ChaosConfig {
             faults: 60,
             ..ChaosConfig::short(42)
         }
         .from_env(),
+        lock,
     )
     .await;
 }

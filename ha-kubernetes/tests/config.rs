@@ -106,3 +106,23 @@ fn register_adds_the_mode_globally() {
         .validate(&config("high-availability.kubernetes.namespace: flink\n"))
         .unwrap();
 }
+
+#[test]
+fn lock_kind_is_configmap_or_lease() {
+    use ha_kubernetes::LockKind;
+    let lock_of = |extra: &str| KubernetesConfig::from_ha_config(&config(extra)).map(|c| c.lock);
+    assert_eq!(lock_of("").unwrap(), LockKind::ConfigMap);
+    assert_eq!(
+        lock_of("high-availability.kubernetes.lock: configmap\n").unwrap(),
+        LockKind::ConfigMap
+    );
+    assert_eq!(
+        lock_of("high-availability.kubernetes.lock: lease\n").unwrap(),
+        LockKind::Lease
+    );
+    let e = error_of("high-availability.kubernetes.lock: endpoints\n");
+    assert!(
+        e.contains("high-availability.kubernetes.lock") && e.contains("configmap, lease") && e.contains("endpoints"),
+        "{e}"
+    );
+}

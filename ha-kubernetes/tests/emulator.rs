@@ -225,8 +225,66 @@ async fn leases_support_the_same_semantics() {
         409
     );
     let got = leases.get("lock").await.unwrap();
+    let got_rv = got.metadata.resource_version.clone().unwrap();
     assert_eq!(got.spec.unwrap().holder_identity.as_deref(), Some("b"));
     assert_eq!(leases.list(&ListParams::default()).await.unwrap().items.len(), 1);
+
+    // Watch from a version, by name: the changes after it, in order.
+    let watch = WatchParams::default().fields("metadata.name=lock");
+    let mut events = leases.watch(&watch, &got_rv).await.unwrap().boxed();
+    // Merge patch; a resourceVersion in it is a precondition.
+    let stale = serde_json::json!({"metadata": {"resourceVersion": v1.metadata.resource_version}, "spec": {"holderIdentity": "c"}});
+    assert_eq!(
+        status_of(
+            leases
+                .patch("lock", &PatchParams::default(), &Patch::Merge(&stale))
+                .await
+        )
+        .0,
+        409
+    );
+    let renew = serde_json::json!({"metadata": {"resourceVersion": got_rv}, "spec": {"leaseTransitions": 3}});
+    let patched = leases
+        .patch("lock", &PatchParams::default(), &Patch::Merge(&renew))
+        .await
+        .unwrap();
+    let spec = patched.spec.clone().unwrap();
+    assert_eq!(
+        (spec.holder_identity.as_deref(), spec.lease_transitions),
+        (Some("b"), Some(3))
+    );
+    let modified = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&modified, WatchEvent::Modified(l) if l.spec.as_ref().and_then(|s| s.lease_transitions) == Some(3)),
+        "{modified:?}"
+    );
+    // Delete with a stale precondition is refused; with the current one it goes.
+    let precondition = |rv: Option<String>| DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: rv,
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        status_of(leases.delete("lock", &precondition(Some(got_rv))).await).0,
+        409
+    );
+    leases
+        .delete("lock", &precondition(patched.metadata.resource_version))
+        .await
+        .unwrap();
+    let deleted = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(deleted, WatchEvent::Deleted(_)), "{deleted:?}");
+    assert!(leases.get_opt("lock").await.unwrap().is_none());
 }
 
 async fn next_event(

@@ -17,7 +17,8 @@ use ha_core::{
     CompletedCheckpoint, Error, HaServices, JobGraph, JobId, JobResult, JobStatus, LeaderElection,
     LeaderElectionService, LeaderGrant, StoreNamespace, DEFAULT_ELECTION_GROUP,
 };
-use ha_kubernetes::LeaseTimings;
+use ha_kubernetes::{LeaseTimings, LockKind};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use tokio::time::Instant;
@@ -33,10 +34,14 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Self {
+        Self::with_lock(LockKind::default())
+    }
+
+    fn with_lock(lock: LockKind) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage_url = format!("file://{}", dir.path().display());
         Self {
-            harness: KubeHarness::emulator(),
+            harness: KubeHarness::emulator().with_lock(lock),
             cluster_id: ha_core::ClusterId::random("faults"),
             _dir: dir,
             storage_url,
@@ -48,11 +53,12 @@ impl Cluster {
     }
 
     async fn process_with(&self, timings: LeaseTimings) -> HaServices {
-        let backend = ha_kubernetes::KubernetesBackend::with_client(
+        let backend = ha_kubernetes::KubernetesBackend::with_client_and_lock(
             self.harness.client().await,
             self.harness.namespace(),
             &self.cluster_id,
             timings,
+            self.harness.lock,
         )
         .expect("backend");
         let storage = StateStorage::open(&self.storage_url, &self.cluster_id, &Default::default()).expect("storage");
@@ -70,6 +76,26 @@ impl Cluster {
             .get_opt(name)
             .await
             .expect("get ConfigMap")
+    }
+
+    /// The default group's lock record as JSON (annotation, or the Lease's spec).
+    async fn lock_record(&self) -> String {
+        match self.harness.lock {
+            LockKind::ConfigMap => self
+                .config_map(&self.cluster_cm())
+                .await
+                .unwrap()
+                .metadata
+                .annotations
+                .unwrap()["control-plane.alpha.kubernetes.io/leader"]
+                .clone(),
+            LockKind::Lease => {
+                let leases: kube::Api<Lease> =
+                    kube::Api::namespaced(self.harness.client().await, self.harness.namespace());
+                let lease = leases.get(&format!("{}-leader", self.cluster_id)).await.unwrap();
+                serde_json::to_string(&lease.spec).unwrap()
+            }
+        }
     }
 
     fn cluster_cm(&self) -> String {
@@ -258,7 +284,17 @@ async fn unavailable_api_makes_the_leader_step_down_in_time() {
 /// live process presents it, and neither ConfigMap changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
-    let c = Cluster::new();
+    stale_leader_writes_are_rejected_in_cluster_and_job_config_maps_with(LockKind::ConfigMap).await;
+}
+
+/// The same with the Lease lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps_with_lease_lock() {
+    stale_leader_writes_are_rejected_in_cluster_and_job_config_maps_with(LockKind::Lease).await;
+}
+
+async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps_with(lock: LockKind) {
+    let c = Cluster::with_lock(lock);
     let a = c.process().await;
     let (sa, mut ea) = contend(&a).await;
     let stale = tokio::time::timeout(Duration::from_secs(10), ea.granted())
@@ -378,7 +414,17 @@ async fn stale_leader_writes_are_rejected_in_cluster_and_job_config_maps() {
 /// for 20 s takes over on the release's watch event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_release_hands_over_by_watch() {
-    let c = Cluster::new();
+    graceful_release_hands_over_by_watch_with(LockKind::ConfigMap).await;
+}
+
+/// The same with the Lease lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_release_hands_over_by_watch_with_lease_lock() {
+    graceful_release_hands_over_by_watch_with(LockKind::Lease).await;
+}
+
+async fn graceful_release_hands_over_by_watch_with(lock: LockKind) {
+    let c = Cluster::with_lock(lock);
     let a = c.process().await;
     let (sa, mut ea) = contend(&a).await;
     tokio::time::timeout(Duration::from_secs(10), ea.granted())
@@ -397,14 +443,7 @@ async fn graceful_release_hands_over_by_watch() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(eb.current().is_none());
     sa.close().await.unwrap();
-    let record = c
-        .config_map(&c.cluster_cm())
-        .await
-        .unwrap()
-        .metadata
-        .annotations
-        .unwrap()["control-plane.alpha.kubernetes.io/leader"]
-        .clone();
+    let record = c.lock_record().await;
     let b_id = b.backend().instance_id().to_string();
     assert!(
         record.contains("\"holderIdentity\":\"\"") || record.contains(&b_id),
@@ -560,35 +599,65 @@ async fn cleanup_leaves_no_config_map() {
 /// change it (sub-second `renewTime`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_leader_is_replaced_only_after_a_full_lease() {
+    crashed_leader_is_replaced_only_after_a_full_lease_with(LockKind::ConfigMap).await;
+}
+
+/// The same with the Lease lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_leader_is_replaced_only_after_a_full_lease_with_lease_lock() {
+    crashed_leader_is_replaced_only_after_a_full_lease_with(LockKind::Lease).await;
+}
+
+async fn crashed_leader_is_replaced_only_after_a_full_lease_with(lock: LockKind) {
     use futures::StreamExt;
     use kube::runtime::watcher;
 
-    let c = Cluster::new();
+    let c = Cluster::with_lock(lock);
     let lease = c.harness.timings.lease_duration;
-    // Every write of the cluster ConfigMap (new resourceVersion) as an independent
+    // Every write of the lock object (new resourceVersion) as an independent
     // observer sees it; in this test only the lock record is written.
     let changes: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
-    let cms = c.harness.config_maps().await;
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", c.cluster_cm()));
     let log = changes.clone();
-    let watch = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher::watcher(cms, cfg));
-        while let Some(event) = stream.next().await {
-            let Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event else {
-                continue;
-            };
-            let record = cm
-                .metadata
-                .annotations
-                .and_then(|a| a.get("control-plane.alpha.kubernetes.io/leader").cloned())
-                .unwrap_or_default();
-            let rv = cm.metadata.resource_version.unwrap_or_default();
-            let mut log = log.lock().unwrap();
-            if log.last().is_none_or(|(_, r)| *r != format!("{rv} {record}")) {
-                log.push((Instant::now(), format!("{rv} {record}")));
-            }
+    let push = move |rv: Option<String>, record: String| {
+        let entry = format!("{} {record}", rv.unwrap_or_default());
+        let mut log = log.lock().unwrap();
+        if log.last().is_none_or(|(_, r)| *r != entry) {
+            log.push((Instant::now(), entry));
         }
-    });
+    };
+    let watch = match lock {
+        LockKind::ConfigMap => {
+            let cms = c.harness.config_maps().await;
+            let cfg = watcher::Config::default().fields(&format!("metadata.name={}", c.cluster_cm()));
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(watcher::watcher(cms, cfg));
+                while let Some(event) = stream.next().await {
+                    let Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event else {
+                        continue;
+                    };
+                    let record = cm
+                        .metadata
+                        .annotations
+                        .and_then(|a| a.get("control-plane.alpha.kubernetes.io/leader").cloned())
+                        .unwrap_or_default();
+                    push(cm.metadata.resource_version, record);
+                }
+            })
+        }
+        LockKind::Lease => {
+            let leases: kube::Api<Lease> = kube::Api::namespaced(c.harness.client().await, c.harness.namespace());
+            let cfg = watcher::Config::default().fields(&format!("metadata.name={}-leader", c.cluster_id));
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(watcher::watcher(leases, cfg));
+                while let Some(event) = stream.next().await {
+                    let Ok(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) = event else {
+                        continue;
+                    };
+                    push(l.metadata.resource_version, serde_json::to_string(&l.spec).unwrap());
+                }
+            })
+        }
+    };
     for round in 0..2u32 {
         let a = c.process().await;
         let (sa, mut ea) = contend(&a).await;
@@ -821,7 +890,17 @@ async fn failover_with_1000_jobs_is_bounded() {
 /// claims its ConfigMap first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_create_of_deposed_leader_is_refused() {
-    let c = Cluster::new();
+    late_create_of_deposed_leader_is_refused_with(LockKind::ConfigMap).await;
+}
+
+/// The same with the Lease lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_create_of_deposed_leader_is_refused_with_lease_lock() {
+    late_create_of_deposed_leader_is_refused_with(LockKind::Lease).await;
+}
+
+async fn late_create_of_deposed_leader_is_refused_with(lock: LockKind) {
+    let c = Cluster::with_lock(lock);
     let a = c.process().await;
     let (sa, mut ea) = contend(&a).await;
     let ga = granted(&mut ea).await;
@@ -996,6 +1075,80 @@ async fn epoch_never_goes_back_after_the_lock_record_is_lost() {
         gb.epoch.0
     );
     assert_eq!(counter.get_and_increment(&gc.fence).await.unwrap(), 3);
+    a.close().await.ok();
+    b.close().await.ok();
+}
+
+/// With the Lease lock, epochs never go back either: after the Lease's count was
+/// reset (a Lease re-created by hand), after the Lease was deleted, and after the
+/// Lease and the cluster ConfigMap were deleted, the next term's epoch is above every
+/// stamp (the cluster ConfigMap's, the job's), and the new leader writes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_never_goes_back_after_the_lease_is_lost() {
+    let c = Cluster::with_lock(LockKind::Lease);
+    let a = c.process().await;
+    let job = JobId::random();
+    let mut last = 0;
+    for round in 0..3 {
+        let (s, mut e) = contend(&a).await;
+        let g = granted(&mut e).await;
+        if round == 2 {
+            a.checkpoint_id_counter(&job)
+                .await
+                .unwrap()
+                .get_and_increment(&g.fence)
+                .await
+                .unwrap();
+        }
+        last = g.epoch.0;
+        s.close().await.unwrap();
+    }
+    assert!(last >= 3, "three terms: {last}");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(c.harness.client().await, c.harness.namespace());
+    let lease = format!("{}-leader", c.cluster_id);
+    let reset = serde_json::json!({"spec": {"leaseTransitions": 0, "holderIdentity": ""}});
+    leases
+        .patch(
+            &lease,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&reset),
+        )
+        .await
+        .unwrap();
+    let b = c.process().await;
+    let counter = b.checkpoint_id_counter(&job).await.unwrap();
+    let losses = [
+        "a reset Lease count",
+        "a deleted Lease",
+        "a deleted Lease and cluster ConfigMap",
+    ];
+    for (expected, lost) in (2..).zip(losses) {
+        match lost {
+            "a deleted Lease" => {
+                leases.delete(&lease, &Default::default()).await.unwrap();
+            }
+            "a deleted Lease and cluster ConfigMap" => {
+                leases.delete(&lease, &Default::default()).await.unwrap();
+                let cms = c.harness.config_maps().await;
+                cms.delete(&c.cluster_cm(), &Default::default()).await.unwrap();
+            }
+            _ => {}
+        }
+        let (s, mut e) = contend(&b).await;
+        let g = granted(&mut e).await;
+        assert!(
+            g.epoch.0 > last,
+            "after {lost} the epoch went back to {} (the last term had {last})",
+            g.epoch.0
+        );
+        assert_eq!(
+            counter.get_and_increment(&g.fence).await.unwrap(),
+            expected,
+            "after {lost}"
+        );
+        last = g.epoch.0;
+        s.close().await.unwrap();
+    }
     a.close().await.ok();
     b.close().await.ok();
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::{KubeHarness, TEST_NAMESPACE};
 use ha_core::{ClusterId, ComponentId, HaBackend, HaServices, Result};
-use ha_kubernetes::{KubernetesBackend, KubernetesConfig};
+use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LockKind};
 use ha_testkit::{ApiAccess, Harness, KubeApiEmulator, LogCapture};
 use serde::Deserialize;
 
@@ -98,7 +98,11 @@ impl Harness for TokenHarness {
 }
 
 fn token_harness(dir: &tempfile::TempDir) -> (TokenHarness, Arc<KubeApiEmulator>) {
-    let inner = KubeHarness::emulator();
+    token_harness_with(dir, LockKind::default())
+}
+
+fn token_harness_with(dir: &tempfile::TempDir, lock: LockKind) -> (TokenHarness, Arc<KubeApiEmulator>) {
+    let inner = KubeHarness::emulator().with_lock(lock);
     let emulator = match &inner.target {
         common::Target::Emulator(e) => e.clone(),
         common::Target::Real(_) => unreachable!(),
@@ -108,6 +112,7 @@ fn token_harness(dir: &tempfile::TempDir) -> (TokenHarness, Arc<KubeApiEmulator>
         kubeconfig: Some(kubeconfig_with_token(&emulator, dir)),
         context: None,
         timings: inner.timings,
+        lock: inner.lock,
     };
     (TokenHarness { inner, config }, emulator)
 }
@@ -115,19 +120,24 @@ fn token_harness(dir: &tempfile::TempDir) -> (TokenHarness, Arc<KubeApiEmulator>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_suite_uses_only_what_the_role_grants_and_all_of_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (harness, emulator) = token_harness(&dir);
-    ha_testkit::conformance::run_all(Arc::new(harness)).await;
+    let mut backend: Vec<ApiAccess> = Vec::new();
+    // Both lock kinds: the one Role serves either.
+    for lock in [LockKind::ConfigMap, LockKind::Lease] {
+        let (harness, emulator) = token_harness_with(&dir, lock);
+        ha_testkit::conformance::run_all(Arc::new(harness)).await;
+        backend.extend(
+            emulator
+                .accesses()
+                .into_keys()
+                .filter(|a| a.bearer_token.as_deref() == Some(TOKEN)),
+        );
+        assert!(
+            emulator.accesses().keys().any(|a| a.bearer_token.is_none()),
+            "the harness's own requests should carry no token"
+        );
+    }
 
     let (rules, _) = role_rules();
-    let backend: Vec<ApiAccess> = emulator
-        .accesses()
-        .into_keys()
-        .filter(|a| a.bearer_token.as_deref() == Some(TOKEN))
-        .collect();
-    assert!(
-        emulator.accesses().keys().any(|a| a.bearer_token.is_none()),
-        "the harness's own requests should carry no token"
-    );
     let mut used: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for a in &backend {
         let Some(group) = &a.group else {

@@ -1,7 +1,7 @@
 //! Measurements at scale on the emulator, printed as JSON lines, no timed assertions:
 //! failover time (crash → granted, crash → every job recovered) by number of jobs and
 //! API latency, and the bytes one watcher of the cluster ConfigMap receives per
-//! renewal with many running jobs. Run on demand:
+//! renewal with many running jobs, with either lock kind. Run on demand:
 //! `HA_SCALE_JOBS=1,100,1000 HA_SCALE_LATENCY_MS=0,10 cargo test -p ha-kubernetes --test scale -- --ignored --nocapture --test-threads 1`.
 
 #![allow(clippy::unwrap_used)]
@@ -15,7 +15,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use ha_core::storage::StateStorage;
 use ha_core::{ClusterId, CompletedCheckpoint, HaServices, JobGraph, JobId, LeaderElection, DEFAULT_ELECTION_GROUP};
+use ha_kubernetes::LockKind;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::watcher;
+use kube::Api;
 use tokio::time::Instant;
 
 use common::KubeHarness;
@@ -78,15 +81,24 @@ async fn running_jobs(ha: &HaServices, fence: &ha_core::Fence, jobs: usize, grap
     ids
 }
 
+/// The lock kind of `HA_SCALE_LOCK` (`configmap`, the default, or `lease`).
+fn lock_from_env() -> LockKind {
+    match std::env::var("HA_SCALE_LOCK").as_deref() {
+        Ok("lease") => LockKind::Lease,
+        _ => LockKind::ConfigMap,
+    }
+}
+
 /// Crash → granted and crash → every job's checkpoint recovered (16 recoveries at a
 /// time), for each job count and latency; each job has a per-job ConfigMap with one
-/// checkpoint, set up without latency.
+/// checkpoint, set up without latency; the lock kind from `HA_SCALE_LOCK`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn measure_failover() {
+    let lock = lock_from_env();
     for jobs in list_env("HA_SCALE_JOBS", "1,100,1000") {
         for latency in list_env("HA_SCALE_LATENCY_MS", "0,10") {
-            let h = KubeHarness::emulator();
+            let h = KubeHarness::emulator().with_lock(lock);
             let dir = tempfile::tempdir().unwrap();
             let url = format!("file://{}", dir.path().display());
             let cluster_id = ClusterId::random("scale");
@@ -135,6 +147,7 @@ async fn measure_failover() {
                 "{}",
                 serde_json::json!({
                     "measure": "failover",
+                    "lock": lock.as_str(),
                     "jobs": jobs,
                     "latency_ms": latency,
                     "setup_ms": setup.as_millis() as u64,
@@ -150,43 +163,76 @@ async fn measure_failover() {
     }
 }
 
-/// Bytes one watcher of the cluster ConfigMap receives per renewal of the leader, with
-/// `HA_SCALE_JOBS` (default 1,000) running jobs, each with a job graph and a checkpoint.
+/// Bytes one watcher of the cluster's HA ConfigMaps (all of them, by label) receives
+/// per renewal of the leader, with `HA_SCALE_JOBS` (default 1,000) running jobs, each
+/// with a job graph and a checkpoint, for each lock kind in `HA_SCALE_LOCKS`
+/// (default `configmap,lease`). Renewals are counted as the changes of the lock
+/// object (the cluster ConfigMap's annotation, or the Lease) seen by a watcher of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn measure_bytes_per_renewal() {
     let jobs = list_env("HA_SCALE_JOBS", "1000")[0] as usize;
-    let h = KubeHarness::emulator();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    let cluster_id = ClusterId::random("scale");
-    let a = process(&h, &cluster_id, &url).await;
-    let (_sa, mut ea) = contend(&a).await;
-    let ga = ea.granted().await.unwrap();
-    running_jobs(&a, &ga.fence, jobs, true).await;
-    let cms = h.config_maps().await;
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={cluster_id}-cluster-config-map"));
-    let mut stream = std::pin::pin!(watcher::watcher(cms, cfg));
-    let mut renewals = 0u64;
-    let mut bytes = 0u64;
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), stream.next()).await else {
-            continue;
+    let locks = std::env::var("HA_SCALE_LOCKS").unwrap_or_else(|_| "configmap,lease".into());
+    for lock in locks.split(',').map(str::trim) {
+        let kind = match lock {
+            "lease" => LockKind::Lease,
+            _ => LockKind::ConfigMap,
         };
-        if let Ok(watcher::Event::Apply(cm)) = event {
-            renewals += 1;
-            bytes += serde_json::to_vec(&cm).unwrap().len() as u64;
+        let h = KubeHarness::emulator().with_lock(kind);
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let cluster_id = ClusterId::random("scale");
+        let a = process(&h, &cluster_id, &url).await;
+        let (_sa, mut ea) = contend(&a).await;
+        let ga = ea.granted().await.unwrap();
+        running_jobs(&a, &ga.fence, jobs, true).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let selector = format!("app={cluster_id},configmap-type=high-availability");
+        let cms = watcher::watcher(h.config_maps().await, watcher::Config::default().labels(&selector));
+        let leases: Api<Lease> = Api::namespaced(h.client().await, h.namespace());
+        let lock_leases = watcher::watcher(leases, watcher::Config::default().labels(&selector));
+        let cluster = format!("{cluster_id}-cluster-config-map");
+        let lease = format!("{cluster_id}-leader");
+        let mut cms = std::pin::pin!(cms);
+        let mut lock_leases = std::pin::pin!(lock_leases);
+        let (mut renewals, mut cm_events, mut cm_bytes, mut lease_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let until = Instant::now() + Duration::from_secs(3);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                Some(event) = cms.next() => {
+                    if let Ok(watcher::Event::Apply(cm)) = event {
+                        cm_events += 1;
+                        cm_bytes += serde_json::to_vec(&cm).unwrap().len() as u64;
+                        if kind == LockKind::ConfigMap && cm.metadata.name.as_deref() == Some(cluster.as_str()) {
+                            renewals += 1;
+                        }
+                    }
+                }
+                Some(event) = lock_leases.next() => {
+                    if let Ok(watcher::Event::Apply(l)) = event {
+                        if l.metadata.name.as_deref() == Some(lease.as_str()) {
+                            renewals += 1;
+                            lease_bytes += serde_json::to_vec(&l).unwrap().len() as u64;
+                        }
+                    }
+                }
+            }
         }
+        println!(
+            "{}",
+            serde_json::json!({
+                "measure": "bytes_per_renewal",
+                "lock": lock,
+                "jobs": jobs,
+                "renewals": renewals,
+                "config_map_events": cm_events,
+                "config_map_bytes_per_renewal": cm_bytes.checked_div(renewals),
+                "lease_bytes_per_renewal": lease_bytes.checked_div(renewals),
+                "window_s": 3,
+                "timings": "lease 2 s, renew deadline 1.4 s, retry 0.3 s",
+            })
+        );
+        a.close().await.ok();
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "measure": "bytes_per_renewal",
-            "jobs": jobs,
-            "renewals": renewals,
-            "bytes_per_renewal": bytes.checked_div(renewals),
-        })
-    );
-    a.close().await.ok();
 }

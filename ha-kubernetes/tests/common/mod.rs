@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ha_core::{ClusterId, ComponentId, Fence, HaBackend, HaServices, Result, StoreNamespace};
-use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LeaseTimings};
+use ha_kubernetes::{KubernetesBackend, KubernetesConfig, LeaseTimings, LockKind};
 use ha_testkit::{Harness, KubeApiEmulator};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -37,6 +37,8 @@ pub enum Target {
 pub struct KubeHarness {
     pub target: Target,
     pub timings: LeaseTimings,
+    /// Where the leader lock lives.
+    pub lock: LockKind,
 }
 
 /// A client for `url` (an emulator).
@@ -64,6 +66,7 @@ impl KubeHarness {
         Self {
             target: Target::Emulator(Arc::new(KubeApiEmulator::start().expect("start emulator"))),
             timings: test_timings(),
+            lock: LockKind::default(),
         }
     }
 
@@ -78,11 +81,19 @@ impl KubeHarness {
             kubeconfig: Some(path.into()),
             context: std::env::var("HA_KUBE_TEST_CONTEXT").ok(),
             timings: test_timings(),
+            lock: Default::default(),
         };
         Self {
             target: Target::Real(Box::new(config)),
             timings: test_timings(),
+            lock: LockKind::default(),
         }
+    }
+
+    /// The same harness with the leader lock in `lock`.
+    pub fn with_lock(mut self, lock: LockKind) -> Self {
+        self.lock = lock;
+        self
     }
 
     pub fn emulator_ref(&self) -> Option<&KubeApiEmulator> {
@@ -118,10 +129,20 @@ impl KubeHarness {
     /// A backend instance: on a real cluster through the backend's own config loading.
     pub async fn backend(&self, cluster_id: &ClusterId) -> Result<KubernetesBackend> {
         match &self.target {
-            Target::Emulator(_) => {
-                KubernetesBackend::with_client(self.client().await, self.namespace(), cluster_id, self.timings)
+            Target::Emulator(_) => KubernetesBackend::with_client_and_lock(
+                self.client().await,
+                self.namespace(),
+                cluster_id,
+                self.timings,
+                self.lock,
+            ),
+            Target::Real(config) => {
+                let config = KubernetesConfig {
+                    lock: self.lock,
+                    ..(**config).clone()
+                };
+                KubernetesBackend::connect(cluster_id, &config).await
             }
-            Target::Real(config) => KubernetesBackend::connect(cluster_id, config).await,
         }
     }
 }
