@@ -244,3 +244,21 @@ pub(crate) async fn member_op(
         Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
     }
 }
+
+/// Cuts member `i` of a partitionable cluster from the others for 300 ms to 300 ms +
+/// 2·`ttl` (sometimes shorter, sometimes longer than a lease), then heals.
+pub(crate) async fn isolate_for(
+    server: &Arc<Mutex<EtcdServer>>,
+    i: usize,
+    ttl: Duration,
+    rng: &mut ha_testkit::chaos::SplitMix64,
+) {
+    let hold = Duration::from_millis(300 + rng.below(2 * ttl.as_millis() as u64));
+    server
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .isolate(i)
+        .expect("isolate an etcd member");
+    tokio::time::sleep(hold).await;
+    server.lock().unwrap_or_else(|e| e.into_inner()).heal_peers();
+}
