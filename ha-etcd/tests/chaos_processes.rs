@@ -46,7 +46,8 @@ impl EtcdProcesses {
         let server = EtcdServer::start_partitionable(3).expect("start a partitionable 3-member etcd cluster");
         let endpoints = server.endpoints();
         Self {
-            harness: Arc::new(EtcdHarness::new(endpoints.clone())),
+            // The contenders' TTL, so the leaderless-gap bound follows their lease.
+            harness: Arc::new(EtcdHarness::with_ttl(endpoints.clone(), TTL)),
             endpoints,
             server: Arc::new(Mutex::new(server)),
         }

@@ -37,6 +37,8 @@ pub enum Target {
 pub struct KubeHarness {
     pub target: Target,
     pub timings: LeaseTimings,
+    /// The chaos contenders' links to the API server (chaos tests only).
+    pub links: ha_testkit::chaos::Links,
 }
 
 /// A client for `url` (an emulator).
@@ -64,6 +66,7 @@ impl KubeHarness {
         Self {
             target: Target::Emulator(Arc::new(KubeApiEmulator::start().expect("start emulator"))),
             timings: test_timings(),
+            links: Default::default(),
         }
     }
 
@@ -82,6 +85,7 @@ impl KubeHarness {
         Self {
             target: Target::Real(Box::new(config)),
             timings: test_timings(),
+            links: Default::default(),
         }
     }
 
