@@ -1,8 +1,9 @@
 //! Chaos on a 3-member etcd cluster: contenders killed, frozen past their lease (their
 //! links blackholed through `FaultProxy`s) and partitioned from every member, and
-//! members killed (the raft leader too) and restarted or paused (SIGSTOP) and
-//! resumed, under a seeded schedule; the history must show no invariant violation. A
-//! long run on demand:
+//! members killed (the raft leader too) and restarted, paused (SIGSTOP) and resumed,
+//! or cut from the other members while their clients still reach them, under a
+//! seeded schedule; the history must show no invariant violation. A long run on
+//! demand:
 //! `HA_CHAOS_SEED=7 HA_CHAOS_FAULTS=40 cargo test -p ha-etcd --test chaos -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used)]
 
@@ -40,7 +41,7 @@ fn addr_of(b: &Arc<dyn HaBackend>) -> usize {
 impl EtcdChaos {
     fn start() -> Self {
         common::init_tracing();
-        let server = EtcdServer::start_cluster(3).expect("start a 3-member etcd cluster");
+        let server = EtcdServer::start_partitionable(3).expect("start a partitionable 3-member etcd cluster");
         let endpoints = server.endpoints();
         Self {
             harness: EtcdHarness::new(endpoints.clone()),
@@ -155,6 +156,7 @@ impl ChaosTarget for EtcdChaos {
             "kill-etcd-member",
             "pause-etcd-member",
             "partition-contender",
+            "isolate-etcd-member",
         ]
     }
 
@@ -184,6 +186,10 @@ impl ChaosTarget for EtcdChaos {
                     tokio::time::sleep(Duration::from_millis(300 + rng.below(2 * TTL.as_millis() as u64))).await;
                     link.heal();
                 }
+            }
+            "isolate-etcd-member" => {
+                let i = rng.below(self.members() as u64) as usize;
+                common::isolate_for(&self.server, i, TTL, rng).await;
             }
             other => {
                 return Err(Error::Other {

@@ -1,7 +1,8 @@
 //! Process chaos on a 3-member etcd cluster: every contender is a child process (this
 //! test binary re-executed, see `ha_testkit::chaos::run_processes`) pinned to one
 //! member, under SIGKILL, SIGSTOP past the lease TTL then SIGCONT, SIGSTOP within it,
-//! members killed (the raft leader also during a contender hand-over) and paused.
+//! members killed (the raft leader also during a contender hand-over), paused, and cut
+//! from the other members while their contenders still reach them.
 //! Writes and every leader action are checked against newer grants on one clock. A
 //! long run on demand:
 //! `HA_CHAOS_SEED=7 HA_CHAOS_FAULTS=30 cargo test -p ha-etcd --test chaos_processes -- --ignored --nocapture`.
@@ -42,10 +43,11 @@ struct EtcdProcesses {
 impl EtcdProcesses {
     fn start() -> Self {
         common::init_tracing();
-        let server = EtcdServer::start_cluster(3).expect("start a 3-member etcd cluster");
+        let server = EtcdServer::start_partitionable(3).expect("start a partitionable 3-member etcd cluster");
         let endpoints = server.endpoints();
         Self {
-            harness: Arc::new(EtcdHarness::new(endpoints.clone())),
+            // The contenders' TTL, so the leaderless-gap bound follows their lease.
+            harness: Arc::new(EtcdHarness::with_ttl(endpoints.clone(), TTL)),
             endpoints,
             server: Arc::new(Mutex::new(server)),
         }
@@ -68,7 +70,7 @@ impl ProcessTarget for EtcdProcesses {
     }
 
     fn backend_faults(&self) -> Vec<&'static str> {
-        vec!["kill-raft-leader", "pause-etcd-member"]
+        vec!["kill-raft-leader", "pause-etcd-member", "isolate-etcd-member"]
     }
 
     async fn inject_backend_fault(&self, name: &str, rng: &mut SplitMix64) -> Result<()> {
@@ -93,6 +95,12 @@ impl ProcessTarget for EtcdProcesses {
                 common::member_op(&self.server, "pause", i, |s, i| s.pause(i)).await;
                 tokio::time::sleep(Duration::from_millis(300 + rng.below(2 * TTL.as_millis() as u64))).await;
                 common::member_op(&self.server, "resume", i, |s, i| s.resume(i)).await;
+            }
+            // A member cut from the others while its clients (a pinned contender)
+            // still reach it; sometimes shorter, sometimes longer than the TTL.
+            "isolate-etcd-member" => {
+                let i = rng.below(self.endpoints.len() as u64) as usize;
+                common::isolate_for(&self.server, i, TTL, rng).await;
             }
             other => return Err(Error::config("fault", format!("unknown fault `{other}`"))),
         }

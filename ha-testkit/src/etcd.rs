@@ -6,6 +6,11 @@
 //! fast raft timings. Members can be killed (SIGKILL), stopped gracefully (SIGTERM),
 //! paused (SIGSTOP), resumed (SIGCONT) and restarted on their data directory.
 //!
+//! A cluster started with [`EtcdServer::start_partitionable`] routes all peer traffic
+//! through userspace proxies (each member advertises its proxy as its peer URL), so a
+//! member can be cut from the others while its clients still reach it
+//! ([`EtcdServer::isolate`]).
+//!
 //! Readiness is polled on each member's plain-HTTP metrics listener (`/health`), which
 //! also works for members serving clients over TLS ([`EtcdServer::start_tls`]).
 //!
@@ -23,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::peer_partitions::PeerPartitions;
+
 /// How long a member may take to report healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -31,6 +38,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct EtcdServer {
     members: Vec<Member>,
     initial_cluster: String,
+    peers: Option<PeerPartitions>,
     _dir: tempfile::TempDir,
 }
 
@@ -51,6 +59,8 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// The peer port the member advertises: its own, or its proxy's.
+    advertised_peer_port: u16,
     metrics_port: u16,
     tls: Option<EtcdServerTls>,
     data_dir: PathBuf,
@@ -104,6 +114,10 @@ impl Member {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
 
+    fn advertised_peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.advertised_peer_port)
+    }
+
     fn spawn(&mut self, initial_cluster: &str) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -126,7 +140,7 @@ impl Member {
             .arg("--listen-peer-urls")
             .arg(self.peer_url())
             .arg("--initial-advertise-peer-urls")
-            .arg(self.peer_url())
+            .arg(self.advertised_peer_url())
             .arg("--initial-cluster")
             .arg(initial_cluster)
             .arg("--initial-cluster-state")
@@ -216,21 +230,29 @@ impl EtcdServer {
     /// Starts an etcd cluster of `n` members on one machine and waits until every
     /// member is healthy (which implies the cluster has a raft leader).
     pub fn start_cluster(n: usize) -> std::io::Result<Self> {
-        Self::start_with(n, None)
+        Self::start_with(n, None, false)
+    }
+
+    /// Starts an etcd cluster of `n` members whose peer traffic goes through
+    /// userspace proxies, so members can be cut from each other while their clients
+    /// still reach them: [`isolate`](Self::isolate), [`cut_peers`](Self::cut_peers),
+    /// [`heal_peers`](Self::heal_peers).
+    pub fn start_partitionable(n: usize) -> std::io::Result<Self> {
+        Self::start_with(n, None, true)
     }
 
     /// Starts a single member serving clients over TLS only (`https://` endpoints),
     /// requiring client certificates signed by `tls.ca`.
     pub fn start_tls(tls: EtcdServerTls) -> std::io::Result<Self> {
-        Self::start_with(1, Some(tls))
+        Self::start_with(1, Some(tls), false)
     }
 
-    fn start_with(n: usize, tls: Option<EtcdServerTls>) -> std::io::Result<Self> {
+    fn start_with(n: usize, tls: Option<EtcdServerTls>, partitionable: bool) -> std::io::Result<Self> {
         let mut last_err = None;
         // Ports are picked free but may be taken by someone else before etcd binds
         // them; try a few times.
         for _ in 0..3 {
-            match Self::try_start(n, tls.clone()) {
+            match Self::try_start(n, tls.clone(), partitionable) {
                 Ok(s) => return Ok(s),
                 Err(e) => last_err = Some(e),
             }
@@ -238,7 +260,7 @@ impl EtcdServer {
         Err(last_err.unwrap_or_else(|| std::io::Error::other("etcd did not start")))
     }
 
-    fn try_start(n: usize, tls: Option<EtcdServerTls>) -> std::io::Result<Self> {
+    fn try_start(n: usize, tls: Option<EtcdServerTls>, partitionable: bool) -> std::io::Result<Self> {
         let dir = if Path::new("/dev/shm").is_dir() {
             tempfile::Builder::new().prefix("ha-etcd-").tempdir_in("/dev/shm")?
         } else {
@@ -246,34 +268,85 @@ impl EtcdServer {
         };
         let mut members = Vec::with_capacity(n);
         for i in 0..n {
+            let peer_port = free_port()?;
             members.push(Member {
                 name: format!("m{i}"),
                 client_port: free_port()?,
-                peer_port: free_port()?,
+                peer_port,
+                advertised_peer_port: peer_port,
                 metrics_port: free_port()?,
                 tls: tls.clone(),
                 data_dir: dir.path().join(format!("m{i}")),
                 process: None,
             });
         }
+        let peers = if partitionable {
+            let targets: Vec<std::net::SocketAddr> =
+                members.iter().map(|m| ([127, 0, 0, 1], m.peer_port).into()).collect();
+            let peers = PeerPartitions::start(&targets)?;
+            for (i, m) in members.iter_mut().enumerate() {
+                m.advertised_peer_port = peers.addr(i).port();
+            }
+            Some(peers)
+        } else {
+            None
+        };
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .map(|m| format!("{}={}", m.name, m.advertised_peer_url()))
             .collect::<Vec<_>>()
             .join(",");
         let mut server = Self {
             members,
             initial_cluster,
+            peers,
             _dir: dir,
         };
         for i in 0..n {
-            let ic = server.initial_cluster.clone();
-            server.members[i].spawn(&ic)?;
+            server.spawn(i)?;
         }
         for i in 0..n {
             server.wait_healthy(i)?;
         }
         Ok(server)
+    }
+
+    fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        let ic = self.initial_cluster.clone();
+        self.members[i].spawn(&ic)?;
+        if let Some(peers) = &self.peers {
+            peers.set_pid(i, self.members[i].pid().ok());
+        }
+        Ok(())
+    }
+
+    fn peers(&self) -> std::io::Result<&PeerPartitions> {
+        self.peers
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("etcd cluster not started with `start_partitionable`"))
+    }
+
+    /// Cuts member `i` from every other member while its clients still reach it:
+    /// every connection between them closes (raft streams too) and new ones are
+    /// closed at once, until [`heal_peers`](Self::heal_peers). Needs
+    /// [`start_partitionable`](Self::start_partitionable).
+    pub fn isolate(&self, i: usize) -> std::io::Result<()> {
+        self.peers()?.isolate(i);
+        Ok(())
+    }
+
+    /// Cuts members `a` and `b` from each other (both ways), as
+    /// [`isolate`](Self::isolate) does for every pair of one member.
+    pub fn cut_peers(&self, a: usize, b: usize) -> std::io::Result<()> {
+        self.peers()?.cut(a, b);
+        Ok(())
+    }
+
+    /// Heals every cut between members.
+    pub fn heal_peers(&self) {
+        if let Some(peers) = &self.peers {
+            peers.heal();
+        }
     }
 
     fn wait_healthy(&mut self, i: usize) -> std::io::Result<()> {
@@ -364,8 +437,7 @@ impl EtcdServer {
     /// and waits until it is healthy. Its ports stay the same.
     pub fn restart(&mut self, i: usize) -> std::io::Result<()> {
         self.kill(i);
-        let ic = self.initial_cluster.clone();
-        self.members[i].spawn(&ic)?;
+        self.spawn(i)?;
         self.wait_healthy(i)
     }
 }

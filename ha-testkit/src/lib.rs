@@ -12,7 +12,8 @@
 //! - [`LogCapture`]: all `tracing` output at TRACE in a buffer, to prove secrets are
 //!   never logged;
 //! - [`TestCerts`]: a throw-away CA and certificates made with `openssl` at test time;
-//! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes;
+//! - [`EtcdServer`]: real etcd members (single node or cluster) as child processes,
+//!   optionally with members that can be cut from each other;
 //! - [`S3Server`]: a real S3-protocol server for the `s3://` payload path;
 //! - [`StorageFaults`], [`FaultyStore`]: payload storage missing, unavailable, slow,
 //!   or with one payload lost or torn;
@@ -29,6 +30,7 @@ mod fault_proxy;
 mod harness;
 mod kube_api;
 mod log_capture;
+mod peer_partitions;
 mod s3_server;
 mod storage_faults;
 mod zookeeper;

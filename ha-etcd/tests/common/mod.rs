@@ -55,6 +55,7 @@ pub(crate) fn shared_harness() -> EtcdHarness {
 /// Runs the conformance suite (and helps the other tests) on real etcd.
 pub(crate) struct EtcdHarness {
     endpoints: Vec<String>,
+    ttl: Duration,
     backends: Mutex<Vec<(usize, EtcdBackend)>>,
 }
 
@@ -64,8 +65,14 @@ fn addr(b: &Arc<dyn HaBackend>) -> usize {
 
 impl EtcdHarness {
     pub(crate) fn new(endpoints: Vec<String>) -> Self {
+        Self::with_ttl(endpoints, TTL)
+    }
+
+    /// A harness whose instances use lease TTL `ttl` (its crash timeout follows).
+    pub(crate) fn with_ttl(endpoints: Vec<String>, ttl: Duration) -> Self {
         Self {
             endpoints,
+            ttl,
             backends: Mutex::new(Vec::new()),
         }
     }
@@ -77,7 +84,8 @@ impl EtcdHarness {
 
     /// Connects an instance and keeps a handle for crash simulation.
     pub(crate) async fn backend(&self, cluster_id: &ClusterId) -> Result<EtcdBackend> {
-        EtcdBackend::connect(cluster_id, &config(self.endpoints.clone())).await
+        let config = config(self.endpoints.clone()).with_lease_ttl(self.ttl);
+        EtcdBackend::connect(cluster_id, &config).await
     }
 
     /// The etcd handle behind `services`, if this harness made it.
@@ -107,7 +115,7 @@ impl Harness for EtcdHarness {
 
     fn crash_timeout(&self) -> Duration {
         // TTL, plus etcd's expiry sweep (every 500 ms), plus slack.
-        TTL + Duration::from_millis(1000)
+        self.ttl + Duration::from_millis(1000)
     }
 
     async fn list_records(&self, cluster_id: &ClusterId) -> Result<Vec<String>> {
@@ -243,4 +251,22 @@ pub(crate) async fn member_op(
         Ok(Err(e)) => panic!("etcd member {i}: {what} failed: {e}"),
         Err(e) => panic!("etcd member {i}: {what} panicked: {e}"),
     }
+}
+
+/// Cuts member `i` of a partitionable cluster from the others for 300 ms to 300 ms +
+/// 2·`ttl` (sometimes shorter, sometimes longer than a lease), then heals.
+pub(crate) async fn isolate_for(
+    server: &Arc<Mutex<EtcdServer>>,
+    i: usize,
+    ttl: Duration,
+    rng: &mut ha_testkit::chaos::SplitMix64,
+) {
+    let hold = Duration::from_millis(300 + rng.below(2 * ttl.as_millis() as u64));
+    server
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .isolate(i)
+        .expect("isolate an etcd member");
+    tokio::time::sleep(hold).await;
+    server.lock().unwrap_or_else(|e| e.into_inner()).heal_peers();
 }

@@ -39,6 +39,8 @@ pub struct KubeHarness {
     pub timings: LeaseTimings,
     /// Where the leader lock lives.
     pub lock: LockKind,
+    /// The chaos contenders' links to the API server (chaos tests only).
+    pub links: ha_testkit::chaos::Links,
 }
 
 /// A client for `url` (an emulator).
@@ -67,6 +69,7 @@ impl KubeHarness {
             target: Target::Emulator(Arc::new(KubeApiEmulator::start().expect("start emulator"))),
             timings: test_timings(),
             lock: LockKind::default(),
+            links: Default::default(),
         }
     }
 
@@ -87,6 +90,7 @@ impl KubeHarness {
             target: Target::Real(Box::new(config)),
             timings: test_timings(),
             lock: LockKind::default(),
+            links: Default::default(),
         }
     }
 

@@ -1,12 +1,14 @@
 //! The invariant checker: reads a [`History`](super::History) and reports violations.
 //!
-//! Invariants:
-//! 1. No write is accepted from an epoch older than one already accepted: an accepted
-//!    write that *started* after an accepted write of a newer epoch *completed* is a
-//!    violation (real-time order, so overlapping writes are not false alarms).
+//! Invariants 1–3 hold for each job on its own:
+//! 1. Once a newer term has read or written a job's records, no write from an older
+//!    term is accepted for that job: an accepted write that *started* after an
+//!    accepted write or a recovery of a newer epoch *completed* is a violation
+//!    (real-time order, so overlapping operations are not false alarms).
 //! 2. Every acknowledged checkpoint is recoverable or legitimately subsumed: each
 //!    recovery returns a checkpoint at least as new as every checkpoint acknowledged
-//!    before the recovery started, with intact data.
+//!    before the recovery started, with intact data; and it finds a job graph if one
+//!    was acknowledged before it started.
 //! 3. Counter values never repeat, and a value handed out after another completed is
 //!    larger.
 //! 4. At most one contender is granted (and confirmed) per epoch.
@@ -30,25 +32,36 @@ pub struct CheckReport {
     pub fenced: usize,
     /// Leader actions checked against newer grants.
     pub actions: usize,
+    /// Distinct jobs operated on.
+    pub jobs: usize,
     /// Invariant violations, described.
     pub violations: Vec<String>,
     /// Longest time without a leader after a fault healed.
     pub worst_leaderless_gap: Duration,
 }
 
-struct Accepted {
+/// An accepted write or a recovery of a job: a term touched the job's records.
+struct Touch {
     epoch: u64,
     start: Instant,
     end: Instant,
-    what: String,
+    /// The write, or `None` for a recovery (a read).
+    write: Option<String>,
+}
+
+/// What happened to one job.
+#[derive(Default)]
+struct JobLog {
+    touches: Vec<Touch>,
+    counter_values: Vec<(u64, Instant, Instant)>,
+    acked_checkpoints: Vec<(u64, Instant)>,
+    acked_graphs: Vec<Instant>,
 }
 
 /// Checks `events`; `gap_bound` is the longest acceptable leaderless time after a heal.
 pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
     let mut report = CheckReport::default();
-    let mut accepted = Vec::new();
-    let mut counter_values: Vec<(u64, Instant, Instant)> = Vec::new();
-    let mut acked_checkpoints: Vec<(u64, Instant)> = Vec::new();
+    let mut jobs: BTreeMap<u32, JobLog> = BTreeMap::new();
     let mut grants: BTreeMap<u64, BTreeSet<Incarnation>> = BTreeMap::new();
     let mut confirms: BTreeMap<u64, BTreeSet<Incarnation>> = BTreeMap::new();
 
@@ -56,6 +69,7 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
         match e {
             Event::Op {
                 epoch,
+                job,
                 kind,
                 start,
                 end,
@@ -63,18 +77,20 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
                 ..
             } => {
                 report.operations += 1;
+                let log = jobs.entry(*job).or_default();
                 match outcome {
                     Outcome::Ok => {
                         report.acknowledged += 1;
-                        accepted.push(Accepted {
+                        log.touches.push(Touch {
                             epoch: *epoch,
                             start: *start,
                             end: *end,
-                            what: format!("{kind:?}"),
+                            write: Some(format!("{kind:?}")),
                         });
                         match kind {
-                            OpKind::Counter(Some(v)) => counter_values.push((*v, *start, *end)),
-                            OpKind::Checkpoint(id) => acked_checkpoints.push((*id, *end)),
+                            OpKind::Counter(Some(v)) => log.counter_values.push((*v, *start, *end)),
+                            OpKind::Checkpoint(id) => log.acked_checkpoints.push((*id, *end)),
+                            OpKind::JobGraph => log.acked_graphs.push(*end),
                             OpKind::Counter(None) => {}
                         }
                     }
@@ -82,95 +98,29 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
                     _ => {}
                 }
             }
+            Event::Recovered {
+                epoch, job, start, end, ..
+            } => {
+                report.operations += 1;
+                jobs.entry(*job).or_default().touches.push(Touch {
+                    epoch: *epoch,
+                    start: *start,
+                    end: *end,
+                    write: None,
+                });
+            }
             Event::Granted { who, epoch, .. } => {
                 grants.entry(*epoch).or_default().insert(*who);
             }
             Event::Confirmed { who, epoch } => {
                 confirms.entry(*epoch).or_default().insert(*who);
             }
-            Event::Recovered { .. } => report.operations += 1,
             _ => {}
         }
     }
-
-    // 1. Epoch order among accepted writes.
-    accepted.sort_by_key(|a| a.end);
-    let mut prefix_max: Vec<(Instant, u64)> = Vec::with_capacity(accepted.len());
-    let mut max_epoch = 0;
-    for a in &accepted {
-        max_epoch = max_epoch.max(a.epoch);
-        prefix_max.push((a.end, max_epoch));
-    }
-    for a in &accepted {
-        let completed_before = prefix_max.partition_point(|(end, _)| *end < a.start);
-        if completed_before > 0 {
-            let newest = prefix_max[completed_before - 1].1;
-            if newest > a.epoch {
-                report.violations.push(format!(
-                    "write {} from epoch {} accepted after a write from newer epoch {newest} had completed",
-                    a.what, a.epoch
-                ));
-            }
-        }
-    }
-
-    // 2. Recoveries see every checkpoint acknowledged before they started.
-    for e in events {
-        if let Event::Recovered {
-            who,
-            epoch,
-            latest,
-            data_intact,
-            start,
-            ..
-        } = e
-        {
-            let required = acked_checkpoints
-                .iter()
-                .filter(|(_, end)| end < start)
-                .map(|(id, _)| *id)
-                .max();
-            if let Some(required) = required {
-                if latest.is_none() {
-                    report.violations.push(format!(
-                        "{who:?} (epoch {epoch}) recovered nothing, but checkpoint {required} had been acknowledged"
-                    ));
-                } else if latest.is_some_and(|l| l < required) {
-                    report.violations.push(format!(
-                        "{who:?} (epoch {epoch}) recovered checkpoint {latest:?}, but {required} had been acknowledged"
-                    ));
-                }
-            }
-            if !data_intact {
-                report.violations.push(format!(
-                    "{who:?} (epoch {epoch}) recovered a checkpoint with wrong data"
-                ));
-            }
-        }
-    }
-
-    // 3. Counter values unique and increasing in real time.
-    let mut seen = BTreeSet::new();
-    for (v, _, _) in &counter_values {
-        if !seen.insert(*v) {
-            report.violations.push(format!("counter value {v} handed out twice"));
-        }
-    }
-    counter_values.sort_by_key(|(_, _, end)| *end);
-    let mut max_value = 0;
-    let mut prefix: Vec<(Instant, u64)> = Vec::new();
-    for (v, _, end) in &counter_values {
-        max_value = max_value.max(*v);
-        prefix.push((*end, max_value));
-    }
-    for (v, start, _) in &counter_values {
-        let before = prefix.partition_point(|(end, _)| end < start);
-        if before > 0 && prefix[before - 1].1 >= *v {
-            report.violations.push(format!(
-                "counter value {v} handed out after {} had already been handed out",
-                prefix[before - 1].1
-            ));
-        }
+    report.jobs = jobs.len();
+    for (job, log) in &mut jobs {
+        check_job(*job, log, events, &mut report.violations);
     }
 
     // 4. One contender per epoch.
@@ -246,6 +196,102 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
     report
 }
 
+/// Invariants 1–3 for job `job`.
+fn check_job(job: u32, log: &mut JobLog, events: &[Event], violations: &mut Vec<String>) {
+    // 1. No older write once a newer term has read or written the job.
+    log.touches.sort_by_key(|t| t.end);
+    let mut prefix_max: Vec<(Instant, u64)> = Vec::with_capacity(log.touches.len());
+    let mut max_epoch = 0;
+    for t in &log.touches {
+        max_epoch = max_epoch.max(t.epoch);
+        prefix_max.push((t.end, max_epoch));
+    }
+    for t in &log.touches {
+        let Some(what) = &t.write else { continue };
+        let completed_before = prefix_max.partition_point(|(end, _)| *end < t.start);
+        if completed_before > 0 {
+            let newest = prefix_max[completed_before - 1].1;
+            if newest > t.epoch {
+                violations.push(format!(
+                    "job {job}: write {what} from epoch {} accepted after epoch {newest} had read or written the job",
+                    t.epoch
+                ));
+            }
+        }
+    }
+
+    // 2. Recoveries see every checkpoint and graph acknowledged before they started.
+    for e in events {
+        let Event::Recovered {
+            who,
+            epoch,
+            job: j,
+            latest,
+            graph,
+            data_intact,
+            start,
+            ..
+        } = e
+        else {
+            continue;
+        };
+        if *j != job {
+            continue;
+        }
+        let required = log
+            .acked_checkpoints
+            .iter()
+            .filter(|(_, end)| end < start)
+            .map(|(id, _)| *id)
+            .max();
+        if let Some(required) = required {
+            if latest.is_none() {
+                violations.push(format!(
+                    "job {job}: {who:?} (epoch {epoch}) recovered nothing, but checkpoint {required} had been acknowledged"
+                ));
+            } else if latest.is_some_and(|l| l < required) {
+                violations.push(format!(
+                    "job {job}: {who:?} (epoch {epoch}) recovered checkpoint {latest:?}, but {required} had been acknowledged"
+                ));
+            }
+        }
+        if *graph == Some(false) && log.acked_graphs.iter().any(|end| end < start) {
+            violations.push(format!(
+                "job {job}: {who:?} (epoch {epoch}) recovered no job graph, but one had been acknowledged"
+            ));
+        }
+        if !data_intact {
+            violations.push(format!(
+                "job {job}: {who:?} (epoch {epoch}) recovered a checkpoint or graph with wrong data"
+            ));
+        }
+    }
+
+    // 3. Counter values unique and increasing in real time.
+    let mut seen = BTreeSet::new();
+    for (v, _, _) in &log.counter_values {
+        if !seen.insert(*v) {
+            violations.push(format!("job {job}: counter value {v} handed out twice"));
+        }
+    }
+    log.counter_values.sort_by_key(|(_, _, end)| *end);
+    let mut max_value = 0;
+    let mut prefix: Vec<(Instant, u64)> = Vec::new();
+    for (v, _, end) in &log.counter_values {
+        max_value = max_value.max(*v);
+        prefix.push((*end, max_value));
+    }
+    for (v, start, _) in &log.counter_values {
+        let before = prefix.partition_point(|(end, _)| end < start);
+        if before > 0 && prefix[before - 1].1 >= *v {
+            violations.push(format!(
+                "job {job}: counter value {v} handed out after {} had already been handed out",
+                prefix[before - 1].1
+            ));
+        }
+    }
+}
+
 /// How long after `t` the cluster stayed without a leader (0 if one held office at `t`).
 fn leaderless_after(events: &[Event], t: Instant) -> Duration {
     // The leader at `t`: the newest grant before `t` whose holder had not lost it.
@@ -304,6 +350,7 @@ mod tests {
         Event::Op {
             who: who(0),
             epoch,
+            job: 0,
             kind,
             start,
             end,
@@ -333,7 +380,9 @@ mod tests {
             Event::Recovered {
                 who: who(1),
                 epoch: 9,
+                job: 0,
                 latest: Some(9),
+                graph: None,
                 data_intact: false,
                 start: ms(50),
                 end: ms(60),
@@ -361,6 +410,50 @@ mod tests {
         assert!(all.contains("wrong data"), "{all}");
         assert!(all.contains("epoch 5 granted to or confirmed by several"), "{all}");
         assert!(all.contains("no leader for"), "{all}");
+    }
+
+    #[test]
+    fn each_job_is_checked_on_its_own_against_reads_and_writes_of_newer_terms() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let write = |job: u32, epoch: u64, kind: OpKind, start: u64, end: u64| Event::Op {
+            who: who(0),
+            epoch,
+            job,
+            kind,
+            start: ms(start),
+            end: ms(end),
+            outcome: Outcome::Ok,
+        };
+        let recovered = |job: u32, epoch: u64, graph: bool, start: u64, end: u64| Event::Recovered {
+            who: who(1),
+            epoch,
+            job,
+            latest: None,
+            graph: Some(graph),
+            data_intact: true,
+            start: ms(start),
+            end: ms(end),
+        };
+        let events = vec![
+            write(0, 1, OpKind::JobGraph, 0, 5),
+            write(1, 1, OpKind::JobGraph, 0, 5),
+            // Epoch 2 reads job 0 only: epoch 1 may still write job 1, not job 0.
+            recovered(0, 2, true, 10, 20),
+            write(1, 1, OpKind::Counter(Some(1)), 30, 40),
+            write(0, 1, OpKind::Counter(Some(1)), 30, 40),
+            // A recovery of job 1 that misses its acknowledged graph.
+            recovered(1, 2, false, 50, 60),
+        ];
+        let r = check(&events, Duration::from_secs(1));
+        assert_eq!(r.jobs, 2);
+        assert_eq!(r.violations.len(), 2, "{:?}", r.violations);
+        assert!(
+            r.violations[0].contains("job 0: write Counter(Some(1)) from epoch 1 accepted after epoch 2 had read"),
+            "{:?}",
+            r.violations
+        );
+        assert!(r.violations[1].contains("job 1:") && r.violations[1].contains("no job graph"));
     }
 
     #[test]
@@ -413,7 +506,9 @@ mod tests {
             Event::Recovered {
                 who: who(0),
                 epoch: 3,
+                job: 0,
                 latest: Some(2),
+                graph: None,
                 data_intact: true,
                 start: ms(40),
                 end: ms(50),

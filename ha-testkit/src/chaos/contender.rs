@@ -6,24 +6,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ha_core::{
-    CheckpointIdCounter, CompletedCheckpoint, CompletedCheckpointStore, ComponentId, Error, HaServices, JobId,
-    LeaderElection, LeaderGrant, DEFAULT_ELECTION_GROUP,
+    CompletedCheckpoint, ComponentId, Error, HaServices, LeaderElection, LeaderGrant, DEFAULT_ELECTION_GROUP,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
+use super::jobs::{Job, Jobs};
 use super::{ChaosTarget, Freeze};
 use crate::Ctx;
 
 pub(super) const RETAINED: usize = 2;
 
-fn job() -> JobId {
-    JobId::new("chaos-job").unwrap_or_else(|_| JobId::random())
+fn component() -> ComponentId {
+    ComponentId::new("dispatcher").unwrap_or_else(|_| ComponentId::for_job(&ha_core::JobId::random()))
 }
 
-fn component() -> ComponentId {
-    ComponentId::new("dispatcher").unwrap_or_else(|_| ComponentId::for_job(&job()))
+/// What a leader does: how many jobs it runs and how long it pauses between writes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Work {
+    /// Pause between a leader's writes.
+    pub(super) interval: Duration,
+    /// Number of jobs (at least one).
+    pub(super) jobs: usize,
 }
 
 pub(super) struct Shared {
@@ -43,7 +48,7 @@ pub(super) struct Slot<T: ChaosTarget> {
     target: Arc<T>,
     ctx: Ctx,
     history: History,
-    interval: Duration,
+    work: Work,
     shared: Arc<Shared>,
     kill: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -71,7 +76,7 @@ impl Shared {
 const ACTION_PERIOD: Duration = Duration::from_millis(5);
 
 impl<T: ChaosTarget> Slot<T> {
-    pub(super) fn start(slot: usize, target: Arc<T>, ctx: Ctx, history: History, interval: Duration) -> Self {
+    pub(super) fn start(slot: usize, target: Arc<T>, ctx: Ctx, history: History, work: Work) -> Self {
         let shared = Arc::new(Shared::new());
         let mut s = Self {
             slot,
@@ -79,7 +84,7 @@ impl<T: ChaosTarget> Slot<T> {
             target,
             ctx,
             history,
-            interval,
+            work,
             shared,
             kill: None,
             task: None,
@@ -100,7 +105,7 @@ impl<T: ChaosTarget> Slot<T> {
             self.target.clone(),
             self.ctx.clone(),
             self.history.clone(),
-            self.interval,
+            self.work,
             self.shared.clone(),
             kill_rx,
         )));
@@ -184,7 +189,7 @@ async fn incarnation<T: ChaosTarget>(
     target: Arc<T>,
     ctx: Ctx,
     history: History,
-    interval: Duration,
+    work: Work,
     shared: Arc<Shared>,
     kill: oneshot::Receiver<()>,
 ) {
@@ -198,7 +203,7 @@ async fn incarnation<T: ChaosTarget>(
     *shared.freeze.lock().unwrap_or_else(|e| e.into_inner()) = Some(freeze);
     let services = HaServices::new(backend, ctx.storage(), RETAINED);
     let crashed = tokio::select! {
-        r = lead(who, &services, &history, interval, &shared) => {
+        r = lead(who, &services, &history, work, &shared) => {
             if let Err(e) = r {
                 tracing::debug!(?who, error = %e, "chaos contender ended");
             }
@@ -247,13 +252,12 @@ pub(super) async fn lead(
     who: Incarnation,
     services: &HaServices,
     history: &History,
-    interval: Duration,
+    work: Work,
     shared: &Shared,
 ) -> ha_core::Result<()> {
     let election = services.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
     let mut e = election.register(component())?;
-    let store = services.completed_checkpoint_store(&job()).await?;
-    let counter = services.checkpoint_id_counter(&job()).await?;
+    let jobs = Jobs::open(services, work.jobs).await?;
     let mut stop = shared.stop.subscribe();
     loop {
         let grant = tokio::select! {
@@ -265,7 +269,7 @@ pub(super) async fn lead(
             epoch: grant.epoch.0,
             at: Instant::now(),
         });
-        term(who, &mut e, &grant, &store, &counter, history, interval, shared).await;
+        term(who, &mut e, &grant, &jobs, history, work.interval, shared).await;
         if *stop.borrow() {
             return Ok(());
         }
@@ -278,14 +282,12 @@ pub(super) async fn lead(
     }
 }
 
-/// One leadership term: confirm, recover, then write until the term is lost.
-#[allow(clippy::too_many_arguments)]
+/// One leadership term: confirm, recover every job, then write until the term is lost.
 async fn term(
     who: Incarnation,
     e: &mut LeaderElection,
     grant: &LeaderGrant,
-    store: &CompletedCheckpointStore,
-    counter: &CheckpointIdCounter,
+    jobs: &Jobs,
     history: &History,
     interval: Duration,
     shared: &Shared,
@@ -301,39 +303,9 @@ async fn term(
     }
     // Recovery is retried while the term lasts, as a job master does: storage may be
     // unavailable for a while, or refused as missing until it is back.
-    let recovered = loop {
-        let start = Instant::now();
-        match store.recover(&grant.fence).await {
-            Err(Error::NotLeader { .. }) => return,
-            Err(err) if e.has_leadership(grant) && !*shared.stop.borrow() => {
-                tracing::debug!(?who, error = %err, "recovery failed; retrying");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            r => break (start, r),
-        }
-    };
-    let (start, recovered) = recovered;
-    match recovered {
-        Ok(rec) => {
-            let data_intact = rec
-                .checkpoints
-                .iter()
-                .all(|c| c.data == checkpoint_payload(c.checkpoint_id));
-            let latest = rec.latest().map(|c| c.checkpoint_id);
-            history.record(Event::Recovered {
-                who,
-                epoch,
-                latest,
-                data_intact,
-                start,
-                end: Instant::now(),
-            });
-        }
-        Err(Error::NotLeader { .. }) => return,
-        Err(err) => {
-            tracing::debug!(?who, error = %err, "recovery failed");
-            return;
-        }
+    let retry = || e.has_leadership(grant) && !*shared.stop.borrow();
+    if !jobs.recover_all(who, &grant.fence, history, retry).await {
+        return;
     }
     // The leader acts every few ms for as long as it has leadership, besides writing:
     // each action is checked against newer grants.
@@ -349,75 +321,110 @@ async fn term(
     };
     // The term ends with the write loop (a leader frozen right before a write still
     // sends it once thawed); acting just stops when leadership does.
-    let writing = write_loop(who, &*e, grant, store, counter, history, interval, shared);
+    let writing = write_loop(who, &*e, grant, jobs, history, interval, shared);
     tokio::select! {
         _ = async { acting.await; std::future::pending::<()>().await } => {}
         _ = writing => {}
     }
 }
 
-/// The leader's writes: a checkpoint id from the counter, then a checkpoint, until the
-/// term is lost or the contender stops.
-#[allow(clippy::too_many_arguments)]
+/// The leader's writes, one job after the other: the job's graph once per term, then
+/// a checkpoint id from the job's counter and a checkpoint, until the term is lost or
+/// the contender stops.
 async fn write_loop(
     who: Incarnation,
     e: &LeaderElection,
     grant: &LeaderGrant,
-    store: &CompletedCheckpointStore,
-    counter: &CheckpointIdCounter,
+    jobs: &Jobs,
     history: &History,
     interval: Duration,
     shared: &Shared,
 ) {
-    let epoch = grant.epoch.0;
     let stop = shared.stop.subscribe();
-    while !*stop.borrow() {
-        if !e.has_leadership(grant) {
+    let mut graph_written = vec![false; jobs.jobs.len()];
+    for job in jobs.jobs.iter().cycle() {
+        if *stop.borrow() || !e.has_leadership(grant) {
             return;
         }
         shared.leading.store(true, Ordering::SeqCst);
-        // A freeze lands here, between the leadership check and the write: a thawed
-        // process carries on with its old grant, as a real stopped process would.
-        unfrozen_at_write(shared).await;
-        let r = recorded(
-            history,
-            who,
-            epoch,
-            |v| OpKind::Counter(v.copied()),
-            counter.get_and_increment(&grant.fence),
-        )
-        .await;
-        if matches!(r, Err(Error::NotLeader { .. })) {
+        let written = &mut graph_written[job.index as usize];
+        if write_job(who, grant, jobs, job, written, history, shared)
+            .await
+            .is_err()
+        {
             return;
-        }
-        if let Ok(id) = r {
-            unfrozen_at_write(shared).await;
-            let cp = CompletedCheckpoint {
-                job_id: job(),
-                checkpoint_id: id,
-                data: checkpoint_payload(id),
-            };
-            let r = recorded(
-                history,
-                who,
-                epoch,
-                |_| OpKind::Checkpoint(id),
-                store.add_checkpoint(&grant.fence, cp),
-            )
-            .await;
-            if matches!(r, Err(Error::NotLeader { .. })) {
-                return;
-            }
         }
         tokio::time::sleep(interval).await;
     }
 }
 
-/// Runs `op` and records it, with its timing and outcome, in `history`.
+/// One round of writes to `job`; `Err` once fenced off.
+async fn write_job(
+    who: Incarnation,
+    grant: &LeaderGrant,
+    jobs: &Jobs,
+    job: &Job,
+    graph_written: &mut bool,
+    history: &History,
+    shared: &Shared,
+) -> Result<(), ()> {
+    let epoch = grant.epoch.0;
+    // A freeze lands here, between the leadership check and the write: a thawed
+    // process carries on with its old grant, as a real stopped process would.
+    unfrozen_at_write(shared).await;
+    if !*graph_written {
+        let graph = jobs.graph(job, epoch);
+        let r = recorded(
+            history,
+            (who, epoch, job.index),
+            |_| OpKind::JobGraph,
+            jobs.graphs.put_job_graph(&grant.fence, &graph),
+        )
+        .await;
+        fenced(&r)?;
+        *graph_written = r.is_ok();
+        unfrozen_at_write(shared).await;
+    }
+    let r = recorded(
+        history,
+        (who, epoch, job.index),
+        |v| OpKind::Counter(v.copied()),
+        job.counter.get_and_increment(&grant.fence),
+    )
+    .await;
+    fenced(&r)?;
+    if let Ok(id) = r {
+        unfrozen_at_write(shared).await;
+        let cp = CompletedCheckpoint {
+            job_id: job.id.clone(),
+            checkpoint_id: id,
+            data: checkpoint_payload(id),
+        };
+        let r = recorded(
+            history,
+            (who, epoch, job.index),
+            |_| OpKind::Checkpoint(id),
+            job.store.add_checkpoint(&grant.fence, cp),
+        )
+        .await;
+        fenced(&r)?;
+    }
+    Ok(())
+}
+
+/// `Err` if `r` was fenced off.
+fn fenced<T>(r: &ha_core::Result<T>) -> Result<(), ()> {
+    match r {
+        Err(Error::NotLeader { .. }) => Err(()),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `op` of `(who, epoch, job)` and records it, with its timing and outcome, in
+/// `history`.
 async fn recorded<T>(
     history: &History,
-    who: Incarnation,
-    epoch: u64,
+    (who, epoch, job): (Incarnation, u64, u32),
     kind: impl FnOnce(Option<&T>) -> OpKind,
     op: impl std::future::Future<Output = ha_core::Result<T>>,
 ) -> ha_core::Result<T> {
@@ -427,6 +434,7 @@ async fn recorded<T>(
     history.record(Event::Op {
         who,
         epoch,
+        job,
         kind,
         start,
         end: Instant::now(),
@@ -435,9 +443,9 @@ async fn recorded<T>(
     r
 }
 
-/// After the run: a fresh process becomes leader and must recover the newest
-/// acknowledged checkpoint.
-pub(super) async fn final_recovery(ctx: &Ctx, history: &History) {
+/// After the run: a fresh process becomes leader and must recover, for every job, the
+/// newest acknowledged checkpoint and the graph.
+pub(super) async fn final_recovery(ctx: &Ctx, history: &History, jobs: usize) {
     let who = Incarnation {
         slot: usize::MAX,
         restart: 0,
@@ -446,23 +454,28 @@ pub(super) async fn final_recovery(ctx: &Ctx, history: &History) {
     // reports if anything had been acknowledged.
     let failed = || {
         let now = Instant::now();
-        Event::Recovered {
-            who,
-            epoch: 0,
-            latest: None,
-            data_intact: false,
-            start: now,
-            end: now,
-        }
+        (0..jobs.max(1) as u32).for_each(|job| {
+            history.record(Event::Recovered {
+                who,
+                epoch: 0,
+                job,
+                latest: None,
+                graph: Some(false),
+                data_intact: false,
+                start: now,
+                end: now,
+            })
+        });
     };
     let Ok(backend) = ctx.harness().connect(ctx.cluster_id()).await else {
-        history.record(failed());
+        failed();
         return;
     };
     let services = HaServices::new(backend, ctx.storage(), RETAINED);
     let result: ha_core::Result<()> = async {
         let election = services.leader_election_service(DEFAULT_ELECTION_GROUP).await?;
         let mut e = election.register(component())?;
+        let open = Jobs::open(&services, jobs).await?;
         let grant = tokio::time::timeout(ctx.crash_timeout() * 4, e.granted())
             .await
             .map_err(|_| Error::Other {
@@ -474,30 +487,18 @@ pub(super) async fn final_recovery(ctx: &Ctx, history: &History) {
             epoch: grant.epoch.0,
             at: Instant::now(),
         });
-        let start = Instant::now();
-        let rec = services
-            .completed_checkpoint_store(&job())
-            .await?
-            .recover(&grant.fence)
-            .await?;
-        let data_intact = rec
-            .checkpoints
-            .iter()
-            .all(|c| c.data == checkpoint_payload(c.checkpoint_id));
-        history.record(Event::Recovered {
-            who,
-            epoch: grant.epoch.0,
-            latest: rec.latest().map(|c| c.checkpoint_id),
-            data_intact,
-            start,
-            end: Instant::now(),
-        });
+        if !open.recover_all(who, &grant.fence, history, || false).await {
+            return Err(Error::Other {
+                message: "final recovery failed".into(),
+                source: None,
+            });
+        }
         election.close().await
     }
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "final recovery failed");
-        history.record(failed());
+        failed();
     }
     let _ = services.close().await;
 }

@@ -1,5 +1,5 @@
 //! The operation history a chaos run records: every grant, revoke, crash, write and
-//! recovery, with its leadership epoch, start/end time and outcome.
+//! recovery, with its leadership epoch, job, start/end time and outcome.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -47,6 +47,8 @@ pub enum OpKind {
     Counter(Option<u64>),
     /// `add_checkpoint` of this id.
     Checkpoint(u64),
+    /// `put_job_graph` (payload [`job_graph_payload`]).
+    JobGraph,
 }
 
 /// A recorded event.
@@ -88,6 +90,8 @@ pub enum Event {
         who: Incarnation,
         /// Epoch of the fence presented.
         epoch: u64,
+        /// The job written (index among the run's jobs).
+        job: u32,
         /// What.
         kind: OpKind,
         /// Invocation time.
@@ -97,15 +101,19 @@ pub enum Event {
         /// Result.
         outcome: Outcome,
     },
-    /// A checkpoint recovery by a new leader.
+    /// A job's recovery by a new leader: its checkpoints, then its job graph.
     Recovered {
         /// Who.
         who: Incarnation,
         /// Epoch of the recovering term.
         epoch: u64,
+        /// The job recovered (index among the run's jobs).
+        job: u32,
         /// Newest readable checkpoint id found.
         latest: Option<u64>,
-        /// Whether every recovered payload matched what was written for its id.
+        /// Whether a job graph was found (`None`: not read).
+        graph: Option<bool>,
+        /// Whether every recovered payload matched what was written for it.
         data_intact: bool,
         /// Invocation time.
         start: Instant,
@@ -177,4 +185,15 @@ impl History {
 /// Payload written for checkpoint `id`, so recovery can verify it.
 pub fn checkpoint_payload(id: u64) -> bytes::Bytes {
     bytes::Bytes::from(format!("chaos checkpoint {id}"))
+}
+
+/// Payload written as the graph of job `job` by a term of `epoch`, so recovery can
+/// verify it belongs to the job.
+pub fn job_graph_payload(job: u32, epoch: u64) -> bytes::Bytes {
+    bytes::Bytes::from(format!("chaos graph {job} epoch {epoch}"))
+}
+
+/// Whether `data` is a graph [`job_graph_payload`] wrote for `job`.
+pub(super) fn is_job_graph_payload(data: &[u8], job: u32) -> bool {
+    data.starts_with(format!("chaos graph {job} epoch ").as_bytes())
 }

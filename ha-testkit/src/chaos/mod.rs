@@ -4,8 +4,10 @@
 //! A backend opts in by implementing [`ChaosTarget`] on top of its [`Harness`]: a way
 //! to freeze one contender's link to the backend (as SIGSTOP would), and optionally
 //! backend-side faults (kill or restart a server, expire a session, fail requests).
-//! [`run`] drives 3–5 contenders; each leader recovers the latest checkpoint, then
-//! repeatedly takes a checkpoint id from the counter and adds a checkpoint, all fenced.
+//! [`run`] drives 3–5 contenders running one job or many ([`ChaosConfig::jobs`]); each
+//! new leader recovers every job (latest checkpoint and job graph), then writes the
+//! jobs in turn: the job's graph once per term, then a checkpoint id from the job's
+//! counter and a checkpoint, all fenced. The checker checks every job on its own.
 //! Faults: kill a contender (restarted later), freeze a contender past its lease then
 //! thaw it (half of the time a leader right before a write, so it sends that write with
 //! its old fence when thawed), payload storage unavailable or slow for a while, and the
@@ -22,6 +24,7 @@
 mod checker;
 mod contender;
 mod history;
+mod jobs;
 mod links;
 mod process;
 mod rng;
@@ -33,7 +36,7 @@ use async_trait::async_trait;
 use ha_core::{ClusterId, HaBackend, Result};
 
 pub use checker::{check, CheckReport};
-pub use history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
+pub use history::{checkpoint_payload, job_graph_payload, Event, History, Incarnation, OpKind, Outcome};
 pub use links::{Link, Links};
 pub use process::{child_main, run_processes, ProcessTarget, CHILD_ENV, CHILD_TEST};
 pub use rng::SplitMix64;
@@ -101,6 +104,8 @@ pub struct ChaosConfig {
     pub settle: Duration,
     /// Pause between a leader's writes.
     pub write_interval: Duration,
+    /// Number of jobs each leader runs (each with a graph, a counter and checkpoints).
+    pub jobs: usize,
 }
 
 impl ChaosConfig {
@@ -112,16 +117,30 @@ impl ChaosConfig {
             faults: 6,
             settle: Duration::from_millis(300),
             write_interval: Duration::from_millis(10),
+            jobs: 1,
         }
     }
 
-    /// Reads `HA_CHAOS_SEED` and `HA_CHAOS_FAULTS` over `self`, for long runs.
+    /// A short run with `jobs` jobs, for the normal test suite.
+    pub fn many_jobs(seed: u64, jobs: usize) -> Self {
+        Self {
+            jobs,
+            write_interval: Duration::from_millis(2),
+            ..Self::short(seed)
+        }
+    }
+
+    /// Reads `HA_CHAOS_SEED`, `HA_CHAOS_FAULTS` and `HA_CHAOS_JOBS` over `self`, for
+    /// long runs.
     pub fn from_env(mut self) -> Self {
         if let Some(seed) = std::env::var("HA_CHAOS_SEED").ok().and_then(|s| s.parse().ok()) {
             self.seed = seed;
         }
         if let Some(n) = std::env::var("HA_CHAOS_FAULTS").ok().and_then(|s| s.parse().ok()) {
             self.faults = n;
+        }
+        if let Some(n) = std::env::var("HA_CHAOS_JOBS").ok().and_then(|s| s.parse().ok()) {
+            self.jobs = n;
         }
         self
     }
@@ -132,6 +151,8 @@ impl ChaosConfig {
 pub struct ChaosReport {
     /// The seed used.
     pub seed: u64,
+    /// Jobs each leader ran.
+    pub jobs: usize,
     /// Faults injected, by description.
     pub faults: Vec<String>,
     /// Leaders frozen right before a write for longer than their lease: each thaws
@@ -179,8 +200,9 @@ impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} actions checked, {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} jobs, {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} actions checked, {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
+            self.jobs,
             self.faults.len(),
             self.stale_leader_freezes,
             self.stale_writes.iter().filter(|o| **o == Some(Outcome::NotLeader)).count(),
@@ -213,7 +235,10 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
             target.clone(),
             ctx.clone(),
             history.clone(),
-            config.write_interval,
+            contender::Work {
+                interval: config.write_interval,
+                jobs: config.jobs,
+            },
         ));
     }
     tokio::time::sleep(config.settle).await;
@@ -299,9 +324,10 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     for s in slots {
         s.join().await;
     }
-    let (events, check) = finish(&ctx, &history, gap_bound, config.seed, started).await;
+    let (events, check) = finish(&ctx, &history, gap_bound, &config, started).await;
     ChaosReport {
         seed: config.seed,
+        jobs: config.jobs,
         faults,
         stale_leader_freezes,
         stale_writes: thawed_leaders
@@ -320,16 +346,16 @@ async fn finish(
     ctx: &crate::Ctx,
     history: &History,
     gap_bound: Duration,
-    seed: u64,
+    config: &ChaosConfig,
     started: Instant,
 ) -> (Vec<Event>, CheckReport) {
-    contender::final_recovery(ctx, history).await;
+    contender::final_recovery(ctx, history, config.jobs).await;
     ctx.cleanup().await;
     let events = history.snapshot();
     let check = check(&events, gap_bound);
     if !check.violations.is_empty() {
         // The leadership timeline explains most violations; print it with the failure.
-        eprintln!("chaos timeline (seed {seed}):\n{}", timeline(&events, started));
+        eprintln!("chaos timeline (seed {}):\n{}", config.seed, timeline(&events, started));
     }
     (events, check)
 }

@@ -133,6 +133,7 @@ fn encode(e: &Event, clock: Clock) -> Option<String> {
         Event::Action { epoch, at, .. } => format!("action {epoch} {}", t(at)),
         Event::Op {
             epoch,
+            job,
             kind,
             start,
             end,
@@ -142,6 +143,7 @@ fn encode(e: &Event, clock: Clock) -> Option<String> {
             let (k, v) = match kind {
                 OpKind::Counter(v) => ("counter", v.map_or("-".to_string(), |v| v.to_string())),
                 OpKind::Checkpoint(id) => ("checkpoint", id.to_string()),
+                OpKind::JobGraph => ("graph", "-".to_string()),
             };
             let o = match outcome {
                 Outcome::Ok => "ok".to_string(),
@@ -149,18 +151,21 @@ fn encode(e: &Event, clock: Clock) -> Option<String> {
                 Outcome::Unknown => "unknown".to_string(),
                 Outcome::Failed(m) => format!("failed {}", m.replace('\n', " ")),
             };
-            format!("op {epoch} {} {} {k} {v} {o}", t(start), t(end))
+            format!("op {job} {epoch} {} {} {k} {v} {o}", t(start), t(end))
         }
         Event::Recovered {
             epoch,
+            job,
             latest,
+            graph,
             data_intact,
             start,
             end,
             ..
         } => format!(
-            "recovered {epoch} {} {} {} {}",
+            "recovered {job} {epoch} {} {} {} {} {}",
             latest.map_or("-".to_string(), |l| l.to_string()),
+            graph.map_or("-", |g| if g { "1" } else { "0" }),
             u8::from(*data_intact),
             t(start),
             t(end)
@@ -192,13 +197,14 @@ fn decode(line: &str, who: Incarnation, clock: Clock) -> Option<Event> {
             at: at(num()?),
         },
         "op" => {
-            let parts: Vec<&str> = line.splitn(8, ' ').collect();
-            let [_, epoch, start, end, k, v, o, rest @ ..] = parts.as_slice() else {
+            let parts: Vec<&str> = line.splitn(9, ' ').collect();
+            let [_, job, epoch, start, end, k, v, o, rest @ ..] = parts.as_slice() else {
                 return None;
             };
             let v = v.parse::<u64>().ok();
             let kind = match *k {
                 "counter" => OpKind::Counter(v),
+                "graph" => OpKind::JobGraph,
                 _ => OpKind::Checkpoint(v?),
             };
             let outcome = match *o {
@@ -210,6 +216,7 @@ fn decode(line: &str, who: Incarnation, clock: Clock) -> Option<Event> {
             Event::Op {
                 who,
                 epoch: epoch.parse().ok()?,
+                job: job.parse().ok()?,
                 kind,
                 start: at(start.parse().ok()?),
                 end: at(end.parse().ok()?),
@@ -218,13 +225,19 @@ fn decode(line: &str, who: Incarnation, clock: Clock) -> Option<Event> {
         }
         "recovered" => {
             let parts: Vec<&str> = line.split(' ').collect();
-            let [_, epoch, latest, intact, start, end] = parts.as_slice() else {
+            let [_, job, epoch, latest, graph, intact, start, end] = parts.as_slice() else {
                 return None;
             };
             Event::Recovered {
                 who,
                 epoch: epoch.parse().ok()?,
+                job: job.parse().ok()?,
                 latest: latest.parse().ok(),
+                graph: match *graph {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                },
                 data_intact: *intact == "1",
                 start: at(start.parse().ok()?),
                 end: at(end.parse().ok()?),
@@ -261,7 +274,10 @@ where
             restart: env("HA_CHAOS_RESTART").parse().unwrap_or(0),
         };
         let cluster = ClusterId::new(env("HA_CHAOS_CLUSTER")).expect("cluster id of the run");
-        let interval = Duration::from_millis(env("HA_CHAOS_INTERVAL_MS").parse().unwrap_or(10));
+        let work = contender::Work {
+            interval: Duration::from_millis(env("HA_CHAOS_INTERVAL_MS").parse().unwrap_or(10)),
+            jobs: env("HA_CHAOS_JOBS").parse().unwrap_or(1),
+        };
         let history = History::with_tee(Arc::new(move |e: &Event| {
             if let Some(line) = encode(e, clock) {
                 let mut out = std::io::stdout().lock();
@@ -290,7 +306,7 @@ where
             }
             stopper.stop();
         });
-        if let Err(e) = contender::lead(who, &services, &history, interval, &shared).await {
+        if let Err(e) = contender::lead(who, &services, &history, work, &shared).await {
             eprintln!("chaos child {who:?}: contender ended: {e}");
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), services.close()).await;
@@ -314,6 +330,7 @@ struct Spawn<'a> {
     cluster: &'a ClusterId,
     storage_url: &'a str,
     interval: Duration,
+    jobs: usize,
     history: &'a History,
     clock: Clock,
 }
@@ -344,6 +361,7 @@ impl ProcSlot {
             .env("HA_CHAOS_STORAGE", s.storage_url)
             .env("HA_CHAOS_SPEC", &s.spec)
             .env("HA_CHAOS_INTERVAL_MS", s.interval.as_millis().to_string())
+            .env("HA_CHAOS_JOBS", s.jobs.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -430,6 +448,7 @@ pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig
         cluster: ctx.cluster_id(),
         storage_url: ctx.storage_url(),
         interval: config.write_interval,
+        jobs: config.jobs,
         history: &history,
         clock,
     };
@@ -529,9 +548,10 @@ pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig
     }
     // Let the readers drain the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, check) = super::finish(&ctx, &history, gap_bound, config.seed, started).await;
+    let (_, check) = super::finish(&ctx, &history, gap_bound, &config, started).await;
     ChaosReport {
         seed: config.seed,
+        jobs: config.jobs,
         faults,
         stale_leader_freezes: 0,
         stale_writes: Vec::new(),
@@ -555,15 +575,27 @@ mod tests {
             Event::Op {
                 who,
                 epoch: 7,
+                job: 3,
                 kind: OpKind::Counter(Some(4)),
                 start: t,
                 end: t,
                 outcome: Outcome::Failed("storage unavailable: x".into()),
             },
+            Event::Op {
+                who,
+                epoch: 7,
+                job: 0,
+                kind: OpKind::JobGraph,
+                start: t,
+                end: t,
+                outcome: Outcome::Ok,
+            },
             Event::Recovered {
                 who,
                 epoch: 7,
+                job: 49,
                 latest: None,
+                graph: Some(true),
                 data_intact: true,
                 start: t,
                 end: t,
