@@ -14,10 +14,14 @@
 //! A Flink `flink-conf.yaml` / `config.yaml` works as `--config` unchanged (Flink keys
 //! without a meaning here are reported as warnings on stderr).
 //!
+//! `hactl --flink --config flink-conf.yaml status|cleanup` reads (and cleans up) a
+//! real Apache Flink cluster's own HA records on ZooKeeper or Kubernetes.
+//!
 //! Each backend client is a cargo feature (`zookeeper`, `etcd`, `kubernetes`, all on
 //! by default); a mode that was left out is refused with the feature to turn on.
 
 mod backends;
+mod flink;
 mod render;
 
 use std::io::{BufRead, Write};
@@ -41,6 +45,10 @@ struct Args {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Act on a real Apache Flink cluster's own HA records (ZooKeeper or Kubernetes),
+    /// read from its Flink configuration file: `status` and `cleanup` of orphans.
+    #[arg(long, global = true)]
+    flink: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -111,6 +119,10 @@ async fn run(args: Args) -> ha_core::Result<()> {
     }
     backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
+    if args.flink {
+        // The warnings are about running ha-rs on this config, not about reading Flink's records.
+        return run_flink(&args, &config).await;
+    }
     for warning in config.warnings() {
         eprintln!("hactl: warning: {warning}");
     }
@@ -196,12 +208,57 @@ async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Re
     }
 }
 
-fn confirm(cluster: &str) -> ha_core::Result<bool> {
-    print!("This deletes every HA record and payload of cluster `{cluster}`. Type the cluster-id to confirm: ");
+async fn run_flink(args: &Args, config: &HaConfig) -> ha_core::Result<()> {
+    let action = match &args.command {
+        Command::Status => flink::Action::Status,
+        Command::Cleanup { .. } if args.cluster_id.is_none() => {
+            return Err(ha_core::Error::config(
+                "--cluster-id",
+                "cleanup needs the cluster-id given explicitly",
+            ))
+        }
+        Command::Cleanup { .. } => flink::Action::Cleanup,
+        other => {
+            return Err(fail(format!(
+                "--flink supports `status` and `cleanup`, not `{}`",
+                format!("{other:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_lowercase()
+            )))
+        }
+    };
+    let yes = matches!(args.command, Command::Cleanup { yes: true });
+    flink::run(config, args.cluster_id.as_deref(), action, args.json, |cluster, orphans| {
+        let deletable = orphans.iter().filter(|o| o.kept.is_none()).count();
+        if deletable == 0 {
+            println!("nothing to clean up: no orphaned record that may be deleted");
+            return Ok(false);
+        }
+        if yes {
+            return Ok(true);
+        }
+        print!("This deletes {deletable} orphaned HA record(s) of Flink cluster `{cluster}`. Type the cluster-id to confirm: ");
+        let confirmed = read_confirmation(cluster)?;
+        if !confirmed {
+            println!("aborted: nothing deleted");
+        }
+        Ok(confirmed)
+    })
+    .await
+}
+
+fn read_confirmation(cluster: &str) -> ha_core::Result<bool> {
     std::io::stdout().flush().map_err(fail)?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(fail)?;
-    Ok(line.trim() == cluster)
+    Ok(line.trim().trim_matches('/') == cluster)
+}
+
+fn confirm(cluster: &str) -> ha_core::Result<bool> {
+    print!("This deletes every HA record and payload of cluster `{cluster}`. Type the cluster-id to confirm: ");
+    read_confirmation(cluster)
 }
 
 async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], json: bool) -> ha_core::Result<()> {
