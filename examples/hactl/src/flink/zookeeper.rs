@@ -113,11 +113,16 @@ impl FlinkZooKeeper {
 
     /// Whether any node under `path` is ephemeral (a live session's lock).
     async fn has_live_lock(&self, path: &str) -> Result<bool> {
-        match self.client.list_ephemerals(path).await {
-            Ok(e) => Ok(!e.is_empty()),
-            Err(zk::Error::NoNode) => Ok(false),
-            Err(e) => Err(unavailable(&format!("ZooKeeper read of {path}"), e)),
+        let mut stack = vec![path.to_string()];
+        while let Some(p) = stack.pop() {
+            if self.data(&p).await?.is_some_and(|(_, stat)| stat.ephemeral_owner != 0) {
+                return Ok(true);
+            }
+            for c in self.children(&p).await? {
+                stack.push(format!("{p}/{c}"));
+            }
         }
+        Ok(false)
     }
 
     async fn handle(&self, path: &str, errors: &mut Vec<String>) -> Result<Option<StateHandle>> {
