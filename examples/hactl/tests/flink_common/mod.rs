@@ -1,7 +1,7 @@
 //! Helpers of the `hactl --flink` tests: fixtures of what real Flink 2.3 wrote
 //! (`tests/fixtures/flink/`, made by `flink/FlinkHaWriter.java`) and running hactl.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

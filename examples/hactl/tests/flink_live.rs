@@ -1,0 +1,179 @@
+//! Opt-in: real Flink 2.3 writes its HA state (`flink/FlinkHaWriter.java`, through
+//! `HighAvailabilityServicesUtils.createAvailableOrEmbeddedServices`) into a real
+//! ZooKeeper and into the Kubernetes API emulator, and `hactl --flink status` must show
+//! exactly that. Needs Flink's jars (`scripts/fetch-flink.sh`, in `$HA_FLINK_DIR/lib`,
+//! default `target/flink/lib`) and a JDK; skips with a message when they are absent.
+//! Run: `cargo test -p hactl --test flink_live -- --ignored`.
+
+#![cfg(all(feature = "zookeeper", feature = "kubernetes"))]
+#![allow(clippy::unwrap_used)]
+
+mod flink_common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use flink_common::{checkpoints, hactl, job, orphans, LEAKED, RUNNING};
+
+fn flink_lib() -> Option<PathBuf> {
+    let dir = std::env::var("HA_FLINK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/flink"));
+    let lib = dir.join("lib");
+    lib.join("flink-dist-2.3.0.jar").exists().then_some(lib)
+}
+
+fn classpath(lib: &Path, extra: &Path) -> String {
+    let mut parts = vec![extra.display().to_string()];
+    for entry in std::fs::read_dir(lib).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jar") {
+            parts.push(p.display().to_string());
+        }
+    }
+    parts.join(":")
+}
+
+/// Compiles the harness and runs it on `config_dir`; returns it once it printed
+/// READY, with the leader session id it confirmed.
+fn write_with_flink(lib: &Path, work: &Path, config_dir: &Path) -> (Child, String) {
+    let classes = work.join("classes");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("flink/FlinkHaWriter.java");
+    let status = Command::new("javac")
+        .args(["-d", classes.to_str().unwrap(), "-cp", &classpath(lib, &classes)])
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(status.success(), "javac failed");
+    let mut child = Command::new("java")
+        .args([
+            "-Xmx192m",
+            "-XX:+UseSerialGC",
+            "-cp",
+            &classpath(lib, &classes),
+            "FlinkHaWriter",
+        ])
+        .arg(config_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut session = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the harness ended before READY").unwrap();
+        if let Some(rest) = line.strip_prefix("LEADER ") {
+            session = rest.rsplit(' ').next().unwrap().to_string();
+        }
+        if line == "READY" {
+            return (child, session);
+        }
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.stdin.take().unwrap().write_all(b"close\n");
+    let _ = child.wait();
+}
+
+/// Checks what the harness wrote, as `hactl --flink --json status` shows it.
+fn check(config: &Path, session: &str, storage: &str) {
+    let (code, out, err) = hactl(
+        &["--flink", "--json", "--config", config.to_str().unwrap(), "status"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    eprintln!(
+        "{}",
+        hactl(&["--flink", "--config", config.to_str().unwrap(), "status"], "").1
+    );
+    assert_eq!(s["leader_running"], true, "{s:#}");
+    let leaders = s["leaders"].as_array().unwrap();
+    assert_eq!(leaders.len(), 4, "{s:#}");
+    for l in leaders {
+        assert_eq!(l["info"]["session_id"], session, "{l}");
+    }
+    assert!(leaders
+        .iter()
+        .any(|l| l["info"]["address"] == "pekko.tcp://flink@10.0.0.7:6123/user/rpc/dispatcher_1"));
+    assert!(leaders.iter().any(|l| l["component"] == format!("job-{RUNNING}")));
+    let running = job(&s, RUNNING);
+    assert!(
+        running["execution_plan"]["path"].as_str().unwrap().starts_with(storage),
+        "{running}"
+    );
+    let ids: Vec<u64> = checkpoints(running).iter().map(|c| c.0).collect();
+    assert_eq!(ids, vec![2, 3]);
+    for (id, path) in checkpoints(running) {
+        assert!(path.starts_with(storage), "{path}");
+        let pointer = running["checkpoints"][usize::try_from(id).unwrap() - 2]["external_pointer"].clone();
+        assert_eq!(pointer, format!("file:/tmp/flink-checkpoints/{RUNNING}/chk-{id}"));
+    }
+    assert_eq!(running["counter"], 4);
+    let leaked = job(&s, LEAKED);
+    assert!(leaked["execution_plan"].is_null());
+    assert_eq!(checkpoints(leaked).len(), 1);
+    assert_eq!(leaked["counter"], 2);
+    assert_eq!(orphans(&s).len(), 1, "{s:#}");
+    assert_eq!(s["errors"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts real Flink 2.3 (JVM); run with --ignored"]
+async fn what_real_flink_writes_is_what_hactl_shows() {
+    let Some(lib) = flink_lib() else {
+        eprintln!(
+            "SKIPPED: no Flink 2.3 jars in $HA_FLINK_DIR/lib (default target/flink/lib); run scripts/fetch-flink.sh"
+        );
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("recovery");
+    std::fs::create_dir_all(&storage).unwrap();
+    let storage_url = format!("file://{}", storage.display());
+
+    // ZooKeeper, with the docs' config (quorum and storageDir pointed here).
+    let server = ha_testkit::ZooKeeperServer::start().unwrap();
+    let zk_dir = work.path().join("zookeeper");
+    std::fs::create_dir_all(&zk_dir).unwrap();
+    let text = std::fs::read_to_string(flink_common::fixture("zookeeper-config.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:21810", &server.connect_string())
+        .replace("file:///tmp/flink-ha/recovery", &storage_url);
+    std::fs::write(zk_dir.join("config.yaml"), text).unwrap();
+    let (lib2, work2, dir2) = (lib.clone(), work.path().to_path_buf(), zk_dir.clone());
+    let (child, session) = tokio::task::spawn_blocking(move || write_with_flink(&lib2, &work2, &dir2))
+        .await
+        .unwrap();
+    let config = zk_dir.join("config.yaml");
+    let storage_prefix = format!("file:{}", storage.display());
+    let sp = storage_prefix.clone();
+    tokio::task::spawn_blocking(move || check(&config, &session, &sp))
+        .await
+        .unwrap();
+    stop(child);
+
+    // Kubernetes, on the emulator.
+    let emulator = ha_testkit::KubeApiEmulator::start().unwrap();
+    let k8s_dir = work.path().join("kubernetes");
+    std::fs::create_dir_all(&k8s_dir).unwrap();
+    let kubeconfig = k8s_dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig_yaml("ha-test")).unwrap();
+    let text = std::fs::read_to_string(flink_common::fixture("kubernetes-config.yaml"))
+        .unwrap()
+        .replace("/tmp/pack-emu.kubeconfig", kubeconfig.to_str().unwrap())
+        .replace("file:///tmp/flink-ha/recovery", &storage_url);
+    std::fs::write(k8s_dir.join("config.yaml"), text).unwrap();
+    let (work2, dir2) = (work.path().to_path_buf(), k8s_dir.clone());
+    let (child, session) = tokio::task::spawn_blocking(move || write_with_flink(&lib, &work2, &dir2))
+        .await
+        .unwrap();
+    let config = k8s_dir.join("config.yaml");
+    tokio::task::spawn_blocking(move || check(&config, &session, &storage_prefix))
+        .await
+        .unwrap();
+    stop(child);
+}
