@@ -21,6 +21,11 @@
 //! by default); a mode that was left out is refused with the feature to turn on.
 
 mod backends;
+// Without a backend feature only the refusal of `--flink` is left of it.
+#[cfg_attr(
+    not(any(feature = "zookeeper", feature = "kubernetes")),
+    allow(dead_code, unused_variables, unreachable_code)
+)]
 mod flink;
 mod render;
 

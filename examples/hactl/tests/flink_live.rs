@@ -62,8 +62,8 @@ fn write_with_flink(lib: &Path, work: &Path, config_dir: &Path) -> (Child, Strin
         .unwrap();
     let mut session = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the harness ended before READY").unwrap();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("LEADER ") {
             session = rest.rsplit(' ').next().unwrap().to_string();
         }
@@ -71,6 +71,9 @@ fn write_with_flink(lib: &Path, work: &Path, config_dir: &Path) -> (Child, Strin
             return (child, session);
         }
     }
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("the Flink harness ended before READY: {status:?}");
 }
 
 fn stop(mut child: Child) {

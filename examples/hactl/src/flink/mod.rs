@@ -126,6 +126,56 @@ pub(crate) enum Action {
     Cleanup,
 }
 
+/// The store of the cluster's records.
+enum Store {
+    #[cfg(feature = "zookeeper")]
+    ZooKeeper(zookeeper::FlinkZooKeeper),
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(kubernetes::FlinkKubernetes),
+}
+
+impl Store {
+    async fn connect(config: &HaConfig, cluster_id: Option<&str>) -> ha_core::Result<Self> {
+        match config.mode() {
+            #[cfg(feature = "zookeeper")]
+            "zookeeper" => Ok(Self::ZooKeeper(
+                zookeeper::FlinkZooKeeper::connect(config, cluster_id).await?,
+            )),
+            #[cfg(feature = "kubernetes")]
+            "kubernetes" => Ok(Self::Kubernetes(
+                kubernetes::FlinkKubernetes::connect(config, cluster_id).await?,
+            )),
+            other => {
+                let _ = cluster_id;
+                Err(ha_core::Error::config(
+                    ha_core::config::KEY_TYPE,
+                    format!(
+                        "--flink reads Flink's ZooKeeper or Kubernetes HA (`zookeeper` or `kubernetes`, with their cargo features), not `{other}`"
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn status(&self) -> ha_core::Result<FlinkStatus> {
+        match *self {
+            #[cfg(feature = "zookeeper")]
+            Self::ZooKeeper(ref s) => s.status().await,
+            #[cfg(feature = "kubernetes")]
+            Self::Kubernetes(ref s) => s.status().await,
+        }
+    }
+
+    async fn cleanup(&self, seen: &FlinkStatus) -> ha_core::Result<usize> {
+        match *self {
+            #[cfg(feature = "zookeeper")]
+            Self::ZooKeeper(ref s) => s.cleanup(seen).await,
+            #[cfg(feature = "kubernetes")]
+            Self::Kubernetes(ref s) => s.cleanup(seen).await,
+        }
+    }
+}
+
 /// Reads the Flink cluster's state, prints it (table or JSON); with
 /// [`Action::Cleanup`] then deletes its orphans (after `confirm`).
 pub(crate) async fn run(
@@ -135,36 +185,17 @@ pub(crate) async fn run(
     json: bool,
     confirm: impl FnOnce(&str, &[Orphan]) -> ha_core::Result<bool>,
 ) -> ha_core::Result<()> {
-    match config.mode() {
-        #[cfg(feature = "zookeeper")]
-        "zookeeper" => {
-            let store = zookeeper::FlinkZooKeeper::connect(config, cluster_id).await?;
-            let status = store.status().await?;
-            show(&status, json)?;
-            if action == Action::Cleanup && confirm(&status.cluster_id, &status.orphans)? {
-                let deleted = store.cleanup(&status).await?;
-                println!("deleted {deleted} orphaned record(s) of Flink cluster {}", status.cluster_id);
-            }
-            Ok(())
-        }
-        #[cfg(feature = "kubernetes")]
-        "kubernetes" => {
-            let store = kubernetes::FlinkKubernetes::connect(config, cluster_id).await?;
-            let status = store.status().await?;
-            show(&status, json)?;
-            if action == Action::Cleanup && confirm(&status.cluster_id, &status.orphans)? {
-                let deleted = store.cleanup(&status).await?;
-                println!("deleted {deleted} orphaned record(s) of Flink cluster {}", status.cluster_id);
-            }
-            Ok(())
-        }
-        other => Err(ha_core::Error::config(
-            ha_core::config::KEY_TYPE,
-            format!(
-                "--flink reads Flink's ZooKeeper or Kubernetes HA (`zookeeper` or `kubernetes`, with their cargo features), not `{other}`"
-            ),
-        )),
+    let store = Store::connect(config, cluster_id).await?;
+    let status = store.status().await?;
+    show(&status, json)?;
+    if action == Action::Cleanup && confirm(&status.cluster_id, &status.orphans)? {
+        let deleted = store.cleanup(&status).await?;
+        println!(
+            "deleted {deleted} orphaned record(s) of Flink cluster {}",
+            status.cluster_id
+        );
     }
+    Ok(())
 }
 
 fn show(status: &FlinkStatus, json: bool) -> ha_core::Result<()> {
