@@ -9,7 +9,9 @@
 //   leadership and confirm their addresses, stores the execution plan of job RUNNING,
 //   three completed checkpoints of it (the store retains two) with its checkpoint id
 //   counter, and one completed checkpoint of job LEAKED, whose execution plan is never
-//   stored (the state a finished job whose HA data leaked leaves behind).
+//   stored (the state a finished job whose HA data leaked leaves behind), and job
+//   FINISHED: execution plan, one checkpoint and a dirty job result (it finished; its
+//   cleanup did not run yet).
 //   With <zookeeper-dump-file>, every znode under the ZooKeeper root is written there
 //   as JSON lines {"path","ephemeral","data"(base64)}.
 // Prints "READY" when done, then waits for "close" on stdin (or end of input) and
@@ -30,6 +32,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.flink.api.common.JobID;
+import org.apache.flink.api.common.JobStatus;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.configuration.GlobalConfiguration;
 import org.apache.flink.core.execution.RecoveryClaimMode;
@@ -43,8 +46,10 @@ import org.apache.flink.runtime.checkpoint.CompletedCheckpoint;
 import org.apache.flink.runtime.checkpoint.CompletedCheckpointStore;
 import org.apache.flink.runtime.highavailability.HighAvailabilityServices;
 import org.apache.flink.runtime.highavailability.HighAvailabilityServicesUtils;
+import org.apache.flink.runtime.highavailability.JobResultEntry;
 import org.apache.flink.runtime.jobgraph.JobGraph;
 import org.apache.flink.runtime.jobmanager.ExecutionPlanStore;
+import org.apache.flink.runtime.jobmaster.JobResult;
 import org.apache.flink.runtime.leaderelection.LeaderContender;
 import org.apache.flink.runtime.leaderelection.LeaderElection;
 import org.apache.flink.runtime.state.SharedStateRegistry;
@@ -59,6 +64,8 @@ public final class FlinkHaWriter {
     static final JobID RUNNING = JobID.fromHexString("5f1ac3e6b9d2c4a7e8f0a1b2c3d4e5f6");
     /** The job whose HA data leaked: a checkpoint and a counter, no execution plan. */
     static final JobID LEAKED = JobID.fromHexString("0badc0ffee0000000000000000000b0b");
+    /** The job that finished, cleanup pending: plan, checkpoint 1, a dirty job result. */
+    static final JobID FINISHED = JobID.fromHexString("feedface00000000000000000000f1d0");
     static final String CHECKPOINTS = "file:///tmp/flink-checkpoints";
 
     static synchronized void say(String line) {
@@ -174,6 +181,16 @@ public final class FlinkHaWriter {
         say("PLAN " + RUNNING);
         checkpoints(ha, RUNNING, 3, io);
         checkpoints(ha, LEAKED, 1, io);
+        plans.putExecutionPlan(new JobGraph(FINISHED, "nightly-compaction"));
+        checkpoints(ha, FINISHED, 1, io);
+        ha.getJobResultStore()
+                .createDirtyResultAsync(new JobResultEntry(new JobResult.Builder()
+                        .jobId(FINISHED)
+                        .jobStatus(JobStatus.FINISHED)
+                        .netRuntime(42_000)
+                        .build()))
+                .get(30, TimeUnit.SECONDS);
+        say("DIRTY " + FINISHED);
 
         if (args.length > 1) {
             CuratorFramework client = ZooKeeperUtils.startCuratorFramework(conf, e -> {}).asCuratorFramework();

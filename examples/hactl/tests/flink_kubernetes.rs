@@ -10,13 +10,16 @@
 
 mod flink_common;
 
-use flink_common::{checkpoints, config, hactl, job, leaders, orphans, status, LEAKED, RUNNING};
+use flink_common::{
+    assert_jobs, assert_only_running_is_left, config, hactl, job, leaders, orphans, status, JobFiles, FINISHED, LEAKED,
+    RUNNING,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
 const NAMESPACE: &str = "ha-test";
 const CLUSTER_CM: &str = "cluster1337-cluster-config-map";
-const SESSION: &str = "f103f997-9b85-46de-a00a-8ad223f25da2";
+const SESSION: &str = "d1402e79-c6d7-4d53-b673-94346c2c12bd";
 const LEADER: &str = "control-plane.alpha.kubernetes.io/leader";
 
 struct Cluster {
@@ -70,9 +73,15 @@ fn rpc(name: &str) -> String {
     format!("pekko.tcp://flink@10.0.0.7:6123/user/rpc/{name}")
 }
 
-fn recovery(name: &str) -> String {
-    format!("file:/tmp/flink-ha/recovery/default/{name}")
-}
+const FILES: JobFiles<'static> = JobFiles {
+    running: [
+        "submittedExecutionPlan2410dafdc20b",
+        "completedCheckpoint0e284404f6ee",
+        "completedCheckpoint39edc0dc3a01",
+    ],
+    leaked: "completedCheckpoint4ecfd3711ac6",
+    finished: ["submittedExecutionPlan32023ff063a0", "completedCheckpoint68ad8667bd1d"],
+};
 
 fn expected_leaders() -> Vec<(String, String, String)> {
     vec![
@@ -96,31 +105,20 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_only_the_leaked_job_
     assert_eq!(s["store"], "kubernetes");
     assert_eq!(s["cluster_id"], "cluster1337");
     assert_eq!(s["leader_running"], true, "{s:#}");
-    assert_eq!(s["holder"]["identity"], "ac56aee7-e7dc-46f5-8893-7c14ed3d6e64");
+    assert_eq!(s["holder"]["identity"], "2dc2a16e-0a34-4ade-92d7-9967483e1544");
     assert_eq!(s["holder"]["lease_duration"], "PT15S");
     assert_eq!(leaders(&s), expected_leaders());
-    let running = job(&s, RUNNING);
+    assert_jobs(&s, "file:/tmp/flink-ha/recovery/default", &FILES);
+    let (running, finished) = (job(&s, RUNNING).clone(), job(&s, FINISHED).clone());
+    // The finished job is the running leader's to clean up; the leaked job is not.
     assert_eq!(
-        running["execution_plan"]["path"],
-        recovery("submittedExecutionPlancc390a8dc97c")
-    );
-    assert_eq!(running["execution_plan"]["marked_for_deletion"], false);
-    assert_eq!(
-        checkpoints(running),
+        orphans(&s),
         vec![
-            (2, recovery("completedCheckpoint305c380704f9")),
-            (3, recovery("completedCheckpoint0f501d5012ed"))
+            (format!("{CLUSTER_CM}/executionPlan-{FINISHED}"), true),
+            (format!("cluster1337-{FINISHED}-config-map"), true),
+            (format!("cluster1337-{LEAKED}-config-map"), false),
         ]
     );
-    assert_eq!(running["counter"], 4);
-    let leaked = job(&s, LEAKED);
-    assert!(leaked["execution_plan"].is_null());
-    assert_eq!(
-        checkpoints(leaked),
-        vec![(1, recovery("completedCheckpoint57bf7af1104c"))]
-    );
-    assert_eq!(leaked["counter"], 2);
-    assert_eq!(orphans(&s), vec![(format!("cluster1337-{LEAKED}-config-map"), false)]);
     assert_eq!(s["errors"], serde_json::json!([]));
 
     let path = c.config.to_str().unwrap().to_string();
@@ -151,8 +149,9 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_only_the_leaked_job_
     let config = c.config.clone();
     let after = run(move || status(&config)).await;
     assert_eq!(leaders(&after), expected_leaders());
-    assert_eq!(job(&after, RUNNING), running);
-    assert_eq!(orphans(&after), vec![]);
+    assert_eq!(*job(&after, RUNNING), running);
+    assert_eq!(*job(&after, FINISHED), finished);
+    assert_eq!(orphans(&after).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +161,11 @@ async fn after_the_lease_expired_leader_entries_are_orphans_too() {
     let s = run(move || status(&config)).await;
     assert_eq!(s["leader_running"], false);
     assert_eq!(leaders(&s), expected_leaders());
-    let mut expected = vec![(format!("cluster1337-{LEAKED}-config-map"), false)];
+    let mut expected = vec![
+        (format!("{CLUSTER_CM}/executionPlan-{FINISHED}"), false),
+        (format!("cluster1337-{FINISHED}-config-map"), false),
+        (format!("cluster1337-{LEAKED}-config-map"), false),
+    ];
     for (component, _, _) in expected_leaders() {
         expected.push((format!("{CLUSTER_CM}/org.apache.flink.k8s.leader.{component}"), false));
     }
@@ -187,7 +190,7 @@ async fn after_the_lease_expired_leader_entries_are_orphans_too() {
     })
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("deleted 5 orphaned record(s)"), "{out}");
+    assert!(out.contains("deleted 7 orphaned record(s)"), "{out}");
 
     let cm = c.api.get(CLUSTER_CM).await.unwrap();
     let keys: Vec<&String> = cm.data.as_ref().unwrap().keys().collect();
@@ -195,7 +198,7 @@ async fn after_the_lease_expired_leader_entries_are_orphans_too() {
     let config = c.config.clone();
     let after = run(move || status(&config)).await;
     assert_eq!(orphans(&after), vec![]);
-    assert_eq!(job(&after, RUNNING), job(&s, RUNNING));
+    assert_only_running_is_left(&after, &s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use flink_common::{checkpoints, hactl, job, orphans, LEAKED, RUNNING};
+use flink_common::{checkpoints, hactl, job, orphans, FINISHED, LEAKED, RUNNING};
 
 fn flink_lib() -> Option<PathBuf> {
     let dir = std::env::var("HA_FLINK_DIR")
@@ -120,7 +120,16 @@ fn check(config: &Path, session: &str, storage: &str) {
     assert!(leaked["execution_plan"].is_null());
     assert_eq!(checkpoints(leaked).len(), 1);
     assert_eq!(leaked["counter"], 2);
-    assert_eq!(orphans(&s).len(), 1, "{s:#}");
+    let finished = job(&s, FINISHED);
+    assert!(finished["execution_plan"]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(storage));
+    assert_eq!(finished["result"]["state"], "dirty");
+    assert_eq!(finished["result"]["status"], "SUCCEEDED");
+    // The finished job's plan and checkpoints (kept: the running leader cleans them
+    // up) and the leaked job (no plan).
+    assert_eq!(orphans(&s).len(), 3, "{s:#}");
     assert_eq!(s["errors"], serde_json::json!([]));
 }
 

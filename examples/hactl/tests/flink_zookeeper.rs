@@ -11,11 +11,14 @@
 mod flink_common;
 
 use base64::Engine;
-use flink_common::{checkpoints, config, hactl, job, leaders, orphans, status, LEAKED, RUNNING};
+use flink_common::{
+    assert_jobs, assert_only_running_is_left, config, hactl, job, leaders, orphans, status, JobFiles, FINISHED, LEAKED,
+    RUNNING,
+};
 use zookeeper_client as zk;
 
 const BASE: &str = "/flink/cluster_one";
-const SESSION: &str = "f9af54b8-73cc-4148-9734-d78b8174cdae";
+const SESSION: &str = "d8713fea-d925-4db4-aa07-3bd059ae9574";
 
 /// Creates every znode of the fixture; ephemeral ones only with `live`, owned by the
 /// returned client's session.
@@ -52,9 +55,15 @@ fn rpc(name: &str) -> String {
     format!("pekko.tcp://flink@10.0.0.7:6123/user/rpc/{name}")
 }
 
-fn recovery(name: &str) -> String {
-    format!("file:/tmp/flink-ha/recovery/cluster_one/{name}")
-}
+const FILES: JobFiles<'static> = JobFiles {
+    running: [
+        "submittedExecutionPlan8de0d24400cd",
+        "completedCheckpointb0a45fdc7e3b",
+        "completedCheckpoint872092a79428",
+    ],
+    leaked: "completedCheckpointe6230d9b7230",
+    finished: ["submittedExecutionPlan98bf7d199801", "completedCheckpoint3c1521c7ede2"],
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_flink_cluster_is_read_field_by_field_and_nothing_is_cleaned() {
@@ -76,7 +85,7 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_nothing_is_cleaned()
         s["holder"]["identity"]
             .as_str()
             .unwrap()
-            .starts_with("_c_bc8ea18f-9511-4285-b9c5-326e87ab8a11-latch-0000000000"),
+            .starts_with("_c_b2af8e1b-0bab-4cde-81ae-3eb66537f59c-latch-0000000000"),
         "{s:#}"
     );
     assert_eq!(
@@ -88,28 +97,17 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_nothing_is_cleaned()
             ("rest_server".into(), "http://10.0.0.7:8081".into(), SESSION.into()),
         ]
     );
-    let running = job(&s, RUNNING);
+    assert_jobs(&s, "file:/tmp/flink-ha/recovery/cluster_one", &FILES);
+    // The finished job is the running leader's to clean up, and the leaked job's
+    // checkpoint is still locked by the live session: shown, kept.
     assert_eq!(
-        running["execution_plan"]["path"],
-        recovery("submittedExecutionPlan48b0a5e366da")
-    );
-    assert_eq!(
-        checkpoints(running),
+        orphans(&s),
         vec![
-            (2, recovery("completedCheckpointd245532bdc15")),
-            (3, recovery("completedCheckpointd5c00625d130"))
+            (format!("{BASE}/execution-plans/{FINISHED}"), true),
+            (format!("{BASE}/jobs/{FINISHED}"), true),
+            (format!("{BASE}/jobs/{LEAKED}"), true),
         ]
     );
-    assert_eq!(running["counter"], 4);
-    let leaked = job(&s, LEAKED);
-    assert!(leaked["execution_plan"].is_null());
-    assert_eq!(
-        checkpoints(leaked),
-        vec![(1, recovery("completedCheckpointd439efe6cf55"))]
-    );
-    assert_eq!(leaked["counter"], 2);
-    // The leaked job's checkpoint is still locked by the live session: shown, kept.
-    assert_eq!(orphans(&s), vec![(format!("{BASE}/jobs/{LEAKED}"), true)]);
     assert_eq!(s["errors"], serde_json::json!([]));
 
     let path = config.to_str().unwrap();
@@ -136,7 +134,7 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_nothing_is_cleaned()
     assert!(
         out.contains(&format!(
             "checkpoint 3      {}",
-            recovery("completedCheckpointd5c00625d130")
+            "file:/tmp/flink-ha/recovery/cluster_one/completedCheckpoint872092a79428"
         )),
         "{out}"
     );
@@ -171,11 +169,13 @@ async fn after_the_jobmanager_is_gone_its_orphans_are_shown_and_cleaned_up() {
         .collect::<Vec<_>>()
     );
     let expected: Vec<(String, bool)> = [
-        "leader/dispatcher",
-        &format!("leader/job-{RUNNING}"),
-        "leader/resource_manager",
-        "leader/rest_server",
-        &format!("jobs/{LEAKED}"),
+        "leader/dispatcher".to_string(),
+        format!("leader/job-{RUNNING}"),
+        "leader/resource_manager".to_string(),
+        "leader/rest_server".to_string(),
+        format!("execution-plans/{FINISHED}"),
+        format!("jobs/{FINISHED}"),
+        format!("jobs/{LEAKED}"),
     ]
     .iter()
     .map(|k| (format!("{BASE}/{k}"), false))
@@ -193,20 +193,19 @@ async fn after_the_jobmanager_is_gone_its_orphans_are_shown_and_cleaned_up() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("aborted: nothing deleted"), "{out}");
-    assert_eq!(orphans(&status(&config)).len(), 5);
+    assert_eq!(orphans(&status(&config)).len(), 7);
     let (code, out, err) = hactl(
         &["--flink", "--config", path, "cleanup", "--cluster-id", "/cluster_one"],
         "cluster_one\n",
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("deleted 5 orphaned record(s)"), "{out}");
+    assert!(out.contains("deleted 7 orphaned record(s)"), "{out}");
 
     let after = status(&config);
     assert_eq!(orphans(&after), vec![]);
     assert_eq!(leaders(&after), vec![]);
     // The running job's records are untouched.
-    assert_eq!(job(&after, RUNNING), job(&s, RUNNING));
-    assert!(after["jobs"].as_array().unwrap().iter().all(|j| j["job_id"] != LEAKED));
+    assert_only_running_is_left(&after, &s);
     assert!(session
         .check_stat(&format!("{BASE}/jobs/{LEAKED}"))
         .await

@@ -119,7 +119,7 @@ fn report(name: &str, inputs: &AtomicUsize, accepted: &AtomicUsize) {
 #[test]
 fn mutated_flink_values_never_panic() {
     let seeds = seeds();
-    assert!(seeds.len() == 13, "{} seeds", seeds.len());
+    assert!(seeds.len() == 17, "{} seeds", seeds.len());
     for seed in &seeds {
         assert!(java_serial::read_stream(seed).is_ok(), "every fixture value reads");
     }

@@ -16,6 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use serde::Deserialize;
 
 use super::handles::{self, StateHandle};
+use super::results::{finished_orphan, ResultStore};
 use super::{external_pointer, is_job_id, Checkpoint, FlinkStatus, Holder, Job, Leader, Orphan};
 
 const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
@@ -30,6 +31,7 @@ pub(crate) struct FlinkKubernetes {
     api: Api<ConfigMap>,
     namespace: String,
     cluster_id: String,
+    results: ResultStore,
 }
 
 /// The leader annotation (fabric8's `LeaderElectionRecord`).
@@ -73,10 +75,12 @@ impl FlinkKubernetes {
         let client =
             kube::Client::try_from(client_config).map_err(|e| unavailable("Kubernetes client".to_string(), e))?;
         let namespace = k8s.namespace.unwrap_or_else(|| FLINK_NAMESPACE.to_string());
+        let cluster_id = cluster_id.map_or_else(|| config.cluster_id().to_string(), str::to_string);
         Ok(Self {
             api: Api::namespaced(client, &namespace),
             namespace,
-            cluster_id: cluster_id.map_or_else(|| config.cluster_id().to_string(), str::to_string),
+            results: ResultStore::new(config, &cluster_id),
+            cluster_id,
         })
     }
 
@@ -117,12 +121,7 @@ impl FlinkKubernetes {
         let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
         let mut job_cms = Vec::new();
         let mut marked = Vec::new();
-        let new_job = |id: &str| Job {
-            job_id: id.to_string(),
-            execution_plan: None,
-            checkpoints: Vec::new(),
-            counter: None,
-        };
+        let mut plan_keys = BTreeMap::new();
         for cm in &cms {
             let name = cm.metadata.name.clone().unwrap_or_default();
             let record = leader_record(cm);
@@ -172,7 +171,8 @@ impl FlinkKubernetes {
                     if plan.as_ref().is_some_and(|p| p.marked_for_deletion) {
                         marked.push(full.clone());
                     }
-                    let job = jobs.entry(id.to_string()).or_insert_with(|| new_job(id));
+                    plan_keys.insert(id.to_string(), full.clone());
+                    let job = jobs.entry(id.to_string()).or_insert_with(|| Job::new(id));
                     job.execution_plan = job.execution_plan.take().or(plan);
                 } else if let (Some(id), Some(job_id)) = (key.strip_prefix("checkpointID-"), &job) {
                     let Ok(cid) = id.parse::<u64>() else { continue };
@@ -181,7 +181,7 @@ impl FlinkKubernetes {
                         marked.push(full.clone());
                     }
                     let external_pointer = handle.as_ref().and_then(external_pointer);
-                    let job = jobs.entry(job_id.clone()).or_insert_with(|| new_job(job_id));
+                    let job = jobs.entry(job_id.clone()).or_insert_with(|| Job::new(job_id));
                     job.checkpoints.push(Checkpoint {
                         id: cid,
                         key: full,
@@ -190,13 +190,13 @@ impl FlinkKubernetes {
                     });
                 } else if let (true, Some(job_id)) = (key == "counter", &job) {
                     match value.trim().parse::<i64>() {
-                        Ok(n) => jobs.entry(job_id.clone()).or_insert_with(|| new_job(job_id)).counter = Some(n),
+                        Ok(n) => jobs.entry(job_id.clone()).or_insert_with(|| Job::new(job_id)).counter = Some(n),
                         Err(e) => errors.push(format!("{full}: counter `{value}` is no integer: {e}")),
                     }
                 }
             }
             if let Some(job_id) = job {
-                jobs.entry(job_id.clone()).or_insert_with(|| new_job(&job_id));
+                jobs.entry(job_id.clone()).or_insert_with(|| Job::new(&job_id));
                 job_cms.push((name.clone(), job_id, live));
             }
         }
@@ -205,8 +205,24 @@ impl FlinkKubernetes {
         }
 
         let mut orphans = Vec::new();
+        let ids: Vec<String> = jobs.keys().cloned().collect();
+        let results = self.results.read(&ids, &mut errors);
+        for (id, result) in &results {
+            let Some(job) = jobs.get_mut(id) else { continue };
+            job.result = Some(result.clone());
+            if let (Some(_), Some(key)) = (&job.execution_plan, plan_keys.get(id)) {
+                orphans.push(finished_orphan(key.clone(), id, result, leader_running));
+            }
+            for (name, _, live) in job_cms.iter().filter(|(_, j, _)| j == id) {
+                let mut orphan = finished_orphan(name.clone(), id, result, leader_running);
+                if *live {
+                    orphan.kept = Some("its leader lease is live".to_string());
+                }
+                orphans.push(orphan);
+            }
+        }
         for (name, job_id, live) in job_cms {
-            if jobs.get(&job_id).is_some_and(|j| j.execution_plan.is_some()) {
+            if jobs.get(&job_id).is_some_and(|j| j.execution_plan.is_some()) || results.contains_key(&job_id) {
                 continue;
             }
             let job_leader = leaders.iter().any(|l| l.component == format!("job-{job_id}"));

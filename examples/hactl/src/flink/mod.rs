@@ -12,6 +12,7 @@ pub(crate) mod java_serial;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod render;
+mod results;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 
@@ -77,6 +78,21 @@ pub(crate) struct Job {
     pub(crate) checkpoints: Vec<Checkpoint>,
     /// The checkpoint id counter: the next checkpoint's id.
     pub(crate) counter: Option<i64>,
+    /// The job's entry in the JobResultStore: it finished.
+    pub(crate) result: Option<results::JobResult>,
+}
+
+impl Job {
+    /// A job with no records yet.
+    pub(crate) fn new(id: &str) -> Self {
+        Self {
+            job_id: id.to_string(),
+            execution_plan: None,
+            checkpoints: Vec::new(),
+            counter: None,
+            result: None,
+        }
+    }
 }
 
 /// One retained completed checkpoint.

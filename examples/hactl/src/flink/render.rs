@@ -37,10 +37,15 @@ pub(crate) fn status(s: &FlinkStatus) -> String {
     for j in &s.jobs {
         let _ = writeln!(
             out,
-            "  {}  execution plan {}  checkpoint counter {}",
+            "  {}  execution plan {}  checkpoint counter {}{}",
             j.job_id,
             j.execution_plan.as_ref().map_or("none".to_string(), |p| p.path.clone()),
-            j.counter.map_or("-".to_string(), |c| c.to_string())
+            j.counter.map_or("-".to_string(), |c| c.to_string()),
+            j.result.as_ref().map_or(String::new(), |r| format!(
+                "  job result {}{}",
+                r.state,
+                r.status.as_deref().map_or(String::new(), |s| format!(" ({s})"))
+            ))
         );
         for c in &j.checkpoints {
             let _ = writeln!(

@@ -14,6 +14,7 @@ use ha_zookeeper::ZooKeeperConfig;
 use zookeeper_client as zk;
 
 use super::handles::{self, StateHandle};
+use super::results::{finished_orphan, ResultStore};
 use super::{external_pointer, is_job_id, Checkpoint, FlinkStatus, Holder, Job, Leader, Orphan};
 
 /// Flink's default `high-availability.zookeeper.path.root`.
@@ -27,6 +28,7 @@ pub(crate) struct FlinkZooKeeper {
     /// `<root>/<cluster-id>`.
     base: String,
     cluster_id: String,
+    results: ResultStore,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
@@ -84,6 +86,7 @@ impl FlinkZooKeeper {
             client,
             quorum: zk_config.quorum,
             base: format!("{root}/{cluster_id}"),
+            results: ResultStore::new(config, &cluster_id),
             cluster_id,
         })
     }
@@ -193,19 +196,13 @@ impl FlinkZooKeeper {
         }
 
         let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
-        let new_job = |id: &str| Job {
-            job_id: id.to_string(),
-            execution_plan: None,
-            checkpoints: Vec::new(),
-            counter: None,
-        };
         for dir in ["execution-plans", "jobgraphs"] {
             for id in self.children(&self.path(dir)).await? {
                 if !is_job_id(&id) {
                     continue;
                 }
                 let plan = self.handle(&self.path(&format!("{dir}/{id}")), &mut errors).await?;
-                let job = jobs.entry(id.clone()).or_insert_with(|| new_job(&id));
+                let job = jobs.entry(id.clone()).or_insert_with(|| Job::new(&id));
                 job.execution_plan = job.execution_plan.take().or(plan);
             }
         }
@@ -228,6 +225,7 @@ impl FlinkZooKeeper {
                 self.path(&format!("checkpoint-counter/{id}")),
             ));
         }
+        let mut job_records = Vec::new();
         for (id, dir, checkpoints_dir, counter_path) in job_dirs {
             let mut checkpoints = Vec::new();
             for name in self.children(&checkpoints_dir).await? {
@@ -252,34 +250,65 @@ impl FlinkZooKeeper {
                 },
                 None => None,
             };
-            if !with_plan.contains(&id) {
-                let job_leader = leaders
-                    .iter()
-                    .any(|l| l.component == format!("job-{id}") && l.info.is_some());
-                let kept = if job_leader && leader_running {
-                    Some("its JobManager leader is running".to_string())
-                } else if self.has_live_lock(&dir).await? {
-                    Some("locked by a live ZooKeeper session (a running JobManager)".to_string())
-                } else {
-                    None
-                };
-                orphans.push(Orphan {
-                    key: dir.clone(),
-                    reason: format!("job {id} has no execution plan (finished, or its HA data leaked)"),
-                    kept,
-                });
-                if counter_path != format!("{dir}/checkpoint_id_counter") && self.data(&counter_path).await?.is_some() {
-                    orphans.push(Orphan {
-                        key: counter_path.clone(),
-                        reason: format!("job {id} has no execution plan"),
-                        kept: None,
-                    });
-                }
-            }
-            let job = jobs.entry(id.clone()).or_insert_with(|| new_job(&id));
+            let job = jobs.entry(id.clone()).or_insert_with(|| Job::new(&id));
             job.checkpoints.extend(checkpoints);
             job.checkpoints.sort_by_key(|c| c.id);
             job.counter = job.counter.or(counter);
+            job_records.push((id, dir, counter_path));
+        }
+        let ids: Vec<String> = jobs.keys().cloned().collect();
+        let results = self.results.read(&ids, &mut errors);
+        for (id, result) in &results {
+            if let Some(job) = jobs.get_mut(id) {
+                job.result = Some(result.clone());
+            }
+            let mut keys = Vec::new();
+            for dir in ["execution-plans", "jobgraphs"] {
+                keys.push(self.path(&format!("{dir}/{id}")));
+            }
+            for (_, dir, counter_path) in job_records.iter().filter(|r| &r.0 == id) {
+                keys.push(dir.clone());
+                if !counter_path.starts_with(&format!("{dir}/")) {
+                    keys.push(counter_path.clone());
+                }
+            }
+            for key in keys {
+                if self.data(&key).await?.is_none() || orphans.iter().any(|o: &Orphan| o.key == key) {
+                    continue;
+                }
+                let mut orphan = finished_orphan(key.clone(), id, result, leader_running);
+                if orphan.kept.is_none() && self.has_live_lock(&key).await? {
+                    orphan.kept = Some("locked by a live ZooKeeper session (a running JobManager)".to_string());
+                }
+                orphans.push(orphan);
+            }
+        }
+        for (id, dir, counter_path) in job_records {
+            if with_plan.contains(&id) || results.contains_key(&id) {
+                continue;
+            }
+            let job_leader = leaders
+                .iter()
+                .any(|l| l.component == format!("job-{id}") && l.info.is_some());
+            let kept = if job_leader && leader_running {
+                Some("its JobManager leader is running".to_string())
+            } else if self.has_live_lock(&dir).await? {
+                Some("locked by a live ZooKeeper session (a running JobManager)".to_string())
+            } else {
+                None
+            };
+            orphans.push(Orphan {
+                key: dir.clone(),
+                reason: format!("job {id} has no execution plan (finished, or its HA data leaked)"),
+                kept,
+            });
+            if counter_path != format!("{dir}/checkpoint_id_counter") && self.data(&counter_path).await?.is_some() {
+                orphans.push(Orphan {
+                    key: counter_path.clone(),
+                    reason: format!("job {id} has no execution plan"),
+                    kept: None,
+                });
+            }
         }
         Ok(FlinkStatus {
             store: "zookeeper".into(),
