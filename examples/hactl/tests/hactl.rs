@@ -118,3 +118,19 @@ fn a_flink_config_without_ha_loads_with_its_warnings() {
         "{err}"
     );
 }
+
+#[test]
+fn flink_mode_offers_status_and_cleanup_on_zookeeper_or_kubernetes() {
+    let (code, _, err) = hactl(&["--flink", "leaders"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--flink supports `status` and `cleanup`, not `leaders`"),
+        "{err}"
+    );
+    let (code, _, err) = hactl(&["--flink", "status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`high-availability.type`") && err.contains("not `embedded`"),
+        "{err}"
+    );
+}

@@ -10,9 +10,11 @@ pub(crate) fn status(s: &FlinkStatus) -> String {
     let _ = match &s.holder {
         Some(h) => writeln!(
             out,
-            "LEADER LOCK  {}  holder {}  renewed {}{}",
+            "LEADER LOCK  {}  holder {}  {} {}{}",
             if s.leader_running { "running" } else { "NOT RUNNING" },
             h.identity,
+            // A lease is renewed; a ZooKeeper latch node only has its creation time.
+            if h.lease_duration.is_some() { "renewed" } else { "since" },
             h.renew_time.as_deref().unwrap_or("-"),
             h.lease_duration
                 .as_deref()
