@@ -1,7 +1,7 @@
 // Writes real Flink 2.3 HA state through Flink's own HA services, for hactl's fixtures
 // and its live test (see examples/hactl/README.md, "Flink").
 //
-// Args: <config-dir> [<zookeeper-dump-file>]
+// Args: <config-dir> [<zookeeper-dump-file> | recover]
 //   <config-dir> holds a Flink `config.yaml` (ZooKeeper or Kubernetes HA, as in the
 //   Flink docs). The harness starts Flink's HA services from it
 //   (HighAvailabilityServicesUtils.createAvailableOrEmbeddedServices), lets the
@@ -14,6 +14,10 @@
 //   cleanup did not run yet).
 //   With <zookeeper-dump-file>, every znode under the ZooKeeper root is written there
 //   as JSON lines {"path","ephemeral","data"(base64)}.
+// With `recover`, writes nothing: as a new JobManager would, it wins leadership and
+//   recovers through Flink's stores every execution plan ("RECOVERED_PLAN <job>") and
+//   each job's checkpoints ("RECOVERED_CHECKPOINTS <job> <ids>", "RECOVERED_COUNTER
+//   <job> <n>"), so a test can check that what hactl left is what Flink needs.
 // Prints "READY" when done, then waits for "close" on stdin (or end of input) and
 // exits without cleaning anything up, like a crashed JobManager.
 
@@ -177,6 +181,11 @@ public final class FlinkHaWriter {
             @Override
             public void onRemovedExecutionPlan(JobID jobId) {}
         });
+        if (args.length > 1 && args[1].equals("recover")) {
+            recover(ha, plans, io);
+            waitForClose();
+            return;
+        }
         plans.putExecutionPlan(new JobGraph(RUNNING, "orders-enrichment"));
         say("PLAN " + RUNNING);
         checkpoints(ha, RUNNING, 3, io);
@@ -200,6 +209,29 @@ public final class FlinkHaWriter {
             client.close();
             say("DUMPED " + args[1]);
         }
+        waitForClose();
+    }
+
+    static void recover(HighAvailabilityServices ha, ExecutionPlanStore plans, ExecutorService io) throws Exception {
+        List<JobID> jobs = new ArrayList<>(plans.getJobIds());
+        jobs.sort((a, b) -> a.toString().compareTo(b.toString()));
+        for (JobID job : jobs) {
+            plans.recoverExecutionPlan(job);
+            say("RECOVERED_PLAN " + job);
+            CompletedCheckpointStore store = ha.getCheckpointRecoveryFactory().createRecoveredCompletedCheckpointStore(
+                    job, 2, SharedStateRegistry.DEFAULT_FACTORY, io, RecoveryClaimMode.DEFAULT);
+            StringBuilder ids = new StringBuilder();
+            for (CompletedCheckpoint c : store.getAllCheckpoints()) {
+                ids.append(ids.length() == 0 ? "" : ",").append(c.getCheckpointID());
+            }
+            say("RECOVERED_CHECKPOINTS " + job + " " + ids);
+            CheckpointIDCounter counter = ha.getCheckpointRecoveryFactory().createCheckpointIDCounter(job);
+            counter.start();
+            say("RECOVERED_COUNTER " + job + " " + counter.get());
+        }
+    }
+
+    static void waitForClose() throws Exception {
         say("READY");
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
         String line;

@@ -35,9 +35,9 @@ fn classpath(lib: &Path, extra: &Path) -> String {
     parts.join(":")
 }
 
-/// Compiles the harness and runs it on `config_dir`; returns it once it printed
-/// READY, with the leader session id it confirmed.
-fn write_with_flink(lib: &Path, work: &Path, config_dir: &Path) -> (Child, String) {
+/// Compiles the harness and runs it on `config_dir` (with `extra` arguments); returns
+/// it once it printed READY, with the lines it printed.
+fn run_flink(lib: &Path, work: &Path, config_dir: &Path, extra: &[&str]) -> (Child, Vec<String>) {
     let classes = work.join("classes");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("flink/FlinkHaWriter.java");
     let status = Command::new("javac")
@@ -55,25 +55,76 @@ fn write_with_flink(lib: &Path, work: &Path, config_dir: &Path) -> (Child, Strin
             "FlinkHaWriter",
         ])
         .arg(config_dir)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut session = String::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("LEADER ") {
-            session = rest.rsplit(' ').next().unwrap().to_string();
-        }
         if line == "READY" {
-            return (child, session);
+            return (child, seen);
         }
+        seen.push(line);
     }
     let _ = child.kill();
     let status = child.wait();
-    panic!("the Flink harness ended before READY: {status:?}");
+    panic!("the Flink harness ended before READY: {status:?}; it printed {seen:?}");
+}
+
+/// The leader session id the harness confirmed.
+fn session_of(lines: &[String]) -> String {
+    let leader = lines.iter().find_map(|l| l.strip_prefix("LEADER ")).unwrap();
+    leader.rsplit(' ').next().unwrap().to_string()
+}
+
+/// After the writer is gone (its lease or session expired): cleanup deletes the 7
+/// orphans, and a new Flink JobManager recovers exactly the running job from what is
+/// left.
+fn clean_up_and_recover(lib: &Path, work: &Path, config_dir: &Path, cluster_id: &str) {
+    let config = config_dir.join("config.yaml");
+    let path = config.to_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, out, _) = hactl(&["--flink", "--json", "--config", path, "status"], "");
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if s["leader_running"] == false && s["orphans"].as_array().unwrap().iter().all(|o| o["kept"].is_null()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the crashed writer still counts as running: {s:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (code, out, err) = hactl(
+        &[
+            "--flink",
+            "--config",
+            path,
+            "cleanup",
+            "--cluster-id",
+            cluster_id,
+            "--yes",
+        ],
+        "",
+    );
+    eprintln!("{out}");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deleted 7 orphaned record(s)"), "{out}");
+    let (child, lines) = run_flink(lib, work, config_dir, &["recover"]);
+    stop(child);
+    let recovered: Vec<&String> = lines.iter().filter(|l| l.starts_with("RECOVERED_")).collect();
+    assert_eq!(
+        recovered,
+        vec![
+            &format!("RECOVERED_PLAN {RUNNING}"),
+            &format!("RECOVERED_CHECKPOINTS {RUNNING} 2,3"),
+            &format!("RECOVERED_COUNTER {RUNNING} 4"),
+        ]
+    );
 }
 
 fn stop(mut child: Child) {
@@ -154,19 +205,25 @@ async fn what_real_flink_writes_is_what_hactl_shows() {
     let text = std::fs::read_to_string(flink_common::fixture("zookeeper-config.yaml"))
         .unwrap()
         .replace("127.0.0.1:21810", &server.connect_string())
-        .replace("file:///tmp/flink-ha/recovery", &storage_url);
+        .replace("file:///tmp/flink-ha/recovery", &storage_url)
+        // So that the crashed writer's session (and its locks) end within seconds.
+        + "high-availability.zookeeper.client.session-timeout: 3000\n";
     std::fs::write(zk_dir.join("config.yaml"), text).unwrap();
-    let (lib2, work2, dir2) = (lib.clone(), work.path().to_path_buf(), zk_dir.clone());
-    let (child, session) = tokio::task::spawn_blocking(move || write_with_flink(&lib2, &work2, &dir2))
-        .await
-        .unwrap();
-    let config = zk_dir.join("config.yaml");
     let storage_prefix = format!("file:{}", storage.display());
-    let sp = storage_prefix.clone();
-    tokio::task::spawn_blocking(move || check(&config, &session, &sp))
-        .await
-        .unwrap();
-    stop(child);
+    let (lib2, work2, dir2, sp) = (
+        lib.clone(),
+        work.path().to_path_buf(),
+        zk_dir.clone(),
+        storage_prefix.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let (child, lines) = run_flink(&lib2, &work2, &dir2, &[]);
+        check(&dir2.join("config.yaml"), &session_of(&lines), &sp);
+        stop(child);
+        clean_up_and_recover(&lib2, &work2, &dir2, "/cluster_one");
+    })
+    .await
+    .unwrap();
 
     // Kubernetes, on the emulator.
     let emulator = ha_testkit::KubeApiEmulator::start().unwrap();
@@ -180,12 +237,12 @@ async fn what_real_flink_writes_is_what_hactl_shows() {
         .replace("file:///tmp/flink-ha/recovery", &storage_url);
     std::fs::write(k8s_dir.join("config.yaml"), text).unwrap();
     let (work2, dir2) = (work.path().to_path_buf(), k8s_dir.clone());
-    let (child, session) = tokio::task::spawn_blocking(move || write_with_flink(&lib, &work2, &dir2))
-        .await
-        .unwrap();
-    let config = k8s_dir.join("config.yaml");
-    tokio::task::spawn_blocking(move || check(&config, &session, &storage_prefix))
-        .await
-        .unwrap();
-    stop(child);
+    tokio::task::spawn_blocking(move || {
+        let (child, lines) = run_flink(&lib, &work2, &dir2, &[]);
+        check(&dir2.join("config.yaml"), &session_of(&lines), &storage_prefix);
+        stop(child);
+        clean_up_and_recover(&lib, &work2, &dir2, "cluster1337");
+    })
+    .await
+    .unwrap();
 }
