@@ -11,8 +11,8 @@
 mod flink_common;
 
 use flink_common::{
-    assert_jobs, assert_only_running_is_left, config, hactl, job, leaders, orphans, status, JobFiles, FINISHED, LEAKED,
-    RUNNING,
+    assert_jobs, assert_only_running_is_left, cleanup_yes, config, hactl, job, leaders, orphans, status, JobFiles,
+    FINISHED, LEAKED, RUNNING,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -122,21 +122,7 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_only_the_leaked_job_
     assert_eq!(s["errors"], serde_json::json!([]));
 
     let path = c.config.to_str().unwrap().to_string();
-    let (code, out, err) = run(move || {
-        hactl(
-            &[
-                "--flink",
-                "--config",
-                &path,
-                "cleanup",
-                "--cluster-id",
-                "cluster1337",
-                "--yes",
-            ],
-            "",
-        )
-    })
-    .await;
+    let (code, out, err) = run(move || cleanup_yes(&path, "cluster1337")).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("deleted 1 orphaned record(s)"), "{out}");
     assert!(c

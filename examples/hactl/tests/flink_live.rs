@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use flink_common::{checkpoints, hactl, job, orphans, FINISHED, LEAKED, RUNNING};
+use flink_common::{checkpoints, cleanup_yes, hactl, job, orphans, FINISHED, LEAKED, RUNNING};
 
 fn flink_lib() -> Option<PathBuf> {
     let dir = std::env::var("HA_FLINK_DIR")
@@ -99,18 +99,7 @@ fn clean_up_and_recover(lib: &Path, work: &Path, config_dir: &Path, cluster_id: 
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let (code, out, err) = hactl(
-        &[
-            "--flink",
-            "--config",
-            path,
-            "cleanup",
-            "--cluster-id",
-            cluster_id,
-            "--yes",
-        ],
-        "",
-    );
+    let (code, out, err) = cleanup_yes(path, cluster_id);
     eprintln!("{out}");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("deleted 7 orphaned record(s)"), "{out}");
@@ -184,6 +173,14 @@ fn check(config: &Path, session: &str, storage: &str) {
     assert_eq!(s["errors"], serde_json::json!([]));
 }
 
+/// Flink writes, hactl shows it, Flink crashes, hactl cleans up, Flink recovers.
+fn write_check_clean_recover(lib: &Path, work: &Path, dir: &Path, storage: &str, cluster_id: &str) {
+    let (child, lines) = run_flink(lib, work, dir, &[]);
+    check(&dir.join("config.yaml"), &session_of(&lines), storage);
+    stop(child);
+    clean_up_and_recover(lib, work, dir, cluster_id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts real Flink 2.3 (JVM); run with --ignored"]
 async fn what_real_flink_writes_is_what_hactl_shows() {
@@ -210,20 +207,10 @@ async fn what_real_flink_writes_is_what_hactl_shows() {
         + "high-availability.zookeeper.client.session-timeout: 3000\n";
     std::fs::write(zk_dir.join("config.yaml"), text).unwrap();
     let storage_prefix = format!("file:{}", storage.display());
-    let (lib2, work2, dir2, sp) = (
-        lib.clone(),
-        work.path().to_path_buf(),
-        zk_dir.clone(),
-        storage_prefix.clone(),
-    );
-    tokio::task::spawn_blocking(move || {
-        let (child, lines) = run_flink(&lib2, &work2, &dir2, &[]);
-        check(&dir2.join("config.yaml"), &session_of(&lines), &sp);
-        stop(child);
-        clean_up_and_recover(&lib2, &work2, &dir2, "/cluster_one");
-    })
-    .await
-    .unwrap();
+    let (lib2, work2, sp) = (lib.clone(), work.path().to_path_buf(), storage_prefix.clone());
+    tokio::task::spawn_blocking(move || write_check_clean_recover(&lib2, &work2, &zk_dir, &sp, "/cluster_one"))
+        .await
+        .unwrap();
 
     // Kubernetes, on the emulator.
     let emulator = ha_testkit::KubeApiEmulator::start().unwrap();
@@ -236,12 +223,9 @@ async fn what_real_flink_writes_is_what_hactl_shows() {
         .replace("/tmp/pack-emu.kubeconfig", kubeconfig.to_str().unwrap())
         .replace("file:///tmp/flink-ha/recovery", &storage_url);
     std::fs::write(k8s_dir.join("config.yaml"), text).unwrap();
-    let (work2, dir2) = (work.path().to_path_buf(), k8s_dir.clone());
+    let work2 = work.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let (child, lines) = run_flink(&lib, &work2, &dir2, &[]);
-        check(&dir2.join("config.yaml"), &session_of(&lines), &storage_prefix);
-        stop(child);
-        clean_up_and_recover(&lib, &work2, &dir2, "cluster1337");
+        write_check_clean_recover(&lib, &work2, &k8s_dir, &storage_prefix, "cluster1337")
     })
     .await
     .unwrap();

@@ -12,8 +12,8 @@ mod flink_common;
 
 use base64::Engine;
 use flink_common::{
-    assert_jobs, assert_only_running_is_left, config, hactl, job, leaders, orphans, status, JobFiles, FINISHED, LEAKED,
-    RUNNING,
+    assert_jobs, assert_only_running_is_left, cleanup_yes, config, hactl, job, leaders, orphans, status, JobFiles,
+    FINISHED, LEAKED, RUNNING,
 };
 use zookeeper_client as zk;
 
@@ -111,18 +111,7 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_nothing_is_cleaned()
     assert_eq!(s["errors"], serde_json::json!([]));
 
     let path = config.to_str().unwrap();
-    let (code, out, err) = hactl(
-        &[
-            "--flink",
-            "--config",
-            path,
-            "cleanup",
-            "--cluster-id",
-            "/cluster_one",
-            "--yes",
-        ],
-        "",
-    );
+    let (code, out, err) = cleanup_yes(path, "/cluster_one");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("nothing to clean up"), "{out}");
     assert_eq!(status(&config)["leaders"], s["leaders"]);

@@ -65,6 +65,22 @@ pub fn hactl(args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
+/// `hactl --flink --config CONFIG cleanup --cluster-id CLUSTER --yes`.
+pub fn cleanup_yes(config: &str, cluster: &str) -> (i32, String, String) {
+    hactl(
+        &[
+            "--flink",
+            "--config",
+            config,
+            "cleanup",
+            "--cluster-id",
+            cluster,
+            "--yes",
+        ],
+        "",
+    )
+}
+
 /// `hactl --flink --json status` parsed.
 pub fn status(config: &Path) -> serde_json::Value {
     let (code, out, err) = hactl(
