@@ -9,7 +9,7 @@
 
 #[path = "../src/flink/handles.rs"]
 mod handles;
-#[path = "../src/flink/java_serial.rs"]
+#[path = "../src/flink/java_serial/mod.rs"]
 mod java_serial;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

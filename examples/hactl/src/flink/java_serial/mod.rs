@@ -3,17 +3,20 @@
 //! class (fields by name, custom `writeObject` data), strings, arrays, enums and block
 //! data.
 //!
-//! Written here rather than taken from a crate: the one maintained reader (`jaded`)
-//! has accessors that panic on an unexpected shape and no bounds on what a corrupt
-//! length may allocate; this reader is bounded (nesting depth, element count, input
-//! length checked before every allocation) and never panics: any input gives a value
-//! or an [`Error`] saying what is wrong at which offset. Unknown classes are no error:
-//! their fields are read from the class descriptor, as Java itself does. Only
-//! `Externalizable` objects written with the old protocol 1 cannot be read (their
-//! length is not in the stream).
+//! Written here rather than taken from a crate: the Rust crates for it (`jaded`,
+//! `java-serialization`) are little used, and `jaded`'s accessors panic on an
+//! unexpected shape (as its docs say). This reader is bounded by design (nesting
+//! depth, value count, every length checked against the input before anything is
+//! allocated) and never panics: any input gives a value or an [`Error`] saying what is
+//! wrong at which offset. Unknown classes are no error: their fields are read from the
+//! class descriptor, as Java itself does. Only `Externalizable` objects written with
+//! the old protocol 1 cannot be read (their length is not in the stream).
 
-use std::fmt;
+mod value;
+
 use std::rc::Rc;
+
+pub(crate) use value::{Content, Error, Object, Value};
 
 const MAGIC: u16 = 0xACED;
 const VERSION: u16 = 5;
@@ -43,124 +46,6 @@ const SC_WRITE_METHOD: u8 = 0x01;
 const SC_SERIALIZABLE: u8 = 0x02;
 const SC_EXTERNALIZABLE: u8 = 0x04;
 const SC_BLOCK_DATA: u8 = 0x08;
-
-/// Why a stream could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Error {
-    /// Byte offset where reading stopped.
-    pub(crate) offset: usize,
-    /// What was wrong there.
-    pub(crate) message: String,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {}", self.message, self.offset)
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// One value of a stream.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
-    /// `null`.
-    Null,
-    /// A primitive field or array element, widened.
-    Int(i64),
-    /// A `float` or `double`.
-    Float(f64),
-    /// A `boolean`.
-    Bool(bool),
-    /// A `char`.
-    Char(u16),
-    /// A `String`.
-    Str(Rc<str>),
-    /// An object.
-    Object(Rc<Object>),
-    /// An array: its class name (`[I`, `[Ljava.lang.String;`) and elements.
-    Array(Rc<str>, Rc<Vec<Value>>),
-    /// An enum constant: class and constant name.
-    Enum(Rc<str>, Rc<str>),
-    /// A `Class` object (its name).
-    Class(Rc<str>),
-    /// A reference to an object whose reading had not finished (a cycle).
-    Cycle,
-}
-
-/// One top-level item of a stream: an object or raw block data (`writeInt`,
-/// `writeUTF`, ... of a `writeObject` method or of the stream's writer).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Content {
-    /// A value written with `writeObject`.
-    Value(Value),
-    /// Bytes written with the `DataOutput` methods.
-    Block(Vec<u8>),
-}
-
-/// An object: its class, the fields of each class from the most general to the
-/// class itself, and what custom `writeObject` methods added.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Object {
-    /// The object's class name.
-    pub(crate) class: Rc<str>,
-    /// Every serialized field (name, value), superclasses' first.
-    pub(crate) fields: Vec<(Rc<str>, Value)>,
-    /// What `writeObject`/`writeExternal` methods wrote after the fields.
-    pub(crate) annotations: Vec<Content>,
-}
-
-impl Object {
-    /// The field `name` (of the most specific class that has one).
-    pub(crate) fn field(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().rev().find(|(n, _)| &**n == name).map(|(_, v)| v)
-    }
-}
-
-impl Value {
-    /// The object, if this is one.
-    pub(crate) fn as_object(&self) -> Option<&Object> {
-        match self {
-            Value::Object(o) => Some(o),
-            _ => None,
-        }
-    }
-
-    /// The string, if this is one.
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The first object (depth-first, this one included) whose class is `class`,
-    /// looking at no more than 100 000 values (shared references can make a small
-    /// stream a huge tree).
-    pub(crate) fn find_object(&self, class: &str) -> Option<&Object> {
-        let mut stack = vec![self];
-        let mut budget = 100_000usize;
-        while let Some(v) = stack.pop() {
-            budget = budget.checked_sub(1)?;
-            match v {
-                Value::Object(o) => {
-                    if &*o.class == class {
-                        return Some(o);
-                    }
-                    for c in o.annotations.iter().rev() {
-                        if let Content::Value(v) = c {
-                            stack.push(v);
-                        }
-                    }
-                    stack.extend(o.fields.iter().rev().map(|(_, v)| v));
-                }
-                Value::Array(_, items) => stack.extend(items.iter().rev()),
-                _ => {}
-            }
-        }
-        None
-    }
-}
 
 #[derive(Debug)]
 struct Field {
