@@ -122,12 +122,11 @@ async fn run(args: Args) -> ha_core::Result<()> {
             _ => Ok(()),
         };
     }
+    if args.flink {
+        return run_flink(&args, &flink::load_config(args.config.as_deref())?).await;
+    }
     backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
-    if args.flink {
-        // The warnings are about running ha-rs on this config, not about reading Flink's records.
-        return run_flink(&args, &config).await;
-    }
     for warning in config.warnings() {
         eprintln!("hactl: warning: {warning}");
     }

@@ -120,6 +120,14 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_only_the_leaked_job_
         ]
     );
     assert_eq!(s["errors"], serde_json::json!([]));
+    // Flink's own lease timings, written out, are no ha-rs backend config (ha-rs wants
+    // lease > renew deadline) but a valid Flink config: it loads.
+    let text = std::fs::read_to_string(&c.config).unwrap()
+        + "high-availability.kubernetes.leader-election.lease-duration: 15 s\n\
+           high-availability.kubernetes.leader-election.renew-deadline: 15 s\n";
+    std::fs::write(&c.config, text).unwrap();
+    let config = c.config.clone();
+    assert_eq!(run(move || status(&config)).await["jobs"], s["jobs"]);
 
     let path = c.config.to_str().unwrap().to_string();
     let (code, out, err) = run(move || cleanup_yes(&path, "cluster1337")).await;

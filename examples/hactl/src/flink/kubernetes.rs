@@ -70,7 +70,17 @@ impl FlinkKubernetes {
     /// Builds the client from the config's kubeconfig (`kubernetes.config.file`) and
     /// namespace (`kubernetes.namespace`, Flink's default `default`).
     pub(crate) async fn connect(config: &HaConfig, cluster_id: Option<&str>) -> Result<Self> {
-        let k8s = KubernetesConfig::from_ha_config(config)?;
+        // The client settings only: the lease timings are Flink's, read from its record.
+        let o = config.backend_options();
+        let k8s = KubernetesConfig {
+            namespace: o.get("namespace").filter(|s| !s.is_empty()).map(str::to_string),
+            kubeconfig: o
+                .get("kubeconfig")
+                .filter(|s| !s.is_empty())
+                .map(std::path::PathBuf::from),
+            context: o.get("context").filter(|s| !s.is_empty()).map(str::to_string),
+            ..KubernetesConfig::default()
+        };
         let client_config = k8s.client_config().await?;
         let client =
             kube::Client::try_from(client_config).map_err(|e| unavailable("Kubernetes client".to_string(), e))?;

@@ -16,6 +16,8 @@ mod results;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 
+use std::path::Path;
+
 use ha_core::HaConfig;
 use serde::Serialize;
 
@@ -131,6 +133,21 @@ pub(crate) fn external_pointer(handle: &StateHandle) -> Option<String> {
     let path = path.strip_prefix("//").unwrap_or(path);
     let bytes = std::fs::read(path).ok()?;
     handles::checkpoint_pointer(&handle.path, &bytes).ok().flatten()
+}
+
+/// Loads a Flink configuration file (YAML: `config.yaml` or `flink-conf.yaml`)
+/// through ha-core's Flink-compatible loading (Flink's key names and mode names),
+/// without checking it as an ha-rs backend config: a file valid for Flink must load
+/// even where ha-rs's own rules differ (Flink's 15 s lease with a 15 s renew deadline,
+/// `client.acl: creator` with SASL), since only the store's address is used.
+pub(crate) fn load_config(path: Option<&Path>) -> ha_core::Result<HaConfig> {
+    let path = path.ok_or_else(|| {
+        ha_core::Error::config("--config", "--flink needs the Flink configuration file (config.yaml)")
+    })?;
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ha_core::Error::config("--config", format!("cannot read {source}: {e}")))?;
+    HaConfig::from_yaml_str(&source, &text)
 }
 
 /// What `hactl --flink` was asked to do.

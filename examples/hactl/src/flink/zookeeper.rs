@@ -7,10 +7,10 @@
 //! JobManager holds.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ha_core::config::KEY_CLUSTER_ID;
 use ha_core::{Error, HaConfig, Result};
-use ha_zookeeper::ZooKeeperConfig;
 use zookeeper_client as zk;
 
 use super::handles::{self, StateHandle};
@@ -39,25 +39,29 @@ impl FlinkZooKeeper {
     /// Connects with the config's quorum and digest credentials; `cluster_id` (as
     /// given on the command line) or the config's names the cluster.
     pub(crate) async fn connect(config: &HaConfig, cluster_id: Option<&str>) -> Result<Self> {
-        let zk_config = ZooKeeperConfig::from_ha_config(config)?;
-        if zk_config.tls.is_some() {
+        let o = config.backend_options();
+        if o.get("client.tls.ca-cert").is_some() {
             return Err(Error::config(
-                "high-availability.zookeeper.client.tls.ca-cert",
+                o.key("client.tls.ca-cert"),
                 "TLS is not supported by hactl --flink",
             ));
         }
+        let quorum = o.required("quorum")?.to_string();
+        let session_timeout = o.duration("client.session-timeout", Duration::from_secs(60))?;
+        let connection_timeout = o.duration("client.connection-timeout", Duration::from_secs(15))?;
+        let digest_auth = o.get("client.digest-auth").filter(|s| !s.is_empty());
         let root = config.get(ROOT_KEY).unwrap_or(FLINK_ROOT).trim().trim_end_matches('/');
         let root = if root.is_empty() || root.starts_with('/') {
             root.to_string()
         } else {
             format!("/{root}")
         };
-        let mut connector = zk::Client::connector().with_session_timeout(zk_config.session_timeout);
-        if let Some(auth) = &zk_config.digest_auth {
+        let mut connector = zk::Client::connector().with_session_timeout(session_timeout);
+        if let Some(auth) = digest_auth {
             connector = connector.with_auth("digest", auth.as_bytes());
         }
-        let what = format!("ZooKeeper at {}", zk_config.quorum);
-        let client = tokio::time::timeout(zk_config.connection_timeout, connector.connect(&zk_config.quorum))
+        let what = format!("ZooKeeper at {quorum}");
+        let client = tokio::time::timeout(connection_timeout, connector.connect(&quorum))
             .await
             .map_err(|_| unavailable(&what, "no session"))?
             .map_err(|e| unavailable(&what, e))?;
@@ -84,7 +88,7 @@ impl FlinkZooKeeper {
         }
         Ok(Self {
             client,
-            quorum: zk_config.quorum,
+            quorum,
             base: format!("{root}/{cluster_id}"),
             results: ResultStore::new(config, &cluster_id),
             cluster_id,
