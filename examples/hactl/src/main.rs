@@ -244,7 +244,8 @@ async fn run_flink(args: &Args, config: &HaConfig) -> ha_core::Result<()> {
             return Ok(true);
         }
         print!("This deletes {deletable} orphaned HA record(s) of Flink cluster `{cluster}`. Type the cluster-id to confirm: ");
-        let confirmed = read_confirmation(cluster)?;
+        // Flink's ZooKeeper cluster-ids are written `/cluster_one` in its config.
+        let confirmed = read_line()?.trim_matches('/') == cluster;
         if !confirmed {
             println!("aborted: nothing deleted");
         }
@@ -253,16 +254,17 @@ async fn run_flink(args: &Args, config: &HaConfig) -> ha_core::Result<()> {
     .await
 }
 
-fn read_confirmation(cluster: &str) -> ha_core::Result<bool> {
+/// One line typed on stdin, trimmed (after flushing the prompt).
+fn read_line() -> ha_core::Result<String> {
     std::io::stdout().flush().map_err(fail)?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(fail)?;
-    Ok(line.trim().trim_matches('/') == cluster)
+    Ok(line.trim().to_string())
 }
 
 fn confirm(cluster: &str) -> ha_core::Result<bool> {
     print!("This deletes every HA record and payload of cluster `{cluster}`. Type the cluster-id to confirm: ");
-    read_confirmation(cluster)
+    Ok(read_line()? == cluster)
 }
 
 async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], json: bool) -> ha_core::Result<()> {
