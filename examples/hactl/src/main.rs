@@ -14,10 +14,19 @@
 //! A Flink `flink-conf.yaml` / `config.yaml` works as `--config` unchanged (Flink keys
 //! without a meaning here are reported as warnings on stderr).
 //!
+//! `hactl --flink --config flink-conf.yaml status|cleanup` reads (and cleans up) a
+//! real Apache Flink cluster's own HA records on ZooKeeper or Kubernetes.
+//!
 //! Each backend client is a cargo feature (`zookeeper`, `etcd`, `kubernetes`, all on
 //! by default); a mode that was left out is refused with the feature to turn on.
 
 mod backends;
+// Without a backend feature only the refusal of `--flink` is left of it.
+#[cfg_attr(
+    not(any(feature = "zookeeper", feature = "kubernetes")),
+    allow(dead_code, unused_variables, unreachable_code)
+)]
+mod flink;
 mod render;
 
 use std::io::{BufRead, Write};
@@ -41,6 +50,10 @@ struct Args {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Act on a real Apache Flink cluster's own HA records (ZooKeeper or Kubernetes),
+    /// read from its Flink configuration file: `status` and `cleanup` of orphans.
+    #[arg(long, global = true)]
+    flink: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,6 +121,9 @@ async fn run(args: Args) -> ha_core::Result<()> {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(e)),
             _ => Ok(()),
         };
+    }
+    if args.flink {
+        return run_flink(&args, &flink::load_config(args.config.as_deref())?).await;
     }
     backends::register();
     let mut config = HaConfig::load(args.config.as_deref())?;
@@ -196,12 +212,59 @@ async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Re
     }
 }
 
-fn confirm(cluster: &str) -> ha_core::Result<bool> {
-    print!("This deletes every HA record and payload of cluster `{cluster}`. Type the cluster-id to confirm: ");
+async fn run_flink(args: &Args, config: &HaConfig) -> ha_core::Result<()> {
+    let action = match &args.command {
+        Command::Status => flink::Action::Status,
+        Command::Cleanup { .. } if args.cluster_id.is_none() => {
+            return Err(ha_core::Error::config(
+                "--cluster-id",
+                "cleanup needs the cluster-id given explicitly",
+            ))
+        }
+        Command::Cleanup { .. } => flink::Action::Cleanup,
+        other => {
+            return Err(fail(format!(
+                "--flink supports `status` and `cleanup`, not `{}`",
+                format!("{other:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_lowercase()
+            )))
+        }
+    };
+    let yes = matches!(args.command, Command::Cleanup { yes: true });
+    flink::run(config, args.cluster_id.as_deref(), action, args.json, |cluster, orphans| {
+        let deletable = orphans.iter().filter(|o| o.kept.is_none()).count();
+        if deletable == 0 {
+            println!("nothing to clean up: no orphaned record that may be deleted");
+            return Ok(false);
+        }
+        if yes {
+            return Ok(true);
+        }
+        print!("This deletes {deletable} orphaned HA record(s) of Flink cluster `{cluster}`. Type the cluster-id to confirm: ");
+        // Flink's ZooKeeper cluster-ids are written `/cluster_one` in its config.
+        let confirmed = read_line()?.trim_matches('/') == cluster;
+        if !confirmed {
+            println!("aborted: nothing deleted");
+        }
+        Ok(confirmed)
+    })
+    .await
+}
+
+/// One line typed on stdin, trimmed (after flushing the prompt).
+fn read_line() -> ha_core::Result<String> {
     std::io::stdout().flush().map_err(fail)?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(fail)?;
-    Ok(line.trim() == cluster)
+    Ok(line.trim().to_string())
+}
+
+fn confirm(cluster: &str) -> ha_core::Result<bool> {
+    print!("This deletes every HA record and payload of cluster `{cluster}`. Type the cluster-id to confirm: ");
+    Ok(read_line()? == cluster)
 }
 
 async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], json: bool) -> ha_core::Result<()> {

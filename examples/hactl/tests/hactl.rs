@@ -118,3 +118,26 @@ fn a_flink_config_without_ha_loads_with_its_warnings() {
         "{err}"
     );
 }
+
+#[test]
+fn flink_mode_offers_status_and_cleanup_on_zookeeper_or_kubernetes() {
+    let (code, _, err) = hactl(&["--flink", "status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--flink needs the Flink configuration file"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "high-availability.type: NONE\n").unwrap();
+    let path = path.to_str().unwrap();
+    let (code, _, err) = hactl(&["--flink", "--config", path, "leaders"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--flink supports `status` and `cleanup`, not `leaders`"),
+        "{err}"
+    );
+    let (code, _, err) = hactl(&["--flink", "--config", path, "status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`high-availability.type`") && err.contains("not `embedded`"),
+        "{err}"
+    );
+}
