@@ -121,6 +121,11 @@ impl KubeElectionDriver {
         ))
     }
 
+    /// The holder identity of this candidacy in the lock record.
+    pub(crate) fn holder(&self) -> &str {
+        &self.candidacy.holder
+    }
+
     async fn write_info(&self, fence: &Fence, component: &ComponentId, info: Option<&LeaderInformation>) -> Result<()> {
         let key = leader_key(component);
         let value = info.map(|i| String::from_utf8_lossy(&i.to_json()).into_owned());

@@ -10,6 +10,7 @@ mod epoch;
 mod error;
 mod layout;
 mod leader_record;
+mod participants;
 mod provider;
 mod record;
 mod session;
