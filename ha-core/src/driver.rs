@@ -137,13 +137,7 @@ pub trait LeaderElectionDriver: Send + Sync {
     ///   is granted in between while `target` lives.
     /// - This candidacy stays in the election (behind `target`): it is revoked through
     ///   its sink and contends again.
-    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
-        let _ = (fence, target);
-        Err(crate::Error::Other {
-            message: "TEMP: hand_off not implemented".into(),
-            source: None,
-        })
-    }
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()>;
 }
 
 /// One contender of an election group, as [`HaBackend::participants`] lists it
@@ -257,13 +251,7 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
 
     /// The contenders of `group` now, in contention order (the leader, if any, first),
     /// read without contending. A group nobody contends in has none.
-    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
-        let _ = group;
-        Err(crate::Error::Other {
-            message: "TEMP: participants not implemented".into(),
-            source: None,
-        })
-    }
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>>;
 
     /// The pointer store of `namespace`.
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>>;

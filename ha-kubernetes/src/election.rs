@@ -171,6 +171,10 @@ impl LeaderElectionDriver for KubeElectionDriver {
     async fn resign(&self) -> Result<()> {
         self.candidacy.resign(&self.core).await
     }
+
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
+        crate::participants::hand_off(&self.core, fence, target).await
+    }
 }
 
 /// Gives up the lock if `holder` holds it: empty holder, 1 s lease, as client-go.

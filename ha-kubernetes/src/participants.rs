@@ -184,13 +184,15 @@ pub(crate) async fn participants(core: &Shared, group: &str) -> Result<Vec<Parti
     Ok(out)
 }
 
-/// Writes the lock record of the term `fence` over to the candidacy of `target`.
-async fn hand_off(core: &Shared, group: &str, fence: &Fence, target: &str) -> Result<()> {
-    let key = format!("leadership of group {group}");
-    let Some((_, own)) = crate::epoch::parse_token(fence) else {
-        return Err(fence.rejected(key));
+/// Writes the lock record of the term `fence` over to the candidacy of `target`
+/// (the [`LeaderElectionDriver::hand_off`] of the lock election).
+pub(crate) async fn hand_off(core: &Shared, fence: &Fence, target: &str) -> Result<()> {
+    let Some((group, own)) = crate::epoch::parse_token(fence) else {
+        return Err(fence.rejected("leadership"));
     };
-    let own = own.to_string();
+    let (group, own) = (group.to_string(), own.to_string());
+    let group = group.as_str();
+    let key = format!("leadership of group {group}");
     let Some((_, to)) = registrations(core, group)
         .await?
         .into_iter()
@@ -242,7 +244,6 @@ async fn hand_off(core: &Shared, group: &str, fence: &Fence, target: &str) -> Re
 /// ([`KubeElectionDriver`]) and registers the candidacy next to it.
 pub(crate) struct ParticipantDriver {
     core: Arc<Shared>,
-    group: String,
     holder: String,
     inner: KubeElectionDriver,
 }
@@ -252,12 +253,7 @@ impl ParticipantDriver {
     pub(crate) async fn register(core: Arc<Shared>, group: &str, inner: KubeElectionDriver) -> Result<Self> {
         let holder = inner.holder().to_string();
         register(&core, group, &holder).await?;
-        Ok(Self {
-            core,
-            group: group.to_string(),
-            holder,
-            inner,
-        })
+        Ok(Self { core, holder, inner })
     }
 }
 
@@ -283,6 +279,6 @@ impl LeaderElectionDriver for ParticipantDriver {
     }
 
     async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
-        hand_off(&self.core, &self.group, fence, target).await
+        self.inner.hand_off(fence, target).await
     }
 }
