@@ -94,6 +94,10 @@ impl HaBackend for Audited {
         self.inner.election_driver(group, inner_sink).await
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        self.inner.leader_components().await
+    }
+
     async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
         self.inner.participants(group).await
     }

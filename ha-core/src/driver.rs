@@ -249,6 +249,10 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
     /// and the retrieval channel are the service's.
     async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream>;
 
+    /// Every component with a published leader record now (whatever its content),
+    /// ascending: what operators list, instead of a fixed set of names.
+    async fn leader_components(&self) -> Result<Vec<ComponentId>>;
+
     /// The contenders of `group` now, in contention order (the leader, if any, first),
     /// read without contending. A group nobody contends in has none.
     async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>>;

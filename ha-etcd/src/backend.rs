@@ -158,6 +158,10 @@ impl HaBackend for EtcdBackend {
         crate::leader_record::watch(&self.shared, component).await
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        crate::leader_record::components(&self.shared).await
+    }
+
     async fn participants(&self, group: &ElectionGroup) -> Result<Vec<ha_core::Participant>> {
         crate::participants::participants(&self.shared, &self.shared.layout.latch_dir(group.as_str())).await
     }

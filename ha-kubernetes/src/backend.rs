@@ -187,6 +187,11 @@ impl HaBackend for KubernetesBackend {
         Ok(crate::leader_record::watch(&self.core, component).await)
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        self.core.check_open()?;
+        crate::leader_record::components(&self.core).await
+    }
+
     async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
         self.core.check_open()?;
         crate::participants::participants(&self.core, group.as_str()).await

@@ -201,6 +201,10 @@ impl HaBackend for ZooKeeperBackend {
         crate::leader_record::watch(self.inner.clone(), path).await
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        crate::leader_record::components(&self.inner).await
+    }
+
     async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
         crate::participants::participants(&self.inner, &self.inner.layout.latch_dir(group.as_str())).await
     }

@@ -211,6 +211,11 @@ impl HaBackend for EmbeddedBackend {
         }))
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        self.inner.check_open()?;
+        Ok(self.inner.cluster.lock().leader_info.keys().cloned().collect())
+    }
+
     async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
         self.inner.check_open()?;
         let mut st = self.inner.cluster.lock();
