@@ -17,19 +17,7 @@ use crate::backend::Shared;
 /// Every component with a record (`leader/<component>/connection_info`), ascending.
 pub(crate) async fn components(inner: &Shared) -> Result<Vec<ComponentId>> {
     let dir = format!("{}/leader", inner.layout.cluster());
-    let children = inner
-        .sessions
-        .read(&dir, |c| {
-            let dir = dir.clone();
-            async move {
-                match c.list_children(&dir).await {
-                    Ok(ch) => Ok(ch),
-                    Err(zk::Error::NoNode) => Ok(Vec::new()),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await?;
+    let children = inner.sessions.children(&dir).await?;
     let mut out = Vec::new();
     for name in children {
         let Ok(component) = ComponentId::new(name.clone()) else {

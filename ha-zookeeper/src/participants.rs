@@ -29,16 +29,7 @@ const HAND_OFF_ATTEMPTS: usize = 5;
 
 /// The latch nodes of `dir` in sequence order, each with the instance id it carries.
 async fn latch(shared: &Shared, dir: &str) -> Result<Vec<(String, String)>> {
-    let children = shared
-        .sessions
-        .read(dir, |c| async move {
-            match c.list_children(dir).await {
-                Ok(ch) => Ok(ch),
-                Err(zk::Error::NoNode) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            }
-        })
-        .await?;
+    let children = shared.sessions.children(dir).await?;
     let mut out = Vec::new();
     for name in ordered(children) {
         let path = format!("{dir}/{name}");
