@@ -7,7 +7,8 @@
 //! deleted when it resigns or its instance closes. Registering also starts the
 //! instance's session `Lease`: a participant is listed only while its instance's
 //! session exists, so a crashed contender goes from the list when its session is
-//! swept. The leader is the participant the group's lock record names.
+//! swept, and the next registration of any contender deletes it. The leader is the
+//! participant the group's lock record names.
 //!
 //! A hand-off is one resourceVersion-guarded update of the lock record, from the
 //! leader's own term (holder and `leaderTransitions` equal to the fence) to the
@@ -85,9 +86,42 @@ async fn register(core: &Arc<Shared>, group: &str, holder: &str) -> Result<()> {
     )
     .await
     {
-        Ok(_) | Err(ApiError::Conflict) => Ok(()),
-        Err(e) => Err(e.into_error("register participant", &name)),
+        Ok(_) | Err(ApiError::Conflict) => {}
+        Err(e) => return Err(e.into_error("register participant", &name)),
     }
+    if let Err(e) = prune(core).await {
+        tracing::debug!(error = %e, "could not remove registrations of ended sessions");
+    }
+    Ok(())
+}
+
+/// Deletes the registrations whose instance's session is gone (crashed contenders,
+/// unlisted already). A registration is made only after its instance's session, so
+/// a missing session means the instance ended.
+async fn prune(core: &Shared) -> Result<()> {
+    let params = ListParams::default().labels(&selector(core));
+    let api = core.sessions.leases();
+    let timeout = core.timings.request_timeout();
+    let list = bounded(timeout, false, api.list(&params))
+        .await
+        .map_err(|e| e.into_error("list", "participant leases"))?;
+    let live = core.sessions.live_owners(core).await?;
+    for lease in list.items {
+        let instance = lease.metadata.labels.as_ref().and_then(|l| l.get(LABEL_INSTANCE));
+        let (Some(instance), Some(name)) = (instance, lease.metadata.name.as_deref()) else {
+            continue;
+        };
+        if live.contains(instance) {
+            continue;
+        }
+        match bounded(timeout, true, api.delete(name, &DeleteParams::default())).await {
+            Ok(_) | Err(ApiError::NotFound) => {
+                tracing::debug!(participant = %name, "removed the registration of an ended session")
+            }
+            Err(e) => return Err(e.into_error("delete participant", name)),
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the registration of `holder`.
