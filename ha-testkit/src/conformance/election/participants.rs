@@ -155,7 +155,8 @@ pub async fn observer_sees_every_leader(ctx: Ctx) {
 /// The leader hands leadership to a named contender that is not next in line: the
 /// target is granted well before any lease could run out, nobody else is granted,
 /// and the old term's writes are refused from the moment the hand-off returns (also
-/// by the backend itself once the new term wrote). Bad requests change nothing.
+/// by the backend itself once the new term wrote). Bad requests change nothing. The
+/// old leader stays in line and can be handed leadership back, with a higher epoch.
 pub async fn hand_off_to_named_participant(ctx: Ctx) {
     let (a, b, c) = (ctx.process().await, ctx.process().await, ctx.process().await);
     let (sa, mut ea) = contend(&a, "dispatcher").await;
@@ -165,7 +166,7 @@ pub async fn hand_off_to_named_participant(ctx: Ctx) {
         .unwrap();
     ea.confirm(&ga, "addr-a").await.unwrap();
     let (sb, eb) = contend(&b, "dispatcher").await;
-    let (_sc, mut ec) = contend(&c, "dispatcher").await;
+    let (sc, mut ec) = contend(&c, "dispatcher").await;
     let job = JobId::random();
     let counter_a = a.checkpoint_id_counter(&job).await.unwrap();
     assert_eq!(counter_a.get_and_increment(&ga.fence).await.unwrap(), 1);
@@ -236,6 +237,18 @@ pub async fn hand_off_to_named_participant(ctx: Ctx) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(ea.current().is_none() && eb.current().is_none(), "only c leads");
     assert!(ec.has_leadership(&gc));
+
+    // The old leader, back in line, can be handed leadership again: epochs keep rising.
+    sc.hand_off(&id(&a)).await.expect("hand back to a");
+    let ga2 = tokio::time::timeout(quick(&ctx), ea.granted())
+        .await
+        .expect("a granted again")
+        .unwrap();
+    assert!(ga2.epoch > gc.epoch, "epoch {} not above {}", ga2.epoch, gc.epoch);
+    assert!(!ec.has_leadership(&gc) && eb.current().is_none());
+    let err = counter_c.get_and_increment(&gc.fence).await.unwrap_err();
+    assert!(err.is_not_leader(), "c's term is over: {err}");
+    assert_eq!(counter_a.get_and_increment(&ga2.fence).await.unwrap(), 3);
     for p in [a, b, c] {
         p.close().await.unwrap();
     }
