@@ -11,7 +11,8 @@ use ha_core::driver::{
 };
 use ha_core::embedded::EmbeddedCluster;
 use ha_core::{
-    BackendProvider, ClusterId, ComponentId, ElectionGroup, HaBackend, HaConfig, JobId, Result, StoreNamespace,
+    BackendProvider, ClusterId, ComponentId, ElectionGroup, HaBackend, HaConfig, JobId, Participant, Result,
+    StoreNamespace,
 };
 
 /// The mode string that selects this backend.
@@ -91,6 +92,14 @@ impl HaBackend for Audited {
             }
         });
         self.inner.election_driver(group, inner_sink).await
+    }
+
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        self.inner.leader_components().await
+    }
+
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
+        self.inner.participants(group).await
     }
 
     async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {

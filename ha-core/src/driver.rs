@@ -40,6 +40,10 @@
 //!    refuses every stale write server-side). `publish`/`delete_leader_information`
 //!    write the raw record fenced; `resign` leaves at once so another contender is
 //!    granted without waiting for a lease.
+//!    [`participants`](HaBackend::participants) lists the group's candidacies (instance
+//!    id, which one leads) without contending; [`LeaderElectionDriver::hand_off`] ends
+//!    the term in favour of a named contender, fenced like a write (ha-core decides
+//!    when and to whom; the backend only makes the move atomic).
 //! 3. **Retrieval.** [`HaBackend::watch_leader_record`] returns the raw record as a
 //!    [`LeaderRecordStream`] (current value first, `None` when absent, then every
 //!    change); [`leader_record_stream`] builds one from a watch task.
@@ -119,6 +123,32 @@ pub trait LeaderElectionDriver: Send + Sync {
     /// Leaves the election now (giving up leadership if held) so that another
     /// contender is granted without waiting for a lease to expire. No events follow.
     async fn resign(&self) -> Result<()>;
+
+    /// Hands the term `fence` to the contender `target` (an instance id listed by
+    /// [`HaBackend::participants`] for this group).
+    ///
+    /// # Contract
+    /// - Applied only if `fence`'s term still leads, checked atomically with the move
+    ///   ([`Error::NotLeader`](crate::Error::NotLeader) otherwise); a `target` that is
+    ///   not a contender of the group is [`Error::NotFound`](crate::Error::NotFound),
+    ///   and nothing changes.
+    /// - Once it returns `Ok`, every write fenced by `fence` is refused, and `target` is
+    ///   granted next (a higher epoch) without waiting for a lease; no other contender
+    ///   is granted in between while `target` lives.
+    /// - This candidacy stays in the election (behind `target`): it is revoked through
+    ///   its sink and contends again.
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()>;
+}
+
+/// One contender of an election group, as [`HaBackend::participants`] lists it
+/// (Curator's `Participant`).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Participant {
+    /// The contender's backend instance id ([`HaBackend::instance_id`]): the name a
+    /// hand-off targets.
+    pub id: String,
+    /// Whether this contender holds the group's leadership.
+    pub leader: bool,
 }
 
 /// Which collection of state handles a [`StateHandleStore`] holds.
@@ -218,6 +248,14 @@ pub trait HaBackend: Send + Sync + fmt::Debug {
     /// retried inside; dropping the stream stops the watch. Decoding, de-duplication
     /// and the retrieval channel are the service's.
     async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream>;
+
+    /// Every component with a published leader record now (whatever its content),
+    /// ascending: what operators list, instead of a fixed set of names.
+    async fn leader_components(&self) -> Result<Vec<ComponentId>>;
+
+    /// The contenders of `group` now, in contention order (the leader, if any, first),
+    /// read without contending. A group nobody contends in has none.
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>>;
 
     /// The pointer store of `namespace`.
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>>;

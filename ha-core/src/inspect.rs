@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::driver::StoreNamespace;
+use crate::driver::{Participant, StoreNamespace};
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, JobId, LeaderInformation};
 use crate::services::{
@@ -13,8 +13,14 @@ use crate::services::{
 };
 use crate::storage::StateHandle;
 
-/// Components every cluster is shown with, besides one per job.
-pub const WELL_KNOWN_COMPONENTS: [&str; 3] = ["dispatcher", "resourcemanager", "restserver"];
+/// The contenders of one election group (the leader first).
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupParticipants {
+    /// The election group.
+    pub group: String,
+    /// Its contenders: the leader, then the standbys.
+    pub participants: Vec<Participant>,
+}
 
 /// A component and its confirmed leader, if any.
 #[derive(Clone, Debug, Serialize)]
@@ -72,8 +78,10 @@ pub struct JobView {
 pub struct ClusterStatus {
     /// The cluster.
     pub cluster_id: String,
-    /// Leaders of the well-known components and of every job.
+    /// Leaders of every component with a leader record, and of every job.
     pub leaders: Vec<ComponentLeader>,
+    /// Contenders of the default election group.
+    pub participants: Vec<GroupParticipants>,
     /// Every job with HA data.
     pub jobs: Vec<JobView>,
     /// Job results whose cleanup has not finished (dirty), ascending by job id.
@@ -102,14 +110,32 @@ pub async fn job_ids(ha: &HaServices) -> Result<Vec<JobId>> {
     Ok(jobs)
 }
 
-/// Gathers leaders, jobs, checkpoints and counters.
+/// The contenders of each of `groups`.
+pub async fn participants(ha: &HaServices, groups: &[String]) -> Result<Vec<GroupParticipants>> {
+    let mut out = Vec::new();
+    for group in groups {
+        out.push(GroupParticipants {
+            group: group.clone(),
+            participants: ha.participants(group).await?,
+        });
+    }
+    Ok(out)
+}
+
+/// Every component with a leader record and every job's component, ascending.
+pub async fn components(ha: &HaServices, jobs: &[JobId]) -> Result<Vec<ComponentId>> {
+    let mut components = ha.backend().leader_components().await?;
+    components.extend(jobs.iter().map(ComponentId::for_job));
+    components.sort();
+    components.dedup();
+    Ok(components)
+}
+
+/// Gathers leaders (of every component with a record), the default group's
+/// contenders, jobs, checkpoints and counters.
 pub async fn status(ha: &HaServices) -> Result<ClusterStatus> {
     let jobs = job_ids(ha).await?;
-    let mut components: Vec<ComponentId> = WELL_KNOWN_COMPONENTS
-        .iter()
-        .filter_map(|c| ComponentId::new(*c).ok())
-        .collect();
-    components.extend(jobs.iter().map(ComponentId::for_job));
+    let components = components(ha, &jobs).await?;
     let mut leaders = Vec::new();
     for c in components {
         leaders.push(ComponentLeader {
@@ -140,6 +166,7 @@ pub async fn status(ha: &HaServices) -> Result<ClusterStatus> {
     Ok(ClusterStatus {
         cluster_id: ha.cluster_id().to_string(),
         leaders,
+        participants: participants(ha, &[crate::DEFAULT_ELECTION_GROUP.to_string()]).await?,
         jobs: views,
         dirty_results,
     })
@@ -264,6 +291,10 @@ mod tests {
         let mut d = election.register(ComponentId::new("dispatcher").unwrap()).unwrap();
         let g = d.granted().await.unwrap();
         d.confirm(&g, "http://d:1").await.unwrap();
+        // A component outside any fixed list of names.
+        let mut custom = election.register(ComponentId::new("my-operator").unwrap()).unwrap();
+        let gc = custom.granted().await.unwrap();
+        custom.confirm(&gc, "http://op:2").await.unwrap();
         let job = JobId::random();
         let f = &g.fence;
         ha.job_graph_store()
@@ -295,6 +326,27 @@ mod tests {
         }
         let s = status(&ha).await.unwrap();
         assert_eq!(s.leaders[0].leader.as_ref().unwrap().address, "http://d:1");
+        let names: Vec<&str> = s.leaders.iter().map(|l| l.component.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "dispatcher".to_string(),
+                ComponentId::for_job(&job).to_string(),
+                "my-operator".into()
+            ]
+        );
+        assert!(
+            s.leaders[1].leader.is_none(),
+            "a job without a leader record is still shown"
+        );
+        assert_eq!(s.participants[0].group, DEFAULT_ELECTION_GROUP);
+        assert_eq!(
+            s.participants[0].participants,
+            vec![Participant {
+                id: ha.backend().instance_id().to_string(),
+                leader: true
+            }]
+        );
         assert_eq!(s.jobs.len(), 1);
         assert_eq!(s.jobs[0].checkpoint_ids, vec![1, 2]);
         assert_eq!(s.jobs[0].next_checkpoint_id, 3);

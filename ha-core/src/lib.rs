@@ -36,7 +36,7 @@ pub mod services;
 pub mod storage;
 
 pub use config::{BackendProvider, BackendRegistry, HaConfig};
-pub use driver::{HaBackend, StoreNamespace};
+pub use driver::{HaBackend, Participant, StoreNamespace};
 pub use error::{BoxError, Error, Result};
 pub use ids::{
     ClusterId, ComponentId, ElectionGroup, Epoch, Fence, JobId, LeaderInformation, LeaderSessionId, Version, Versioned,

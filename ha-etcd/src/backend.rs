@@ -158,6 +158,14 @@ impl HaBackend for EtcdBackend {
         crate::leader_record::watch(&self.shared, component).await
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        crate::leader_record::components(&self.shared).await
+    }
+
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<ha_core::Participant>> {
+        crate::participants::participants(&self.shared, &self.shared.layout.latch_dir(group.as_str())).await
+    }
+
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {
         self.shared.check_open()?;
         Ok(Arc::new(EtcdStore::new(self.shared.clone(), namespace.to_string())))

@@ -36,6 +36,7 @@ const RETRY: Duration = Duration::from_millis(100);
 
 pub(crate) struct EtcdElectionDriver {
     shared: Arc<Shared>,
+    group: String,
     holder: Arc<Holder>,
     current_key: Arc<Mutex<Option<String>>>,
     stop: watch::Sender<bool>,
@@ -69,6 +70,7 @@ impl EtcdElectionDriver {
         }
         let campaign = tokio::spawn(campaign.run(first));
         Self {
+            group: group.to_string(),
             shared,
             holder,
             current_key,
@@ -103,6 +105,14 @@ impl LeaderElectionDriver for EtcdElectionDriver {
 
     async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
         self.leader_write(fence, component, None).await
+    }
+
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
+        let dir = self.shared.layout.latch_dir(&self.group);
+        crate::participants::hand_off(&self.shared, &dir, &self.group, fence, target).await?;
+        // Our key is gone: the term is over; the campaign starts over with a new key.
+        self.holder.revoke();
+        Ok(())
     }
 
     async fn resign(&self) -> Result<()> {

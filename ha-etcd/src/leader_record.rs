@@ -9,6 +9,26 @@ use ha_core::{ComponentId, Result};
 use crate::backend::Shared;
 use crate::watch::{follow, Update};
 
+/// Every component with a record (`P/C/leader/<component>`), ascending.
+pub(crate) async fn components(shared: &Shared) -> Result<Vec<ComponentId>> {
+    let dir = shared.layout.leader_dir();
+    let keys_only = etcd_client::GetOptions::new().with_prefix().with_keys_only();
+    let resp = crate::error::get(&shared.client, shared.timeout, &dir, Some(keys_only))
+        .await
+        .map_err(|e| e.read(dir.clone()))?;
+    let mut out: Vec<ComponentId> = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = std::str::from_utf8(kv.key().strip_prefix(dir.as_bytes())?).ok()?;
+            (!name.contains('/')).then(|| ComponentId::new(name).ok())?
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The raw record of `component`: current value first, then every change.
 pub(crate) async fn watch(shared: &Shared, component: &ComponentId) -> Result<LeaderRecordStream> {
     let key = shared.layout.leader_info(component);
     let resp = crate::error::get(&shared.client, shared.timeout, &key, None)

@@ -8,6 +8,7 @@ mod error;
 mod fenced;
 mod layout;
 mod leader_record;
+mod participants;
 mod provider;
 mod session;
 mod store;

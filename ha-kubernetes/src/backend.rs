@@ -7,7 +7,7 @@ use ha_core::driver::{
     Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, StateHandleStore,
     StoreNamespace, TermSink,
 };
-use ha_core::{ClusterId, ComponentId, ElectionGroup, Error, JobId, Result};
+use ha_core::{ClusterId, ComponentId, ElectionGroup, Error, JobId, Participant, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -20,6 +20,7 @@ use crate::election::{Candidacy, KubeElectionDriver};
 use crate::entry::Entry;
 use crate::layout::Layout;
 use crate::lock::{LockKind, Locks};
+use crate::participants::ParticipantDriver;
 use crate::session::Sessions;
 use crate::shared::{Apply, Fencing, Shared};
 use crate::store::{KubeStore, Location};
@@ -186,12 +187,29 @@ impl HaBackend for KubernetesBackend {
         self.core.check_open()?;
         let (driver, candidacy) = KubeElectionDriver::start(self.core.clone(), group.as_str(), sink).await?;
         self.candidacies.add(&candidacy);
-        Ok(Box::new(driver))
+        match ParticipantDriver::register(self.core.clone(), group.as_str(), driver).await {
+            Ok(driver) => Ok(Box::new(driver)),
+            Err(e) => {
+                // Not listed, so not kept: leave the election instead of crashing in it.
+                let _ = candidacy.resign(&self.core).await;
+                Err(e)
+            }
+        }
     }
 
     async fn watch_leader_record(&self, component: &ComponentId) -> Result<LeaderRecordStream> {
         self.core.check_open()?;
         Ok(crate::leader_record::watch(&self.core, component).await)
+    }
+
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        self.core.check_open()?;
+        crate::leader_record::components(&self.core).await
+    }
+
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
+        self.core.check_open()?;
+        crate::participants::participants(&self.core, group.as_str()).await
     }
 
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {
@@ -219,6 +237,9 @@ impl HaBackend for KubernetesBackend {
                 first_error.get_or_insert(e);
             }
         }
+        if let Err(e) = crate::participants::unregister_all(&self.core, true).await {
+            first_error.get_or_insert(e);
+        }
         if let Err(e) = self.release_all_locks().await {
             first_error.get_or_insert(e);
         }
@@ -244,6 +265,7 @@ impl HaBackend for KubernetesBackend {
             .delete_all(&self.core.layout.selector())
             .await
             .map_err(|e| e.into_error("delete-collection", "HA ConfigMaps"))?;
+        crate::participants::unregister_all(&self.core, false).await?;
         self.core.sessions.delete_all(&self.core).await
     }
 }

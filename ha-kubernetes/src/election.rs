@@ -122,6 +122,11 @@ impl KubeElectionDriver {
         ))
     }
 
+    /// The holder identity of this candidacy in the lock record.
+    pub(crate) fn holder(&self) -> &str {
+        &self.candidacy.holder
+    }
+
     async fn write_info(&self, fence: &Fence, component: &ComponentId, info: Option<&LeaderInformation>) -> Result<()> {
         let key = leader_key(component);
         let value = info.map(|i| String::from_utf8_lossy(&i.to_json()).into_owned());
@@ -166,6 +171,10 @@ impl LeaderElectionDriver for KubeElectionDriver {
 
     async fn resign(&self) -> Result<()> {
         self.candidacy.resign(&self.core).await
+    }
+
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
+        crate::participants::hand_off(&self.core, fence, target).await
     }
 }
 

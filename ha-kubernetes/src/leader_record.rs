@@ -7,12 +7,27 @@ use bytes::Bytes;
 use ha_core::driver::{leader_record_stream, LeaderRecordStream};
 use ha_core::ComponentId;
 
-use crate::layout::leader_key;
+use crate::layout::{leader_key, LEADER_PREFIX};
 use crate::shared::{Shared, Snapshot};
 
 fn record_of(snapshot: &Snapshot, key: &str) -> Option<Bytes> {
     let raw = snapshot.cm.as_ref()?.data.as_ref()?.get(key)?;
     Some(Bytes::from(raw.clone()))
+}
+
+/// Every component with a record (`leader.<component>` in the cluster ConfigMap),
+/// ascending, read from the API server.
+pub(crate) async fn components(core: &Shared) -> ha_core::Result<Vec<ComponentId>> {
+    let name = core.layout.cluster_config_map();
+    let cm = core.cms.get(&name).await.map_err(|e| e.into_error("get", &name))?;
+    let mut out: Vec<ComponentId> = cm
+        .and_then(|c| c.data)
+        .unwrap_or_default()
+        .keys()
+        .filter_map(|k| ComponentId::new(k.strip_prefix(LEADER_PREFIX)?).ok())
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Waits (bounded by the request timeout) for the shared watch's first listing so

@@ -12,6 +12,7 @@ mod fenced;
 mod layout;
 mod leader_record;
 mod lock;
+mod participants;
 mod provider;
 mod record;
 mod session;

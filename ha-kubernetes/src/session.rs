@@ -77,6 +77,11 @@ impl Sessions {
         }
     }
 
+    /// The Lease API of the backend's namespace (participant registrations use it too).
+    pub(crate) fn leases(&self) -> &Api<Lease> {
+        &self.api
+    }
+
     /// Creates this instance's session Lease (once) and starts renewing it.
     pub(crate) async fn ensure(&self, core: &Arc<Shared>) -> Result<()> {
         let mut renewal = self.renewal.lock().await;

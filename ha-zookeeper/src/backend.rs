@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ha_core::driver::{
-    Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, StateHandleStore,
-    StoreNamespace, TermSink,
+    Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream, Participant,
+    StateHandleStore, StoreNamespace, TermSink,
 };
 use ha_core::{ClusterId, ComponentId, ElectionGroup, Error, JobId, Result};
 use zookeeper_client as zk;
@@ -199,6 +199,14 @@ impl HaBackend for ZooKeeperBackend {
         self.check_open()?;
         let path = self.inner.layout.leader_info(component);
         crate::leader_record::watch(self.inner.clone(), path).await
+    }
+
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        crate::leader_record::components(&self.inner).await
+    }
+
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
+        crate::participants::participants(&self.inner, &self.inner.layout.latch_dir(group.as_str())).await
     }
 
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {

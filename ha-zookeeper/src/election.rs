@@ -293,7 +293,12 @@ impl Candidacy {
     async fn join(&self, client: &zk::Client) -> std::result::Result<LatchNode, zk::Error> {
         let uuid = uuid::Uuid::new_v4().simple().to_string();
         self.lock().uuid = Some(uuid.clone());
-        let node = create_latch_node(LatchClient::new(&self.inner.sessions, client), &self.dir, &uuid).await?;
+        let node = create_latch_node(
+            LatchClient::new(&self.inner.sessions, client).with_id(&self.inner.instance_id),
+            &self.dir,
+            &uuid,
+        )
+        .await?;
         self.lock().node = Some(node.path.clone());
         tracing::debug!(group = %self.group, node = %node.path, adopted = node.adopted, "joined ZooKeeper election");
         Ok(node)
@@ -551,6 +556,14 @@ impl LeaderElectionDriver for ZkElectionDriver {
 
     async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
         self.candidacy.inner.delete_leader_information(fence, component).await
+    }
+
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
+        let c = &self.candidacy;
+        crate::participants::hand_off(&c.inner, &c.dir, &c.group, fence, target).await?;
+        // Our node is gone: the term is over; the latch loop joins again at the back.
+        c.revoke("leadership handed off");
+        Ok(())
     }
 
     async fn resign(&self) -> Result<()> {

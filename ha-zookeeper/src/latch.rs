@@ -146,10 +146,10 @@ pub(crate) async fn create_latch_node(
     dir: &str,
     uuid: &str,
 ) -> Result<LatchNode, zk::Error> {
-    let (client, ephemeral, persistent, limit) = sessions_or_client.parts();
+    let (client, ephemeral, persistent, limit, data) = sessions_or_client.parts();
     let prefix = format!("{dir}/{}", uuid_prefix(uuid));
     for _ in 0..16 {
-        let err = match crate::error::within(limit, client.create(&prefix, &[], &ephemeral)).await {
+        let err = match crate::error::within(limit, client.create(&prefix, &data, &ephemeral)).await {
             Ok((stat, seq)) => {
                 let path = format!("{prefix}{seq}");
                 let name = path.rsplit('/').next().unwrap_or_default().to_string();
@@ -187,12 +187,14 @@ pub(crate) async fn create_latch_node(
     Err(zk::Error::Timeout)
 }
 
-/// What [`create_latch_node`] needs: a client, ACL options and a request bound.
+/// What [`create_latch_node`] needs: a client, ACL options, a request bound and the
+/// node's data (the candidacy's instance id).
 pub(crate) struct LatchClient<'a> {
     pub(crate) client: &'a zk::Client,
     pub(crate) ephemeral: zk::CreateOptions<'static>,
     pub(crate) persistent: zk::CreateOptions<'static>,
     pub(crate) limit: Duration,
+    pub(crate) data: Vec<u8>,
 }
 
 impl<'a> LatchClient<'a> {
@@ -202,7 +204,14 @@ impl<'a> LatchClient<'a> {
             ephemeral: sessions.create_options(zk::CreateMode::EphemeralSequential),
             persistent: sessions.create_options(zk::CreateMode::Persistent),
             limit: sessions.request_timeout(client),
+            data: Vec::new(),
         }
+    }
+
+    /// The node carries `id` (the participant id listed for it).
+    pub(crate) fn with_id(mut self, id: &str) -> Self {
+        self.data = id.as_bytes().to_vec();
+        self
     }
 
     /// Open ACLs and the given request bound.
@@ -213,6 +222,7 @@ impl<'a> LatchClient<'a> {
             ephemeral: zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all()),
             persistent: zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
             limit,
+            data: Vec::new(),
         }
     }
 
@@ -224,8 +234,9 @@ impl<'a> LatchClient<'a> {
         zk::CreateOptions<'static>,
         zk::CreateOptions<'static>,
         Duration,
+        Vec<u8>,
     ) {
-        (self.client, self.ephemeral, self.persistent, self.limit)
+        (self.client, self.ephemeral, self.persistent, self.limit, self.data)
     }
 }
 

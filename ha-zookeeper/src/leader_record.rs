@@ -9,10 +9,28 @@
 use std::sync::Arc;
 
 use ha_core::driver::{leader_record_stream, LeaderRecordStream, RecordSender};
-use ha_core::{Error, Result};
+use ha_core::{ComponentId, Error, Result};
 use zookeeper_client as zk;
 
 use crate::backend::Shared;
+
+/// Every component with a record (`leader/<component>/connection_info`), ascending.
+pub(crate) async fn components(inner: &Shared) -> Result<Vec<ComponentId>> {
+    let dir = format!("{}/leader", inner.layout.cluster());
+    let children = inner.sessions.children(&dir).await?;
+    let mut out = Vec::new();
+    for name in children {
+        let Ok(component) = ComponentId::new(name.clone()) else {
+            continue;
+        };
+        let path = inner.layout.leader_info(&component);
+        if inner.read_leader_record(&path).await?.is_some() {
+            out.push(component);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
 
 /// Registers the watch, reads the current value, then follows changes.
 pub(crate) async fn watch(inner: Arc<Shared>, path: String) -> Result<LeaderRecordStream> {

@@ -10,6 +10,7 @@ mod latch;
 mod layout;
 mod leader_info;
 mod leader_record;
+mod participants;
 mod provider;
 mod session;
 mod store;

@@ -152,6 +152,19 @@ impl Sessions {
         client.session_timeout().max(Duration::from_secs(1))
     }
 
+    /// The children of `dir` (none if it does not exist), read as [`read`](Self::read)
+    /// does.
+    pub(crate) async fn children(&self, dir: &str) -> Result<Vec<String>> {
+        self.read(dir, |c| async move {
+            match c.list_children(dir).await {
+                Ok(ch) => Ok(ch),
+                Err(zk::Error::NoNode) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Runs a read, retrying transient failures with back-off once the connection is
     /// back; a lost session is replaced before the next try.
     pub(crate) async fn read<T, F, Fut>(&self, key: &str, op: F) -> Result<T>

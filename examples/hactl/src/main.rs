@@ -3,7 +3,8 @@
 //! ```text
 //! hactl --config ha.yaml status            leaders, jobs, checkpoints, counters, dirty results
 //! hactl --config ha.yaml results [--dirty] job results (dirty: cleanup unfinished)
-//! hactl --config ha.yaml leaders --watch   live leader changes
+//! hactl --config ha.yaml leaders [--group G]… [--watch]
+//!                                          leaders, each group's leader and standbys; live changes
 //! hactl --config ha.yaml checkpoints JOB   ids, pointers, payload state
 //! hactl --config ha.yaml inspect KEY       decode one entry (e.g. leader/dispatcher)
 //! hactl --config ha.yaml cleanup --cluster-id C [--yes]
@@ -62,11 +63,15 @@ struct Args {
 enum Command {
     /// Leader per component, jobs, latest checkpoints, counters.
     Status,
-    /// Confirmed leaders; with --watch, every change as it happens.
+    /// Confirmed leaders and the contenders (leader and standbys) of election groups;
+    /// with --watch, every change as it happens.
     Leaders {
         /// Keep running and print changes.
         #[arg(long)]
         watch: bool,
+        /// Election group whose contenders to show (repeatable).
+        #[arg(long = "group", default_value = ha_core::DEFAULT_ELECTION_GROUP)]
+        groups: Vec<String>,
     },
     /// Job results: dirty (cleanup unfinished) and clean ones still kept.
     Results {
@@ -162,14 +167,19 @@ async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Re
                 Ok(())
             }
         }
-        Command::Leaders { watch } => {
+        Command::Leaders { watch, groups } => {
             let status = inspect::status(ha).await?;
+            let participants = inspect::participants(ha, groups).await?;
             if args.json && !watch {
-                return print_json(&status.leaders);
+                return print_json(&serde_json::json!({
+                    "leaders": status.leaders,
+                    "participants": participants,
+                }));
             }
             print!("{}", render::leaders(&status.leaders));
+            print!("{}", render::participants(&participants));
             if *watch {
-                watch_leaders(ha, &status.leaders, args.json).await?;
+                watch_leaders(ha, &status.leaders, groups, args.json).await?;
             }
             Ok(())
         }
@@ -267,8 +277,36 @@ fn confirm(cluster: &str) -> ha_core::Result<bool> {
     Ok(read_line()? == cluster)
 }
 
-async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], json: bool) -> ha_core::Result<()> {
+/// A change `watch_leaders` prints.
+enum Change {
+    /// A component's confirmed leader.
+    Component(String, Option<ha_core::LeaderInformation>),
+    /// An election group's leader (instance id).
+    Group(String, Option<String>),
+}
+
+async fn watch_leaders(
+    ha: &HaServices,
+    leaders: &[inspect::ComponentLeader],
+    groups: &[String],
+    json: bool,
+) -> ha_core::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut observers = Vec::new();
+    for group in groups {
+        let observer = ha.leader_observer(group).await?;
+        let mut changes = observer.subscribe();
+        let (tx, group) = (tx.clone(), group.clone());
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let leader = changes.borrow_and_update().clone();
+                if tx.send(Change::Group(group.clone(), leader)).is_err() {
+                    return;
+                }
+            }
+        });
+        observers.push(observer);
+    }
     let mut services = Vec::new();
     for l in leaders {
         let component = ComponentId::new(l.component.clone())?;
@@ -284,7 +322,7 @@ async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], js
                     continue;
                 }
                 last = current.clone();
-                if tx.send((component.to_string(), current)).is_err() {
+                if tx.send(Change::Component(component.to_string(), current)).is_err() {
                     return;
                 }
             }
@@ -293,13 +331,18 @@ async fn watch_leaders(ha: &HaServices, leaders: &[inspect::ComponentLeader], js
     }
     loop {
         tokio::select! {
-            Some((component, leader)) = rx.recv() => {
-                if json {
+            Some(change) = rx.recv() => match change {
+                Change::Component(component, leader) if json => {
                     print_json(&inspect::ComponentLeader { component, leader })?;
-                } else {
+                }
+                Change::Component(component, leader) => {
                     println!("{}", render::leader_change(&component, leader.as_ref()));
                 }
-            }
+                Change::Group(group, leader) if json => {
+                    print_json(&serde_json::json!({ "group": group, "leader": leader }))?;
+                }
+                Change::Group(group, leader) => println!("{}", render::group_change(&group, leader.as_deref())),
+            },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }

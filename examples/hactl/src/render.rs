@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use ha_core::inspect::{CheckpointView, ClusterStatus, ComponentLeader, EntryView, PayloadState};
+use ha_core::inspect::{CheckpointView, ClusterStatus, ComponentLeader, EntryView, GroupParticipants, PayloadState};
 use ha_core::{JobResultEntry, LeaderInformation};
 
 fn since(ms: u64) -> String {
@@ -37,10 +37,34 @@ fn leader_row(out: &mut String, component: &str, leader: Option<&LeaderInformati
 /// The leader table.
 pub(crate) fn leaders(leaders: &[ComponentLeader]) -> String {
     let mut out = String::from("LEADERS\n");
+    if leaders.is_empty() {
+        out.push_str("  (none)\n");
+    }
     for l in leaders {
         leader_row(&mut out, &l.component, l.leader.as_ref());
     }
     out
+}
+
+/// The contenders of each group: the leader, then the standbys.
+pub(crate) fn participants(groups: &[GroupParticipants]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let _ = writeln!(out, "\nPARTICIPANTS of group {}", g.group);
+        if g.participants.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for p in &g.participants {
+            let role = if p.leader { "leader" } else { "standby" };
+            let _ = writeln!(out, "  {:<40} {role}", p.id);
+        }
+    }
+    out
+}
+
+/// One line per change of a group's leader.
+pub(crate) fn group_change(group: &str, leader: Option<&str>) -> String {
+    format!("  group {group:<34} leader {}", leader.unwrap_or("(none)"))
 }
 
 /// One line per leader change.
@@ -54,6 +78,7 @@ pub(crate) fn leader_change(component: &str, leader: Option<&LeaderInformation>)
 pub(crate) fn status(s: &ClusterStatus, mode: &str) -> String {
     let mut out = format!("cluster {} ({mode})\n\n", s.cluster_id);
     out.push_str(&leaders(&s.leaders));
+    out.push_str(&participants(&s.participants));
     out.push_str("\nJOBS\n");
     if s.jobs.is_empty() {
         out.push_str("  (none)\n");

@@ -22,10 +22,8 @@ fn status_of_an_empty_cluster() {
     let (code, out, err) = hactl(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cluster default (embedded)"), "{out}");
-    assert!(
-        out.contains("dispatcher") && out.contains("(no confirmed leader)"),
-        "{out}"
-    );
+    assert!(out.contains("LEADERS\n  (none)"), "no component has a record: {out}");
+    assert!(out.contains("PARTICIPANTS of group cluster\n  (none)"), "{out}");
     let (code, out, _) = hactl(&["status", "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -140,4 +138,20 @@ fn flink_mode_offers_status_and_cleanup_on_zookeeper_or_kubernetes() {
         err.contains("`high-availability.type`") && err.contains("not `embedded`"),
         "{err}"
     );
+}
+
+#[test]
+fn leaders_shows_the_contenders_of_each_group() {
+    let (code, out, err) = hactl(&["leaders", "--group", "cluster", "--group", "jobs-a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("PARTICIPANTS of group cluster\n  (none)"), "{out}");
+    assert!(out.contains("PARTICIPANTS of group jobs-a\n  (none)"), "{out}");
+    let (code, out, _) = hactl(&["leaders", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["participants"][0]["group"], "cluster");
+    assert_eq!(v["participants"][0]["participants"], serde_json::json!([]));
+    let (code, _, err) = hactl(&["leaders", "--group", "bad/group"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad/group"), "a bad group is named: {err}");
 }

@@ -33,6 +33,7 @@
 //! | `high-availability.zookeeper.client.retry-wait` | 5 s | 200 ms | faster reconnects; retries are bounded by the session |
 //! | `high-availability.zookeeper.client.max-retry-attempts` | 3 | 5 | |
 //! | `high-availability.health.tolerance` | n/a | 5 s | ha-rs only (leader health) |
+//! | `high-availability.election.observe-interval` | n/a | 100 ms | ha-rs only (leader observers) |
 //!
 //! The ZooKeeper `session-timeout` (60 s) and `connection-timeout` (15 s) and the
 //! Kubernetes `lease-duration` (15 s) have Flink's defaults.

@@ -60,13 +60,16 @@ pub const KEY_CHECKPOINT_RETENTION: &str = CheckpointRetention::KEY;
 /// `high-availability.health.tolerance`: how long after its term ran out a leader
 /// that was not revoked still reads healthy (default 5 s).
 pub const KEY_HEALTH_TOLERANCE: &str = "high-availability.health.tolerance";
+/// `high-availability.election.observe-interval`: how often a leader observer reads
+/// an election group's participants (default 100 ms).
+pub const KEY_OBSERVE_INTERVAL: &str = "high-availability.election.observe-interval";
 /// Prefix of the object-store options for `s3://` storage.
 pub const STORAGE_OPTIONS_PREFIX: &str = "high-availability.storage.";
 
 /// Default of [`KEY_HEALTH_TOLERANCE`].
 pub const DEFAULT_HEALTH_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(5);
 
-const CORE_KEYS: [&str; 9] = [
+const CORE_KEYS: [&str; 10] = [
     KEY_TYPE,
     KEY_CLUSTER_ID,
     KEY_STORAGE_DIR,
@@ -76,6 +79,7 @@ const CORE_KEYS: [&str; 9] = [
     KEY_RESULT_RETENTION,
     KEY_CHECKPOINT_RETENTION,
     KEY_HEALTH_TOLERANCE,
+    KEY_OBSERVE_INTERVAL,
 ];
 
 /// The default mode: the in-process embedded backend.
@@ -97,6 +101,7 @@ pub struct HaConfig {
     checkpoint_retention: CheckpointRetention,
     job_result_retention: JobResultRetention,
     health_tolerance: std::time::Duration,
+    observe_interval: std::time::Duration,
     warnings: Vec<String>,
     entries: BTreeMap<String, String>,
 }
@@ -236,6 +241,10 @@ impl HaConfig {
             retention: duration(KEY_RESULT_RETENTION)?,
         };
         let health_tolerance = duration(KEY_HEALTH_TOLERANCE)?.unwrap_or(DEFAULT_HEALTH_TOLERANCE);
+        let observe_interval = duration(KEY_OBSERVE_INTERVAL)?.unwrap_or(crate::services::DEFAULT_OBSERVE_INTERVAL);
+        if observe_interval.is_zero() {
+            return Err(Error::config(KEY_OBSERVE_INTERVAL, "must be above zero"));
+        }
         let storage_options = entries
             .iter()
             .filter_map(|(k, v)| {
@@ -253,6 +262,7 @@ impl HaConfig {
             checkpoint_retention,
             job_result_retention,
             health_tolerance,
+            observe_interval,
             warnings,
             entries,
         })
@@ -322,6 +332,12 @@ impl HaConfig {
     /// (`high-availability.health.tolerance`).
     pub fn health_tolerance(&self) -> std::time::Duration {
         self.health_tolerance
+    }
+
+    /// How often a leader observer reads an election group's participants
+    /// (`high-availability.election.observe-interval`).
+    pub fn observe_interval(&self) -> std::time::Duration {
+        self.observe_interval
     }
 
     /// The mode string choosing the backend (`high-availability.type`).
@@ -405,6 +421,7 @@ impl Default for HaConfig {
             checkpoint_retention: CheckpointRetention::default(),
             job_result_retention: JobResultRetention::default(),
             health_tolerance: DEFAULT_HEALTH_TOLERANCE,
+            observe_interval: crate::services::DEFAULT_OBSERVE_INTERVAL,
             warnings: Vec::new(),
             entries: BTreeMap::new(),
         }

@@ -13,7 +13,7 @@ use super::store::{EmbeddedCounter, EmbeddedStore};
 use super::EmbeddedCluster;
 use crate::driver::{
     leader_record_stream, Candidacies, CheckpointIdCounterDriver, HaBackend, LeaderElectionDriver, LeaderRecordStream,
-    StateHandleStore, StoreNamespace, TermSink,
+    Participant, StateHandleStore, StoreNamespace, TermSink,
 };
 use crate::error::{Error, Result};
 use crate::ids::{ClusterId, ComponentId, ElectionGroup, Fence, JobId, LeaderInformation};
@@ -211,6 +211,18 @@ impl HaBackend for EmbeddedBackend {
         }))
     }
 
+    async fn leader_components(&self) -> Result<Vec<ComponentId>> {
+        self.inner.check_open()?;
+        Ok(self.inner.cluster.lock().leader_info.keys().cloned().collect())
+    }
+
+    async fn participants(&self, group: &ElectionGroup) -> Result<Vec<Participant>> {
+        self.inner.check_open()?;
+        let mut st = self.inner.cluster.lock();
+        st.sweep();
+        Ok(st.participants(group.as_str()))
+    }
+
     async fn state_handle_store(&self, namespace: &StoreNamespace) -> Result<Arc<dyn StateHandleStore>> {
         self.inner.check_open()?;
         Ok(Arc::new(EmbeddedStore::new(self.inner.clone(), namespace.to_string())))
@@ -269,6 +281,19 @@ impl LeaderElectionDriver for EmbeddedElectionDriver {
 
     async fn delete_leader_information(&self, fence: &Fence, component: &ComponentId) -> Result<()> {
         self.leader_write(fence, component, None)
+    }
+
+    async fn hand_off(&self, fence: &Fence, target: &str) -> Result<()> {
+        self.instance.check_open()?;
+        let group = &self.candidacy.group;
+        let mut st = self.instance.cluster.lock();
+        st.sweep();
+        st.check_fence(fence, &format!("leadership of group {group}"))?;
+        let current = *self.candidacy.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(from) = current else {
+            return Err(fence.rejected(format!("leadership of group {group}")));
+        };
+        st.hand_off(group, from, target)
     }
 
     async fn resign(&self) -> Result<()> {

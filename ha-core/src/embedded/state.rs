@@ -183,6 +183,56 @@ impl ClusterState {
         self.grant_leaderless();
     }
 
+    /// The candidacies of `group` in line, the leader first.
+    pub(super) fn participants(&self, group: &str) -> Vec<crate::driver::Participant> {
+        let Some(election) = self.elections.get(group) else {
+            return Vec::new();
+        };
+        let leader = election.leader.map(|(l, _)| l);
+        let mut out: Vec<crate::driver::Participant> = election
+            .candidates
+            .iter()
+            .filter(|c| self.session_alive(c.session))
+            .filter_map(|c| {
+                let s = self.sessions.get(&c.session)?;
+                Some(crate::driver::Participant {
+                    id: s.instance.clone(),
+                    leader: Some(c.id) == leader,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| !p.leader);
+        out
+    }
+
+    /// Ends the term of `from` (the caller checked its fence) in favour of the live
+    /// candidacy of instance `target`: the target moves to the front of the line and
+    /// `from` to the back, `from` is revoked, then the target is granted a new term.
+    pub(super) fn hand_off(&mut self, group: &str, from: CandidateId, target: &str) -> Result<()> {
+        let target_id = self.elections.get(group).and_then(|e| {
+            e.candidates
+                .iter()
+                .find(|c| c.id != from && self.sessions.get(&c.session).is_some_and(|s| s.instance == target))
+                .map(|c| c.id)
+        });
+        let (Some(target_id), Some(election)) = (target_id, self.elections.get_mut(group)) else {
+            return Err(Error::NotFound {
+                key: format!("participant `{target}` of group {group}"),
+            });
+        };
+        let mut line = std::mem::take(&mut election.candidates);
+        let pos = |line: &Vec<Candidate>, id| line.iter().position(|c| c.id == id);
+        let mut front = pos(&line, target_id).map(|i| line.remove(i));
+        let back = pos(&line, from).map(|i| line.remove(i));
+        election.leader = None;
+        if let Some(old) = &back {
+            old.sink.revoke();
+        }
+        election.candidates = front.take().into_iter().chain(line).chain(back).collect();
+        self.grant_leaderless();
+        Ok(())
+    }
+
     /// Fails with `NotLeader` unless `fence` is the current term of its group and its
     /// session is alive.
     pub(super) fn check_fence(&self, fence: &Fence, key: &str) -> Result<()> {

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use super::health::{LeaderHealth, LeaderHealthCheck};
 use super::retrieval::decode_lenient;
-use crate::driver::{ElectionEvent, HaBackend, LeaderElectionDriver, TermSink};
+use crate::driver::{ElectionEvent, HaBackend, LeaderElectionDriver, Participant, TermSink};
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, ElectionGroup, Epoch, Fence, LeaderInformation, LeaderSessionId};
 
@@ -217,6 +217,60 @@ impl LeaderElectionService {
     /// being revoked is wedged. It does not keep the service alive.
     pub fn health_check(&self, tolerance: std::time::Duration) -> LeaderHealthCheck {
         LeaderHealthCheck::new(Arc::downgrade(&self.inner), tolerance)
+    }
+
+    /// The contenders of this service's group now (the leader first), as the backend
+    /// lists them; this process is the one whose id is
+    /// [`HaBackend::instance_id`].
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        let group = ElectionGroup::new(self.inner.lock().group.clone())?;
+        self.inner.backend.participants(&group).await
+    }
+
+    /// Hands leadership to the contender `target` (an instance id from
+    /// [`participants`](Self::participants)), e.g. before restarting this process in
+    /// a rolling upgrade. The target is granted without waiting for a lease, and from
+    /// the moment this returns every write fenced by the current term is refused;
+    /// this process stays a contender behind it.
+    ///
+    /// Fails with `NotLeader` unless this service leads within its term,
+    /// `InvalidRequest` if `target` is this process, and `NotFound` if `target` does
+    /// not contend in the group.
+    pub async fn hand_off(&self, target: &str) -> Result<()> {
+        let (grant, group) = {
+            let s = self.inner.lock();
+            (s.current.clone(), s.group.clone())
+        };
+        let key = format!("leadership of group {group}");
+        let grant = grant.ok_or_else(|| Error::NotLeader {
+            key: key.clone(),
+            epoch: 0,
+        })?;
+        grant.fence.check_valid(key.as_str())?;
+        if target == self.inner.backend.instance_id() {
+            return Err(Error::InvalidRequest {
+                key,
+                message: format!("cannot hand off to `{target}`: it is this process, which already leads"),
+            });
+        }
+        let participants = self.participants().await?;
+        if !participants.iter().any(|p| p.id == target) {
+            let ids: Vec<&str> = participants.iter().map(|p| p.id.as_str()).collect();
+            return Err(Error::NotFound {
+                key: format!(
+                    "participant `{target}` of group {group} (participants: {})",
+                    ids.join(", ")
+                ),
+            });
+        }
+        tracing::info!(%group, %target, epoch = grant.epoch.0, "handing leadership off");
+        self.inner.driver.hand_off(&grant.fence, target).await?;
+        // The term is over: stop acting before the backend's revocation arrives.
+        let still_current = self.inner.lock().current.as_ref().map(|g| g.session_id) == Some(grant.session_id);
+        if still_current {
+            revoke(&self.inner);
+        }
+        Ok(())
     }
 
     /// Gives up leadership and leaves the election: published information of the

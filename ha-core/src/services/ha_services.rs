@@ -7,12 +7,13 @@ use super::checkpoints::RetainedViews;
 use super::metered::{MeteredCounter, MeteredStore};
 use super::{
     BlobStore, CheckpointIdCounter, CheckpointRetention, CompletedCheckpointStore, JobGraphStore, JobResultRetention,
-    JobResultStore, LeaderElectionService, LeaderRetrievalService, OnUnreadable, PayloadCleaner,
+    JobResultStore, LeaderElectionService, LeaderObserver, LeaderRetrievalService, OnUnreadable, PayloadCleaner,
+    DEFAULT_OBSERVE_INTERVAL,
 };
 use crate::config::{BackendRegistry, HaConfig};
-use crate::driver::{HaBackend, StoreNamespace};
+use crate::driver::{HaBackend, Participant, StoreNamespace};
 use crate::error::Result;
-use crate::ids::{ClusterId, ComponentId, JobId};
+use crate::ids::{ClusterId, ComponentId, ElectionGroup, JobId};
 use crate::storage::StateStorage;
 
 /// The election group used when an application does not choose one.
@@ -28,6 +29,7 @@ pub struct HaServices {
     on_unreadable: OnUnreadable,
     checkpoint_retention: CheckpointRetention,
     job_result_retention: JobResultRetention,
+    observe_interval: std::time::Duration,
     views: RetainedViews,
 }
 
@@ -46,7 +48,8 @@ impl HaServices {
         Ok(Self::new(backend, storage, config.num_retained())
             .with_on_unreadable(config.on_unreadable())
             .with_checkpoint_retention(config.checkpoint_retention())
-            .with_job_result_retention(config.job_result_retention()))
+            .with_job_result_retention(config.job_result_retention())
+            .with_observe_interval(config.observe_interval()))
     }
 
     /// Assembles services from parts (needs a Tokio runtime for the cleaner).
@@ -60,6 +63,7 @@ impl HaServices {
             on_unreadable: OnUnreadable::default(),
             checkpoint_retention: CheckpointRetention::default(),
             job_result_retention: JobResultRetention::default(),
+            observe_interval: DEFAULT_OBSERVE_INTERVAL,
             views: RetainedViews::default(),
         }
     }
@@ -119,6 +123,25 @@ impl HaServices {
     /// fail over independently).
     pub async fn leader_election_service(&self, group: &str) -> Result<LeaderElectionService> {
         LeaderElectionService::start(self.backend.clone(), group).await
+    }
+
+    /// The contenders of election `group` now (the leader first), read without
+    /// contending (Curator's `getParticipants`).
+    pub async fn participants(&self, group: &str) -> Result<Vec<Participant>> {
+        self.backend.participants(&ElectionGroup::new(group)?).await
+    }
+
+    /// Follows the leader of election `group` without contending, reading every
+    /// `high-availability.election.observe-interval`.
+    pub async fn leader_observer(&self, group: &str) -> Result<LeaderObserver> {
+        LeaderObserver::start(self.backend.clone(), group, self.observe_interval).await
+    }
+
+    /// Sets how often a [`LeaderObserver`] reads the participants
+    /// (`high-availability.election.observe-interval`).
+    pub fn with_observe_interval(mut self, interval: std::time::Duration) -> Self {
+        self.observe_interval = interval;
+        self
     }
 
     /// Watches the confirmed leader of `component`.

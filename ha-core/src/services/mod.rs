@@ -11,6 +11,7 @@ mod job_cleanup;
 mod job_graphs;
 mod job_results;
 mod metered;
+mod observer;
 mod retrieval;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub use health::{LeaderHealth, LeaderHealthCheck};
 pub use job_cleanup::{CleanupRetry, JobCleanup};
 pub use job_graphs::{JobGraph, JobGraphStore, JOB_GRAPH_PREFIX};
 pub use job_results::{JobResult, JobResultEntry, JobResultRetention, JobResultStore, ResultState, JOB_RESULT_PREFIX};
+pub use observer::{LeaderObserver, DEFAULT_OBSERVE_INTERVAL};
 pub use retrieval::LeaderRetrievalService;
 
 /// Status of a job, as far as HA storage cares.

@@ -1,7 +1,11 @@
 //! Election: one leader at a time, hand-over on resign and on crash, multiplexing,
-//! epochs, self-healing.
+//! epochs, self-healing; participants, observers and targeted hand-off
+//! (`participants`).
 
 use std::time::Duration;
+
+mod participants;
+pub use participants::{hand_off_to_named_participant, lists_participants, observer_sees_every_leader};
 
 use super::util::{component_id, contend, eventually, quick, single_leader};
 use crate::Ctx;

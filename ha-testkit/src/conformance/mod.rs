@@ -66,6 +66,7 @@ macro_rules! __conformance_case_list {
                 crash_handover_after_lease, components_share_one_term,
                 later_terms_have_higher_epochs, self_heals_deleted_leader_information,
                 self_heals_corrupt_leader_information, no_action_after_deadline,
+                lists_participants, observer_sees_every_leader, hand_off_to_named_participant,
             }
             retrieval {
                 sees_only_confirmed_leaders, follows_handover, starts_with_current_leader,
