@@ -176,14 +176,17 @@ pub(crate) struct Proc {
 
 /// Connects a process for `cluster` to `endpoints` (payloads in memory).
 pub(crate) async fn process(endpoints: Vec<String>, cluster: &ClusterId) -> Proc {
-    let etcd = EtcdBackend::connect(cluster, &config(endpoints))
-        .await
-        .expect("connect");
+    try_process(endpoints, cluster).await.expect("connect")
+}
+
+/// [`process`], or the error of connecting (e.g. the member has no raft leader yet).
+pub(crate) async fn try_process(endpoints: Vec<String>, cluster: &ClusterId) -> ha_core::Result<Proc> {
+    let etcd = EtcdBackend::connect(cluster, &config(endpoints)).await?;
     let storage = StateStorage::open(&format!("memory://{cluster}"), cluster, &Default::default()).expect("storage");
-    Proc {
+    Ok(Proc {
         ha: HaServices::new(Arc::new(etcd.clone()), storage, 1),
         etcd,
-    }
+    })
 }
 
 /// Joins the default group as `component`.
