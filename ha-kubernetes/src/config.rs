@@ -10,7 +10,8 @@
 //! | `retry-period` | 2 s | interval of renewals and acquisition attempts |
 //! | `lock` | `configmap` | where the leader lock lives: `configmap` (an annotation on the cluster ConfigMap, as Flink) or `lease` (a coordination.k8s.io/v1 Lease per election group; renewals leave the HA ConfigMaps alone) |
 //!
-//! `lease-duration > renew-deadline > retry-period` is enforced. Every API request is
+//! `lease-duration ≥ renew-deadline > retry-period` is enforced (equal lease and deadline,
+//! Flink's defaults, are accepted with a warning: no margin for clock-rate drift). Every API request is
 //! bounded by `max(retry-period, renew-deadline / 2)`, which is below the deadline.
 
 use std::path::PathBuf;
@@ -64,7 +65,7 @@ impl Default for LeaseTimings {
 }
 
 impl LeaseTimings {
-    /// Timings from the three durations; checks `lease > deadline > retry > 0`.
+    /// Timings from the three durations; checks `lease ≥ deadline > retry > 0`.
     pub fn new(lease_duration: Duration, renew_deadline: Duration, retry_period: Duration) -> Result<Self> {
         let t = Self {
             lease_duration,
@@ -88,14 +89,26 @@ impl LeaseTimings {
                 ),
             ));
         }
-        if self.lease_duration <= self.renew_deadline {
+        if self.lease_duration < self.renew_deadline {
             return Err(Error::config(
                 key("lease-duration"),
                 format!(
-                    "must be greater than renew-deadline ({:?}), got {:?}",
+                    "must be at least renew-deadline ({:?}), got {:?}",
                     self.renew_deadline, self.lease_duration
                 ),
             ));
+        }
+        if self.lease_duration == self.renew_deadline {
+            // Flink's defaults (15 s and 15 s). Still safe: a leader's validity ends
+            // renew-deadline after it *sent* its last renewal, and no contender can
+            // take over before lease-duration after it *saw* that renewal; but no
+            // margin is left for clocks running at different rates.
+            tracing::warn!(
+                lease_duration = ?self.lease_duration,
+                "{} equals {}: accepted as Flink does, but a renew deadline below the lease leaves a margin for clock-rate drift",
+                key("renew-deadline"),
+                key("lease-duration"),
+            );
         }
         Ok(())
     }
@@ -217,8 +230,15 @@ mod tests {
             Duration::from_millis(200)
         )
         .is_ok());
-        let e = LeaseTimings::new(
+        // Equal lease and deadline (Flink's defaults) are accepted; a shorter lease not.
+        assert!(LeaseTimings::new(
             Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_millis(200)
+        )
+        .is_ok());
+        let e = LeaseTimings::new(
+            Duration::from_millis(900),
             Duration::from_secs(1),
             Duration::from_millis(200),
         )

@@ -126,3 +126,16 @@ fn lock_kind_is_configmap_or_lease() {
         "{e}"
     );
 }
+
+/// Flink's own defaults written out (lease 15 s, renew deadline 15 s, retry 5 s) load
+/// unchanged: an equal renew deadline is accepted (with a warning), a shorter lease
+/// is still refused.
+#[test]
+fn flink_default_timings_written_out_load() {
+    let flink = "high-availability.kubernetes.leader-election.lease-duration: 15 s\nhigh-availability.kubernetes.leader-election.renew-deadline: 15 s\nhigh-availability.kubernetes.leader-election.retry-period: 5 s\n";
+    let config = config(flink);
+    registry().validate(&config).unwrap();
+    let k = KubernetesConfig::from_ha_config(&config).unwrap();
+    assert_eq!(k.timings.lease_duration, Duration::from_secs(15));
+    assert_eq!(k.timings.renew_deadline, Duration::from_secs(15));
+}

@@ -24,7 +24,7 @@
 //! | `high-availability.type` | `NONE` | `embedded` | same meaning: no external HA service |
 //! | `high-availability.cluster-id` | `/default` | `default` | ids are DNS-1123 labels |
 //! | `high-availability.zookeeper.path.root` | `/flink` | `/ha` | the znode layout is ha-rs's own, not Flink's |
-//! | `high-availability.kubernetes.leader-election.renew-deadline` | 15 s | 10 s | ha-rs requires lease-duration > renew-deadline > retry-period (client-go's rule) |
+//! | `high-availability.kubernetes.leader-election.renew-deadline` | 15 s | 10 s | ha-rs requires lease-duration ≥ renew-deadline > retry-period; equal values (Flink's defaults) are accepted with a warning, a lower renew-deadline leaves a margin for clock-rate drift |
 //! | `high-availability.kubernetes.leader-election.retry-period` | 5 s | 2 s | as client-go's examples |
 //! | `execution.checkpointing.externalized-checkpoint-retention` | `NO_EXTERNALIZED_CHECKPOINTS` | same | |
 //! | `job-result-store.delete-on-commit` | `true` | same | |
