@@ -5,16 +5,20 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ha_core::driver::StateHandleStore;
 use ha_core::embedded::{EmbeddedBackend, EmbeddedCluster};
 use ha_core::storage::StateStorage;
 use ha_core::{
-    ClusterId, CompletedCheckpoint, ComponentId, Error, HaServices, JobGraph, JobId, JobResult, JobStatus,
-    LeaderElection, LeaderElectionService, DEFAULT_ELECTION_GROUP,
+    ClusterId, CompletedCheckpoint, CompletedCheckpointStore, ComponentId, Error, Fence, HaBackend, HaServices,
+    JobGraph, JobId, JobResult, JobStatus, LeaderElection, LeaderElectionService, PayloadCleaner, StoreNamespace,
+    Version, Versioned, DEFAULT_ELECTION_GROUP,
 };
+use tokio::sync::{Notify, Semaphore};
 
 const LEASE: Duration = Duration::from_secs(2);
 
@@ -176,4 +180,126 @@ async fn checkpoints_counter_graphs_and_results_through_a_failover() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A state-handle store that stops at its first `get_and_lock` until released: a
+/// recovery that has listed the entries and is about to read them.
+struct GatedStore {
+    inner: Arc<dyn StateHandleStore>,
+    first: AtomicBool,
+    reached: Notify,
+    gate: Semaphore,
+}
+
+#[async_trait::async_trait]
+impl StateHandleStore for GatedStore {
+    async fn add_and_lock(&self, fence: &Fence, name: &str, value: Bytes) -> ha_core::Result<Version> {
+        self.inner.add_and_lock(fence, name, value).await
+    }
+    async fn replace(&self, fence: &Fence, name: &str, expected: Version, value: Bytes) -> ha_core::Result<Version> {
+        self.inner.replace(fence, name, expected, value).await
+    }
+    async fn get(&self, name: &str) -> ha_core::Result<Option<Versioned<Bytes>>> {
+        self.inner.get(name).await
+    }
+    async fn get_and_lock(&self, name: &str) -> ha_core::Result<Versioned<Bytes>> {
+        if self.first.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.gate.acquire().await.unwrap().forget();
+        }
+        self.inner.get_and_lock(name).await
+    }
+    async fn list(&self) -> ha_core::Result<Vec<String>> {
+        self.inner.list().await
+    }
+    async fn release(&self, name: &str) -> ha_core::Result<()> {
+        self.inner.release(name).await
+    }
+    async fn release_and_try_remove(&self, fence: &Fence, name: &str) -> ha_core::Result<bool> {
+        self.inner.release_and_try_remove(fence, name).await
+    }
+    async fn lock_owners(&self, name: &str) -> ha_core::Result<Vec<String>> {
+        self.inner.lock_owners(name).await
+    }
+}
+
+fn checkpoint(job: &JobId, id: u64) -> CompletedCheckpoint {
+    CompletedCheckpoint {
+        job_id: job.clone(),
+        checkpoint_id: id,
+        data: Bytes::from(format!("checkpoint {id}")),
+    }
+}
+
+/// A recovery that lists the checkpoints, is paused past its term while a newer
+/// leader subsumes them, and then reads on, must not report what it read as the
+/// job's state: it is refused as `NotLeader`, like any act after the term.
+#[tokio::test(start_paused = true)]
+async fn a_recovery_that_outlives_its_term_is_refused() {
+    let c = cluster();
+    let a = process(&c);
+    let b = process(&c);
+    let job = JobId::random();
+    let (_sa, mut ea) = contend(&a).await;
+    let ga = ea.granted().await.unwrap();
+    let store_a = a.ha.completed_checkpoint_store(&job).await.unwrap();
+    for id in 1..=2 {
+        store_a.add_checkpoint(&ga.fence, checkpoint(&job, id)).await.unwrap();
+    }
+    let inner = a
+        .backend
+        .state_handle_store(&StoreNamespace::Checkpoints(job.clone()))
+        .await
+        .unwrap();
+    let gated = Arc::new(GatedStore {
+        inner,
+        first: AtomicBool::new(true),
+        reached: Notify::new(),
+        gate: Semaphore::new(0),
+    });
+    let storage = StateStorage::open(
+        &format!("memory://services-{}", c.cluster_id()),
+        c.cluster_id(),
+        &Default::default(),
+    )
+    .unwrap();
+    let recovering = CompletedCheckpointStore::new(
+        job.clone(),
+        gated.clone(),
+        storage.clone(),
+        PayloadCleaner::start(storage),
+        2,
+    );
+    let fence = ga.fence.clone();
+    let recovery = tokio::spawn(async move { recovering.recover(&fence).await });
+    gated.reached.notified().await;
+
+    // A stops renewing (a pause); B is granted and subsumes both checkpoints.
+    a.backend.pause();
+    let (_sb, mut eb) = contend(&b).await;
+    let gb = eb.granted().await.unwrap();
+    let store_b = b.ha.completed_checkpoint_store(&job).await.unwrap();
+    assert_eq!(
+        store_b
+            .recover(&gb.fence)
+            .await
+            .unwrap()
+            .latest()
+            .unwrap()
+            .checkpoint_id,
+        2
+    );
+    for id in 3..=4 {
+        store_b.add_checkpoint(&gb.fence, checkpoint(&job, id)).await.unwrap();
+    }
+    assert_eq!(store_b.checkpoint_ids().await.unwrap(), vec![3, 4]);
+
+    // A resumes (with a new session, as a ZooKeeper client after its session expired)
+    // and reads on: what it listed is not the job's state any more.
+    a.backend.resume();
+    gated.gate.add_permits(1);
+    match recovery.await.unwrap() {
+        Err(e) if e.is_not_leader() => {}
+        other => panic!("a recovery that outlived its term must be refused, got {other:?}"),
+    }
 }

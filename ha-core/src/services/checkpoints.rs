@@ -488,6 +488,10 @@ impl CompletedCheckpointStore {
                 Err(e) => return Err(e),
             }
         }
+        // What was listed and read is the job's state only if no newer term can have
+        // changed it meanwhile: a recovery paused past its term (a newer leader may
+        // have subsumed or added entries) is refused like any act after the term.
+        fence.check_valid(format!("jobs/{}/checkpoints", self.job_id))?;
         let all_missing = !storage_answered
             && unreadable
                 .iter()
