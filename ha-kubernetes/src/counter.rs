@@ -40,12 +40,7 @@ impl CheckpointIdCounterDriver for KubeCounter {
     async fn read(&self) -> Result<Option<Versioned<u64>>> {
         self.core.check_open()?;
         self.core.claim(&self.config_map).await?;
-        let cm = self
-            .core
-            .cms
-            .get(&self.config_map)
-            .await
-            .map_err(|e| e.into_error("get", &self.key))?;
+        let cm = self.core.get_config_map(&self.config_map, "get", &self.key).await?;
         cm.and_then(|c| c.data)
             .and_then(|d| d.get(COUNTER_KEY).cloned())
             .map(|raw| {

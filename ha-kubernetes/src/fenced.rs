@@ -115,7 +115,7 @@ impl Shared {
             }
         }
         for _ in 0..MAX_ATTEMPTS {
-            let Some(mut cm) = self.cms.get(name).await.map_err(|e| e.into_error("claim", name))? else {
+            let Some(mut cm) = self.get_config_map(name, "claim", name).await? else {
                 return Ok(());
             };
             let data = cm.data.get_or_insert_with(Default::default);
@@ -151,12 +151,16 @@ impl Shared {
             };
             data.insert(EPOCH_KEY.to_string(), record.to_json());
             match self.cms.replace(name, &cm).await {
-                Ok(_) => {
+                Ok(cm) => {
+                    self.last_seen.put(name, cm);
                     self.note_claim(name, &fence);
                     return Ok(());
                 }
                 Err(ApiError::Conflict) => continue,
-                Err(e) => return Err(e.into_error("claim", name)),
+                Err(e) => {
+                    self.last_seen.forget(name);
+                    return Err(e.into_error("claim", name));
+                }
             }
         }
         Err(Error::VersionConflict { key: name.to_string() })
@@ -264,10 +268,29 @@ impl Shared {
         .await
     }
 
+    /// Reads `name` from the API server and keeps what it saw for the next fenced
+    /// write to it (see `last_seen`).
+    pub(crate) async fn get_config_map(&self, name: &str, op: &'static str, key: &str) -> Result<Option<ConfigMap>> {
+        let cm = self.cms.get(name).await.map_err(|e| e.into_error(op, key))?;
+        match &cm {
+            Some(cm) => self.last_seen.put(name, cm.clone()),
+            None => self.last_seen.forget(name),
+        }
+        Ok(cm)
+    }
+
     /// Reads `name`, fences, applies `f` to its data and writes the result back with a
     /// resourceVersion precondition, retrying from the read when the ConfigMap changed
     /// in between. The fence check uses the same read as the write, so it holds at the
     /// moment the write lands. `key` names the entry in errors.
+    ///
+    /// The read is the ConfigMap as this instance last saw it (`last_seen`: its
+    /// previous read or the reply to its previous write) if kept, so a leader's
+    /// repeated writes are one guarded replace each. Fencing is as strong: the epoch or
+    /// lock check runs on exactly the object the replace is guarded by, and a replace
+    /// of a stale copy is refused (409) and starts over from a fresh read. Anything
+    /// decided without a write (no change, an error of `f` or of the fence check) is
+    /// decided again on a fresh read.
     ///
     /// With [`Fencing::Epoch`] the write also claims the ConfigMap for the fence's
     /// term (raises its `epoch`); creating it (`create`) is registered in the cluster
@@ -297,54 +320,73 @@ impl Shared {
             if let Fencing::Lock(fence) | Fencing::Epoch(fence) = fencing {
                 self.check_local(fence, key)?;
             }
-            let current = self.cms.get(name).await.map_err(|e| e.into_error(op, key))?;
+            let cached = self.last_seen.get(name);
+            let from_cache = cached.is_some();
+            let current = match cached {
+                Some(cm) => Some((*cm).clone()),
+                None => self.get_config_map(name, op, key).await?,
+            };
             let mut data = current.as_ref().and_then(|c| c.data.clone()).unwrap_or_default();
-            let mut raise = None;
-            let mut registered = false;
-            match (fencing, &stamp) {
-                // (`Epoch` always has its stamp key.)
-                (Fencing::Unfenced, _) | (Fencing::Epoch(_), None) => {}
-                (Fencing::Lock(fence), None) => {
-                    let cm = current.as_ref().ok_or_else(|| fence.rejected(key))?;
-                    Self::check_lock(cm, fence, key)?;
-                }
-                (Fencing::Lock(fence) | Fencing::Epoch(fence), Some(_)) if current.is_none() => {
-                    if create && !creates_cluster {
-                        self.register_creation(name, fence, key).await?;
-                        registered = true;
-                        raise = EpochRecord::for_fence(fence);
-                    } else {
-                        // Nothing to compare with: the lock record decides.
-                        self.check_lock_fresh(fence, op, key).await?;
-                        if creates_cluster {
-                            raise = EpochRecord::for_fence(fence);
-                        }
+            let prepared = async {
+                let mut raise = None;
+                let mut registered = false;
+                match (fencing, &stamp) {
+                    // (`Epoch` always has its stamp key.)
+                    (Fencing::Unfenced, _) | (Fencing::Epoch(_), None) => {}
+                    (Fencing::Lock(fence), None) => {
+                        let cm = current.as_ref().ok_or_else(|| fence.rejected(key))?;
+                        Self::check_lock(cm, fence, key)?;
                     }
-                }
-                (Fencing::Lock(fence) | Fencing::Epoch(fence), Some(stamp)) => {
-                    let stored = data.get(stamp).and_then(|r| EpochRecord::parse(r));
-                    match epoch::check(stored.as_ref(), fence)? {
-                        EpochCheck::Stale => return Err(fence.rejected(key)),
-                        EpochCheck::Current => {}
-                        EpochCheck::Raise => {
-                            // An own term raising an older epoch is proven by its
-                            // local validity; anything else by the lock record.
-                            let own = epoch::parse_token(fence).is_some_and(|(_, h)| self.is_own(h));
-                            if !own || !epoch::strictly_older(stored.as_ref(), fence) {
-                                self.check_lock_fresh(fence, op, key).await?;
+                    (Fencing::Lock(fence) | Fencing::Epoch(fence), Some(_)) if current.is_none() => {
+                        if create && !creates_cluster {
+                            self.register_creation(name, fence, key).await?;
+                            registered = true;
+                            raise = EpochRecord::for_fence(fence);
+                        } else {
+                            // Nothing to compare with: the lock record decides.
+                            self.check_lock_fresh(fence, op, key).await?;
+                            if creates_cluster {
+                                raise = EpochRecord::for_fence(fence);
                             }
-                            raise = EpochRecord::for_fence(fence);
+                        }
+                    }
+                    (Fencing::Lock(fence) | Fencing::Epoch(fence), Some(stamp)) => {
+                        let stored = data.get(stamp).and_then(|r| EpochRecord::parse(r));
+                        match epoch::check(stored.as_ref(), fence)? {
+                            EpochCheck::Stale => return Err(fence.rejected(key)),
+                            EpochCheck::Current => {}
+                            EpochCheck::Raise => {
+                                // An own term raising an older epoch is proven by its
+                                // local validity; anything else by the lock record.
+                                let own = epoch::parse_token(fence).is_some_and(|(_, h)| self.is_own(h));
+                                if !own || !epoch::strictly_older(stored.as_ref(), fence) {
+                                    self.check_lock_fresh(fence, op, key).await?;
+                                }
+                                raise = EpochRecord::for_fence(fence);
+                            }
                         }
                     }
                 }
+                Ok::<_, Error>((f(&mut data)?, raise, registered))
             }
-            let (value, delete) = match f(&mut data)? {
+            .await;
+            let (apply, raise, registered) = match prepared {
+                // Decided without a write on a kept copy: decide again on a fresh read.
+                Ok((Apply::Keep(_), ..)) | Err(_) if from_cache => {
+                    self.last_seen.forget(name);
+                    continue;
+                }
+                Ok(p) => p,
+                Err(e) => return Err(e),
+            };
+            let (value, delete) = match apply {
                 Apply::Keep(v) => return Ok(v),
                 Apply::Write(v) => (v, false),
                 Apply::Delete(v) => (v, true),
             };
             if delete {
                 let Some(cm) = current else { return Ok(value) };
+                self.last_seen.forget(name);
                 match self.cms.delete(name, cm.metadata.resource_version.clone()).await {
                     Ok(_) => {
                         self.claimed().remove(name);
@@ -359,6 +401,10 @@ impl Shared {
             }
             let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
             if size > MAX_CONFIG_MAP_BYTES {
+                if from_cache {
+                    self.last_seen.forget(name);
+                    continue;
+                }
                 return Err(Error::TooLarge {
                     key: format!("{key} (ConfigMap {name})"),
                     size,
@@ -379,21 +425,35 @@ impl Shared {
                 self.created().push(format!("{PENDING_PREFIX}{name}"));
             }
             match written {
-                Ok(_) => {
+                Ok(cm) => {
+                    self.last_seen.put(name, cm);
                     if let Fencing::Epoch(fence) = fencing {
                         self.note_claim(name, fence);
                     }
                     return Ok(value);
                 }
-                Err(ApiError::Conflict) => continue,
+                // Changed since it was read, or (a kept copy) deleted since: start over
+                // from a fresh read.
+                Err(ApiError::Conflict) => {
+                    self.last_seen.forget(name);
+                    continue;
+                }
+                Err(ApiError::NotFound) if from_cache => {
+                    self.last_seen.forget(name);
+                    continue;
+                }
                 Err(ApiError::TooLarge) => {
+                    self.last_seen.forget(name);
                     return Err(Error::TooLarge {
                         key: format!("{key} (ConfigMap {name})"),
                         size,
                         limit: MAX_CONFIG_MAP_BYTES,
-                    })
+                    });
                 }
-                Err(e) => return Err(e.into_error(op, key)),
+                Err(e) => {
+                    self.last_seen.forget(name);
+                    return Err(e.into_error(op, key));
+                }
             }
         }
         Err(Error::VersionConflict { key: key.to_string() })

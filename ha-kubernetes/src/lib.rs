@@ -9,6 +9,7 @@ mod entry;
 mod epoch;
 mod error;
 mod fenced;
+mod last_seen;
 mod layout;
 mod leader_record;
 mod lock;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::client::ConfigMaps;
 use crate::config::LeaseTimings;
 use crate::epoch;
+use crate::last_seen::LastSeen;
 use crate::layout::{Layout, DEFAULT_GROUP};
 use crate::lock::Locks;
 use crate::session::Sessions;
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) snapshots: watch::Receiver<Snapshot>,
     pub(crate) sessions: Sessions,
     pub(crate) locks: Locks,
+    /// ConfigMaps as the last fenced read-modify-write saw them (see `last_seen`).
+    pub(crate) last_seen: LastSeen,
     terms: Mutex<HashMap<String, Term>>,
     /// ConfigMaps this instance has claimed: name → `(holder, epoch)` of the term.
     claimed: Mutex<HashMap<String, (String, u64)>>,
@@ -77,6 +80,7 @@ impl Shared {
             snapshots,
             sessions,
             locks,
+            last_seen: LastSeen::default(),
             terms: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             created: Mutex::new(Vec::new()),

@@ -113,7 +113,7 @@ impl KubeStore {
         if !matches!(self.location, Location::JobResults) {
             self.core.claim(cm).await?;
         }
-        self.core.cms.get(cm).await.map_err(|e| e.into_error("get", key))
+        self.core.get_config_map(cm, "get", key).await
     }
 
     async fn read_entry(&self, name: &str) -> Result<Option<Entry>> {
