@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 
 use ha_core::{ClusterId, ComponentId, HaServices, LeaderElection, DEFAULT_ELECTION_GROUP};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::procs::{address, Role};
 use crate::systems::{Endpoints, Kind};
@@ -23,12 +22,16 @@ fn say(line: &str) {
 
 /// Resolves once stdin says `close` (or ends).
 async fn close_requested() {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(l)) = lines.next_line().await {
-        if l.trim() == "close" {
-            return;
+    let _ = tokio::task::spawn_blocking(|| {
+        for line in std::io::stdin().lines() {
+            match line {
+                Ok(l) if l.trim() == "close" => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// Confirms `me` on every grant (having submitted `jobs` jobs in the first term), until
