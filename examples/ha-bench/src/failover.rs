@@ -78,7 +78,7 @@ pub(crate) async fn once(endpoints: &Endpoints, kind: Kind, jobs: usize) -> BoxR
         ..endpoints.clone()
     };
     let cluster = ClusterId::random("bench-failover");
-    let mut cmd = endpoints.self_command(&["contender", "--kind", kind.name(), "--cluster", &cluster.to_string()])?;
+    let mut cmd = endpoints.self_command(&["contender", "--kind", kind.name(), "--cluster", cluster.as_ref()])?;
     cmd.args(["--id", "a", "--role", "contender", "--jobs", &jobs.to_string()]);
     let mut leader = Proc::spawn(cmd, "failover leader")?;
     // Submitting 10,000 jobs takes a while on a shared machine.

@@ -19,8 +19,13 @@ fn rows<'a>(ms: &'a [Measurement], names: &[(&str, &str)]) -> Vec<Row<'a>> {
     let mut out = Vec::new();
     for m in ms {
         if let Some((_, short)) = names.iter().find(|(n, _)| *n == m.name) {
+            // Rows of ha-rs carry the bare backend name.
+            let system = match m.backend.as_str() {
+                b @ ("embedded" | "zookeeper" | "etcd" | "kubernetes") => format!("ha-rs {b}"),
+                other => other.to_string(),
+            };
             out.push(Row {
-                label: format!("{} {short}", m.backend),
+                label: format!("{system} {short}"),
                 m,
             });
         }
