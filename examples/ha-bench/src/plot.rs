@@ -124,7 +124,7 @@ fn failover(area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, ms: &[Me
             };
             chart
                 .draw_series(std::iter::once(PathElement::new(pts.clone(), style)))?
-                .label(format!("{b} {what}"))
+                .label(format!("ha-rs {b} {what}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         }
