@@ -13,7 +13,8 @@ use crate::BoxResult;
 /// The component every system contends for.
 const COMPONENT: &str = "dispatcher";
 
-fn say(line: &str) {
+/// Prints one protocol line and flushes.
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -21,7 +22,7 @@ fn say(line: &str) {
 }
 
 /// Resolves once stdin says `close` (or ends).
-async fn close_requested() {
+pub(crate) async fn close_requested() {
     let _ = tokio::task::spawn_blocking(|| {
         for line in std::io::stdin().lines() {
             match line {

@@ -91,6 +91,18 @@ enum Command {
         #[command(flatten)]
         endpoints: Endpoints,
     },
+    /// Internal: one etcd election API contender or retriever process.
+    #[command(hide = true)]
+    EtcdElection {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        role: procs::Role,
+        #[command(flatten)]
+        endpoints: Endpoints,
+    },
     /// Internal: one ha-rs contender or retriever process of the hand-over measurement.
     #[command(hide = true)]
     Contender {
@@ -231,6 +243,18 @@ async fn main() {
                 1
             }
         },
+        Some(Command::EtcdElection {
+            name,
+            id,
+            role,
+            endpoints,
+        }) => match etcd_election::run(&endpoints, &name, &id, role).await {
+            Ok(()) => 0,
+            Err(e) => {
+                println!("FATAL {e}");
+                1
+            }
+        },
         None => match run(&cli.opts).await {
             Ok(()) => 0,
             Err(e) => {
@@ -332,22 +356,10 @@ async fn run(opts: &Opts) -> BoxResult<()> {
                         }
                     }
                     Kind::Etcd => {
-                        let endpoints = e.etcd_endpoints()?;
-                        let endpoints = &endpoints;
                         peers.push(
-                            handovers(
-                                &mut report,
-                                "etcd-election-api",
-                                ttl,
-                                &plan,
-                                |crash, runs, budget| async move {
-                                    let granted = etcd_election::measure(endpoints, ttl, crash, runs, budget).await?;
-                                    Ok(procs::Samples {
-                                        granted,
-                                        retrieved: Vec::new(),
-                                    })
-                                },
-                            )
+                            handovers(&mut report, "etcd-election-api", ttl, &plan, |crash, runs, budget| {
+                                etcd_election::measure(e, crash, runs, budget)
+                            })
                             .await,
                         );
                     }
