@@ -104,6 +104,9 @@ fn quick_run_reports_every_measurement() {
         );
     }
     let mut peers = vec!["curator-leaderlatch", "etcd-election-api"];
+    // etcd's election API runs as contender and observer processes too.
+    expected.extend(["graceful_handover_retrieved", "crash_handover_retrieved"].map(|n| ("etcd-election-api", n)));
+    expected.extend(["graceful_retrieved_vs_peer", "crash_retrieved_vs_peer"].map(|n| ("etcd", n)));
     if flink_jars_present() {
         peers.extend(["flink-ha-zookeeper", "flink-ha-kubernetes"]);
         for (b, peer) in [
