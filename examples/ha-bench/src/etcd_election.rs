@@ -1,14 +1,18 @@
-//! Peer: etcd's own election API (`v3election` Campaign/Resign) through
-//! `etcd-client`, measured like ha-rs: graceful = resign, crash = the leader's lease
-//! keep-alive stops and the lease expires.
+//! Peer: etcd's own election API (`v3election` Campaign/Observe/Resign) through
+//! `etcd-client`, one process per contender and a retriever process, driven like ha-rs
+//! and the JVM peers ([`crate::procs`]). The campaign value is the address, so a won
+//! campaign is a confirmed leader; the retriever observes the election. Graceful =
+//! resign and revoke the lease; crash = SIGKILL (the lease expires after its TTL).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Client, ResignOptions};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use crate::handover::QUEUE_SETTLE;
-use crate::{BoxResult, Budget};
+use crate::procs::{self, address, Role, Samples};
+use crate::systems::Endpoints;
+use crate::{contender, BoxResult, Budget};
 
 /// A lease kept alive every TTL/3 until the task is aborted.
 async fn kept_lease(client: &Client, ttl: Duration) -> BoxResult<(i64, JoinHandle<()>)> {
@@ -28,67 +32,61 @@ async fn kept_lease(client: &Client, ttl: Duration) -> BoxResult<(i64, JoinHandl
     Ok((id, task))
 }
 
-async fn once(endpoints: &[String], ttl: Duration, crash: bool) -> BoxResult<Duration> {
-    let limit = ttl * 10 + Duration::from_secs(10);
-    let name = format!("/ha-bench-election/{}", uuid_like());
-    // Separate clients (connections) as separate processes would have.
-    let mut a = Client::connect(endpoints, None).await?;
-    let mut b = Client::connect(endpoints, None).await?;
-    let (lease_a, keep_a) = kept_lease(&a, ttl).await?;
-    let (lease_b, keep_b) = kept_lease(&b, ttl).await?;
-
-    let won = tokio::time::timeout(limit, a.campaign(name.as_str(), "a", lease_a)).await??;
-    let leader_key = won.leader().cloned().ok_or("campaign returned no leader key")?;
-
-    let follower = {
-        let name = name.clone();
-        let mut b = b.clone();
-        tokio::spawn(async move {
-            let r = b.campaign(name.as_str(), "b", lease_b).await;
-            (Instant::now(), r.map(|_| ()))
-        })
-    };
-    tokio::time::sleep(QUEUE_SETTLE).await;
-    if follower.is_finished() {
-        return Err("etcd election follower won while the leader was alive".into());
-    }
-
-    let start = Instant::now();
-    if crash {
-        keep_a.abort();
-    } else {
-        a.resign(Some(ResignOptions::new().with_leader(leader_key))).await?;
-    }
-    let (won_at, result) = tokio::time::timeout(limit, follower).await??;
-    result?;
-    let elapsed = won_at.duration_since(start);
-
-    keep_a.abort();
-    keep_b.abort();
-    let _ = a.lease_revoke(lease_a).await;
-    let _ = b.lease_revoke(lease_b).await;
-    Ok(elapsed)
-}
-
-/// A unique election name suffix without pulling in another crate.
-fn uuid_like() -> String {
-    ha_core::ClusterId::random("e").to_string()
-}
-
-/// Up to `runs` hand-overs within `budget`.
-pub(crate) async fn measure(
-    endpoints: &[String],
-    ttl: Duration,
-    crash: bool,
-    runs: usize,
-    budget: Budget,
-) -> BoxResult<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        if budget.exhausted() && !samples.is_empty() {
-            break;
+/// One process (`ha-bench etcd-election`): campaigns for `name` as `id`, or observes it.
+pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role) -> BoxResult<()> {
+    let mut client = Client::connect(endpoints.etcd_endpoints()?, None).await?;
+    match role {
+        Role::Retriever => {
+            // The observe call returns with the first leader, so it runs inside the watch.
+            contender::say("READY");
+            let watch = async {
+                let Ok(mut stream) = client.observe(name).await else {
+                    return;
+                };
+                while let Ok(Some(resp)) = stream.message().await {
+                    if let Some(kv) = resp.kv() {
+                        contender::say(&format!("ADDR {}", String::from_utf8_lossy(kv.value())));
+                    }
+                }
+            };
+            tokio::select! {
+                () = watch => {}
+                () = contender::close_requested() => {}
+            }
         }
-        samples.push(once(endpoints, ttl, crash).await?);
+        Role::Contender => {
+            let (lease, keep) = kept_lease(&client, endpoints.ttl()).await?;
+            let me = address(id);
+            contender::say("READY");
+            // One stdin reader for the whole process: it is polled in both waits.
+            let close = contender::close_requested();
+            tokio::pin!(close);
+            let mut c = client.clone();
+            let won = tokio::select! {
+                r = c.campaign(name, me.as_str(), lease) => Some(r?),
+                () = &mut close => None,
+            };
+            if let Some(key) = won.and_then(|w| w.leader().cloned()) {
+                contender::say(&format!("LEADER {me}"));
+                (&mut close).await;
+                client.resign(Some(ResignOptions::new().with_leader(key))).await?;
+            }
+            keep.abort();
+            let _ = client.lease_revoke(lease).await;
+        }
     }
-    Ok(samples)
+    contender::say("CLOSED");
+    Ok(())
+}
+
+/// Up to `runs` hand-overs between election-API contender processes, watched by an
+/// observing retriever process.
+pub(crate) async fn measure(endpoints: &Endpoints, crash: bool, runs: usize, budget: Budget) -> BoxResult<Samples> {
+    let name = format!("/ha-bench-election/{}", ha_core::ClusterId::random("e"));
+    let spawn = |id: &str, role: Role| -> BoxResult<Command> {
+        let mut cmd = endpoints.self_command(&["etcd-election", "--name", &name, "--id", id])?;
+        cmd.args(["--role", role.name()]);
+        Ok(cmd)
+    };
+    procs::measure(&spawn, endpoints.ttl(), crash, runs, budget).await
 }

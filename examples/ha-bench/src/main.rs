@@ -12,10 +12,15 @@
 //! cargo run --release -p ha-bench -- --quick --backends zookeeper,etcd
 //! ```
 
+mod contender;
 mod counter;
 mod curator;
 mod etcd_election;
+mod failover;
+mod flink;
 mod handover;
+mod plot;
+mod procs;
 mod raw;
 mod report;
 mod scale;
@@ -58,6 +63,8 @@ enum Section {
     Counter,
     /// Many components in one process.
     Scale,
+    /// Failover (crash → granted, → all jobs recovered) by number of jobs.
+    Failover,
 }
 
 #[derive(Parser, Debug)]
@@ -84,6 +91,35 @@ enum Command {
         #[command(flatten)]
         endpoints: Endpoints,
     },
+    /// Internal: one etcd election API contender or retriever process.
+    #[command(hide = true)]
+    EtcdElection {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        role: procs::Role,
+        #[command(flatten)]
+        endpoints: Endpoints,
+    },
+    /// Internal: one ha-rs contender or retriever process of the hand-over measurement.
+    #[command(hide = true)]
+    Contender {
+        #[arg(long)]
+        kind: Kind,
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        role: procs::Role,
+        /// Jobs to submit once granted (failover measurement).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        #[command(flatten)]
+        endpoints: Endpoints,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -95,7 +131,7 @@ struct Opts {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Embedded, Kind::Zookeeper, Kind::Etcd, Kind::Kubernetes])]
     backends: Vec<Kind>,
     /// Measurements to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Handover, Section::Writes, Section::Counter, Section::Scale])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Handover, Section::Writes, Section::Counter, Section::Scale, Section::Failover])]
     only: Vec<Section>,
     /// Skip the peers (Curator LeaderLatch, etcd election API).
     #[arg(long)]
@@ -121,9 +157,16 @@ struct Opts {
     /// Components in one process [default: 10000, quick: 500].
     #[arg(long)]
     components: Option<usize>,
+    /// Job counts of the failover measurement, e.g. `1,100,1000,10000`
+    /// [default: 1,100,1000, quick: 1,10].
+    #[arg(long, value_delimiter = ',')]
+    failover_jobs: Vec<usize>,
     /// Renew periods counted while idle [default: 5, quick: 1].
     #[arg(long)]
     idle_periods: Option<u32>,
+    /// Also draw the hand-over distributions and failover times into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
     /// Time budget of each measurement, in seconds [default: 90, quick: 15].
     #[arg(long)]
     budget_secs: Option<u64>,
@@ -137,6 +180,7 @@ struct Plan {
     counter_ops: usize,
     counter_rounds: usize,
     components: usize,
+    failover_jobs: Vec<usize>,
     idle_periods: u32,
     budget: Duration,
 }
@@ -152,6 +196,11 @@ impl Opts {
             counter_ops: pick(self.counter_ops, 800, 64),
             counter_rounds: pick(self.counter_rounds, 3, 1),
             components: pick(self.components, 10_000, 500),
+            failover_jobs: match (&self.failover_jobs[..], q) {
+                ([], false) => vec![1, 100, 1000],
+                ([], true) => vec![1, 10],
+                (jobs, _) => jobs.to_vec(),
+            },
             idle_periods: self.idle_periods.unwrap_or(if q { 1 } else { 5 }).max(1),
             budget: Duration::from_secs(self.budget_secs.unwrap_or(if q { 15 } else { 90 })),
         }
@@ -177,6 +226,32 @@ async fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("ha-bench scale-child: {e}");
+                1
+            }
+        },
+        Some(Command::Contender {
+            kind,
+            cluster,
+            id,
+            role,
+            jobs,
+            endpoints,
+        }) => match contender::run(&endpoints, kind, &cluster, &id, role, jobs).await {
+            Ok(()) => 0,
+            Err(e) => {
+                println!("FATAL {e}");
+                1
+            }
+        },
+        Some(Command::EtcdElection {
+            name,
+            id,
+            role,
+            endpoints,
+        }) => match etcd_election::run(&endpoints, &name, &id, role).await {
+            Ok(()) => 0,
+            Err(e) => {
+                println!("FATAL {e}");
                 1
             }
         },
@@ -210,34 +285,88 @@ async fn run(opts: &Opts) -> BoxResult<()> {
             None
         };
 
+    let flink = if !opts.no_peers
+        && opts.only.contains(&Section::Handover)
+        && opts
+            .backends
+            .iter()
+            .any(|k| matches!(k, Kind::Zookeeper | Kind::Kubernetes))
+    {
+        match flink::compile().await {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => {
+                eprintln!(
+                    "ha-bench: Flink peer skipped: no {}/flink-dist-2.3.0.jar (run scripts/fetch-flink.sh or set HA_FLINK_DIR)",
+                    flink::lib_dir().display()
+                );
+                None
+            }
+            Err(err) => {
+                report.failed("flink-ha", "compile", &err.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     for &kind in &opts.backends {
         let b = kind.name();
         if opts.only.contains(&Section::Handover) {
-            let ours = handovers(&mut report, b, ttl, &plan, |crash, runs, budget| {
-                handover::measure(e, kind, crash, runs, budget)
-            })
-            .await;
-            if !opts.no_peers {
-                let peer = match kind {
-                    Kind::Zookeeper => match &curator {
-                        Some(cp) => {
-                            let connect = e.zk_connect_string()?;
-                            Some(curator_handovers(&mut report, cp, &connect, ttl, &plan).await)
-                        }
-                        None => None,
-                    },
-                    Kind::Etcd => {
-                        let endpoints = e.etcd_endpoints()?;
-                        let peer = handovers(&mut report, "etcd-election-api", ttl, &plan, |crash, runs, budget| {
-                            etcd_election::measure(&endpoints, ttl, crash, runs, budget)
-                        })
-                        .await;
-                        Some(peer)
-                    }
-                    _ => None,
+            let ours = if kind == Kind::Embedded {
+                // One process by nature: the embedded backend lives in its process.
+                handovers(&mut report, b, ttl, &plan, |crash, runs, budget| async move {
+                    let granted = handover::measure(e, kind, crash, runs, budget).await?;
+                    Ok(procs::Samples {
+                        granted,
+                        retrieved: Vec::new(),
+                    })
+                })
+                .await
+            } else {
+                let cluster = ha_core::ClusterId::random("bench-handover").to_string();
+                let spawn = |id: &str, role: procs::Role| {
+                    let mut cmd = e.self_command(&["contender", "--kind", b, "--cluster", &cluster, "--id", id])?;
+                    cmd.args(["--role", role.name()]);
+                    Ok(cmd)
                 };
-                if let Some(peer) = peer {
-                    report_ratios(&mut report, &ours, &peer, kind);
+                let spawn = &spawn;
+                handovers(&mut report, b, ttl, &plan, |crash, runs, budget| {
+                    procs::measure(spawn, ttl, crash, runs, budget)
+                })
+                .await
+            };
+            if !opts.no_peers {
+                let mut peers = Vec::new();
+                if let (Some(cp), Some(target)) = (&flink, flink_target(e, kind)) {
+                    let target = &target;
+                    let system = format!("flink-ha-{b}");
+                    peers.push(
+                        handovers(&mut report, &system, ttl, &plan, |crash, runs, budget| {
+                            flink::measure(cp, target.as_target(), ttl, crash, runs, budget)
+                        })
+                        .await,
+                    );
+                }
+                match kind {
+                    Kind::Zookeeper => {
+                        if let Some(cp) = &curator {
+                            let connect = e.zk_connect_string()?;
+                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan).await);
+                        }
+                    }
+                    Kind::Etcd => {
+                        peers.push(
+                            handovers(&mut report, "etcd-election-api", ttl, &plan, |crash, runs, budget| {
+                                etcd_election::measure(e, crash, runs, budget)
+                            })
+                            .await,
+                        );
+                    }
+                    _ => {}
+                }
+                for peer in &peers {
+                    report_ratios(&mut report, &ours, peer, kind);
                 }
             }
         }
@@ -247,6 +376,9 @@ async fn run(opts: &Opts) -> BoxResult<()> {
         if opts.only.contains(&Section::Counter) {
             measure_counter(&mut report, e, kind, &plan).await;
         }
+        if opts.only.contains(&Section::Failover) && kind != Kind::Embedded {
+            measure_failover(&mut report, e, kind, &plan.failover_jobs).await;
+        }
         if opts.only.contains(&Section::Scale) {
             match scale::measure(&servers, kind, plan.components, plan.idle_periods).await {
                 Ok(ms) => ms.into_iter().for_each(|m| report.push(m)),
@@ -255,37 +387,114 @@ async fn run(opts: &Opts) -> BoxResult<()> {
         }
     }
     report.print_table();
+    if let Some(path) = &opts.plot {
+        let title = format!("ha-bench: ha-rs and its peers, T = {} ms", ttl.as_millis());
+        plot::draw(path, report.rows(), &title)?;
+        println!("plot: {}", path.display());
+    }
     Ok(())
+}
+
+/// Failover by number of jobs on a backend with a server (the embedded backend lives
+/// in one process), with the ratio of the largest count to one job.
+async fn measure_failover(report: &mut Report, e: &Endpoints, kind: Kind, jobs: &[usize]) {
+    let b = kind.name();
+    let mut first: Option<(Measurement, Measurement)> = None;
+    for &n in jobs {
+        match failover::once(e, kind, n).await {
+            Ok((granted, recovered)) => {
+                let ttl = e.ttl().as_millis() as u64;
+                let mut g = Measurement::from_durations(b, "failover_granted", &[granted])
+                    .with("jobs", n)
+                    .with("ttl_ms", ttl);
+                let mut r = Measurement::from_durations(b, "failover_all_recovered", &[recovered])
+                    .with("jobs", n)
+                    .with("ttl_ms", ttl);
+                if let Some((g1, r1)) = &first {
+                    g = g.with_ratio_to(g1, &format!("{n} jobs / 1 job"));
+                    r = r.with_ratio_to(r1, &format!("{n} jobs / 1 job"));
+                } else if n == 1 {
+                    first = Some((g.clone(), r.clone()));
+                }
+                report.push(g);
+                report.push(r);
+            }
+            Err(err) => report.failed(b, &format!("failover_{n}_jobs"), &err.to_string()),
+        }
+    }
 }
 
 /// Graceful and crash hand-over figures of one system, for peer ratios.
 #[derive(Default)]
 struct Handovers {
+    system: String,
     graceful: Option<Measurement>,
+    /// Leader closed → a separate retriever sees the new leader (where measured).
+    graceful_retrieved: Option<Measurement>,
     /// Raw crash hand-over and the same minus the session timeout / TTL.
     crash: Option<(Measurement, Measurement)>,
+    /// Leader killed → a separate retriever sees the new leader (where measured).
+    crash_retrieved: Option<Measurement>,
 }
 
 /// Measures graceful and crash hand-over of one system with `f(crash, runs, budget)`.
 async fn handovers<F, Fut>(report: &mut Report, system: &str, ttl: Duration, plan: &Plan, f: F) -> Handovers
 where
     F: Fn(bool, usize, Budget) -> Fut,
-    Fut: std::future::Future<Output = BoxResult<Vec<Duration>>>,
+    Fut: std::future::Future<Output = BoxResult<procs::Samples>>,
 {
-    let mut out = Handovers::default();
+    let mut out = Handovers {
+        system: system.to_string(),
+        ..Handovers::default()
+    };
+    let retrieved = |report: &mut Report, name: &str, s: &procs::Samples| {
+        (!s.retrieved.is_empty()).then(|| {
+            let m = Measurement::from_durations(system, name, &s.retrieved).with("ttl_ms", ttl.as_millis() as u64);
+            report.push(m.clone());
+            m
+        })
+    };
     match f(false, plan.handover_runs, Budget::new(plan.budget)).await {
         Ok(s) => {
-            let m = Measurement::from_durations(system, "graceful_handover", &s);
+            let m = Measurement::from_durations(system, "graceful_handover", &s.granted)
+                .with("ttl_ms", ttl.as_millis() as u64);
             report.push(m.clone());
             out.graceful = Some(m);
+            out.graceful_retrieved = retrieved(report, "graceful_handover_retrieved", &s);
         }
         Err(err) => report.failed(system, "graceful_handover", &err.to_string()),
     }
     match f(true, plan.crash_runs, Budget::new(plan.budget)).await {
-        Ok(s) => out.crash = Some(push_crash(report, system, &s, ttl)),
+        Ok(s) => {
+            out.crash = Some(push_crash(report, system, &s.granted, ttl));
+            out.crash_retrieved = retrieved(report, "crash_handover_retrieved", &s);
+        }
         Err(err) => report.failed(system, "crash_handover", &err.to_string()),
     }
     out
+}
+
+/// Where Flink's peer runs for `kind`, if Flink supports that backend.
+enum FlinkTarget {
+    Zookeeper(String),
+    Kubernetes(String),
+}
+
+impl FlinkTarget {
+    fn as_target(&self) -> flink::Target<'_> {
+        match self {
+            FlinkTarget::Zookeeper(s) => flink::Target::Zookeeper(s),
+            FlinkTarget::Kubernetes(s) => flink::Target::Kubernetes(s),
+        }
+    }
+}
+
+fn flink_target(e: &Endpoints, kind: Kind) -> Option<FlinkTarget> {
+    match kind {
+        Kind::Zookeeper => e.zk.clone().map(FlinkTarget::Zookeeper),
+        Kind::Kubernetes => e.kube.clone().map(FlinkTarget::Kubernetes),
+        _ => None,
+    }
 }
 
 /// Reports a crash hand-over raw and minus the session timeout / TTL.
@@ -312,7 +521,10 @@ async fn curator_handovers(
     plan: &Plan,
 ) -> Handovers {
     let system = "curator-leaderlatch";
-    let mut out = Handovers::default();
+    let mut out = Handovers {
+        system: system.to_string(),
+        ..Handovers::default()
+    };
     match curator::measure(cp, connect, ttl, false, plan.handover_runs, Budget::new(plan.budget)).await {
         Ok(s) => {
             let m = Measurement::from_durations(system, "graceful_handover", &s.durations);
@@ -329,26 +541,32 @@ async fn curator_handovers(
     out
 }
 
-/// ha-rs vs a peer on the same server: ratio = ha-rs median / peer median. The crash
-/// ratio compares whole crash hand-overs (same TTL on both sides): the part beyond the
-/// TTL can be near zero or negative (a session expires a TTL after its last renewal,
-/// which precedes the crash), so a ratio of it says little; both are listed.
+/// ha-rs vs a peer on the same server: ratio = ha-rs median / peer median, for the
+/// graceful and crash hand-over, granted and (where both measure it) retrieved. The
+/// crash ratio compares whole crash hand-overs (same TTL on both sides): the part beyond
+/// the TTL can be near zero or negative (a session expires a TTL after its last
+/// renewal, which precedes the crash), so a ratio of it says little; both are listed.
 fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: Kind) {
-    let label = |p: &Measurement| format!("ha-rs {} / {}", kind.name(), p.backend);
-    if let (Some(o), Some(p)) = (&ours.graceful, &peer.graceful) {
-        let mut m = o.clone().with_ratio_to(p, &label(p)).with("peer", p.backend.clone());
-        m.name = "graceful_handover_vs_peer".into();
-        report.push(m.with("peer_median", p.median));
-    }
-    if let (Some((o, o_minus)), Some((p, p_minus))) = (&ours.crash, &peer.crash) {
-        let mut m = o.clone().with_ratio_to(p, &label(p)).with("peer", p.backend.clone());
-        m.name = "crash_handover_vs_peer".into();
-        report.push(
-            m.with("peer_median", p.median)
-                .with("minus_ttl_median", o_minus.median)
-                .with("peer_minus_ttl_median", p_minus.median),
-        );
-    }
+    let label = format!("ha-rs {} / {}", kind.name(), peer.system);
+    let mut compare = |name: &str, o: &Option<Measurement>, p: &Option<Measurement>| {
+        if let (Some(o), Some(p)) = (o, p) {
+            let mut m = o.clone().with_ratio_to(p, &label).with("peer", p.backend.clone());
+            m.name = name.into();
+            report.push(m.with("peer_median", p.median).with("peer_p90", p.p90));
+        }
+    };
+    compare("graceful_handover_vs_peer", &ours.graceful, &peer.graceful);
+    compare(
+        "graceful_retrieved_vs_peer",
+        &ours.graceful_retrieved,
+        &peer.graceful_retrieved,
+    );
+    compare(
+        "crash_handover_vs_peer",
+        &ours.crash.as_ref().map(|c| c.0.clone()),
+        &peer.crash.as_ref().map(|c| c.0.clone()),
+    );
+    compare("crash_retrieved_vs_peer", &ours.crash_retrieved, &peer.crash_retrieved);
 }
 
 async fn measure_writes(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {

@@ -17,6 +17,8 @@ pub(crate) struct Measurement {
     pub(crate) ratio: Option<(f64, String)>,
     /// Context (TTL subtracted, component count, …), merged into the JSON object.
     pub(crate) extra: Value,
+    /// The samples, sorted (for the plot; not printed).
+    pub(crate) samples: Vec<f64>,
 }
 
 impl Measurement {
@@ -33,6 +35,7 @@ impl Measurement {
             unit,
             ratio: None,
             extra: json!({}),
+            samples: sorted,
         }
     }
 
@@ -113,6 +116,11 @@ impl Report {
     pub(crate) fn failed(&mut self, backend: &str, name: &str, error: &str) {
         eprintln!("ha-bench: {backend} {name} failed: {error}");
         println!("{}", json!({"backend": backend, "name": name, "error": error}));
+    }
+
+    /// Every measurement reported so far.
+    pub(crate) fn rows(&self) -> &[Measurement] {
+        &self.rows
     }
 
     /// The short human table.

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use ha_core::{ClusterId, ComponentId, DEFAULT_ELECTION_GROUP};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 
 use crate::report::Measurement;
 use crate::systems::{Endpoints, Kind, Servers};
@@ -68,20 +67,13 @@ struct ChildRun {
 /// Runs the child for `kind` with `components` and measures it.
 async fn run_child(servers: &Servers, kind: Kind, components: usize, idle_periods: u32) -> BoxResult<ChildRun> {
     let e = &servers.endpoints;
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args([
+    let mut cmd = e.self_command(&[
         "scale-child",
         "--kind",
         kind.name(),
         "--components",
         &components.to_string(),
-    ])
-    .args(["--ttl-ms", &e.ttl_ms.to_string()]);
-    for (flag, value) in [("--zk", &e.zk), ("--etcd", &e.etcd), ("--kube", &e.kube)] {
-        if let Some(v) = value {
-            cmd.args([flag, v]);
-        }
-    }
+    ])?;
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

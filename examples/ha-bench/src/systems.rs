@@ -53,6 +53,9 @@ pub(crate) struct Endpoints {
     /// Session timeout / lease TTL / lease duration used by every system, in ms.
     #[arg(long = "ttl-ms", default_value_t = 1000)]
     pub(crate) ttl_ms: u64,
+    /// Storage root shared by the processes of one measurement (default: in memory).
+    #[arg(long, hide = true)]
+    pub(crate) storage: Option<String>,
 }
 
 /// The servers of one run, started on free loopback ports, stopped on drop.
@@ -87,6 +90,7 @@ impl Servers {
             etcd: etcd.as_ref().map(|e| e.endpoint(0)),
             kube: kube.as_ref().map(|k| k.url()),
             ttl_ms,
+            storage: None,
         };
         Ok(Self {
             zookeeper,
@@ -133,6 +137,24 @@ impl Endpoints {
         }
     }
 
+    /// A command re-executing this binary with `args` and these endpoints (a child
+    /// process of the run: a contender, a retriever, a scale child).
+    pub(crate) fn self_command(&self, args: &[&str]) -> BoxResult<tokio::process::Command> {
+        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+        cmd.args(args).args(["--ttl-ms", &self.ttl_ms.to_string()]);
+        for (flag, value) in [
+            ("--zk", &self.zk),
+            ("--etcd", &self.etcd),
+            ("--kube", &self.kube),
+            ("--storage", &self.storage),
+        ] {
+            if let Some(v) = value {
+                cmd.args([flag, v]);
+            }
+        }
+        Ok(cmd)
+    }
+
     /// Connects one ha-rs "process" of `cluster` on `kind`.
     pub(crate) async fn connect(&self, kind: Kind, cluster: &ClusterId) -> BoxResult<Process> {
         let (backend, etcd): (Arc<dyn HaBackend>, _) = match kind {
@@ -163,7 +185,8 @@ impl Endpoints {
                 None,
             ),
         };
-        let storage = StateStorage::open(&format!("memory://{cluster}"), cluster, &Default::default())?;
+        let url = self.storage.clone().unwrap_or_else(|| format!("memory://{cluster}"));
+        let storage = StateStorage::open(&url, cluster, &Default::default())?;
         Ok(Process {
             ha: HaServices::new(backend, storage, 1),
             etcd,

@@ -9,6 +9,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Whether Flink's jars are where `ha-bench` looks (`scripts/fetch-flink.sh`).
+fn flink_jars_present() -> bool {
+    let dir = match std::env::var_os("HA_FLINK_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/flink"),
+    };
+    dir.join("lib/flink-dist-2.3.0.jar").exists()
+}
+
+/// With or without Flink's jars: with them the Flink peer is measured on ZooKeeper and
+/// the emulator, without them it is skipped with a message.
 #[test]
 fn quick_run_reports_every_measurement() {
     let out = Command::new(env!("CARGO_BIN_EXE_ha-bench"))
@@ -80,7 +91,39 @@ fn quick_run_reports_every_measurement() {
             expected.extend(remote.iter().map(|n| (b, *n)));
         }
     }
-    for peer in ["curator-leaderlatch", "etcd-election-api"] {
+    for b in ["zookeeper", "etcd", "kubernetes"] {
+        // Separate contender and retriever processes; failover with jobs.
+        expected.extend(
+            [
+                "graceful_handover_retrieved",
+                "crash_handover_retrieved",
+                "failover_granted",
+                "failover_all_recovered",
+            ]
+            .map(|n| (b, n)),
+        );
+    }
+    let mut peers = vec!["curator-leaderlatch", "etcd-election-api"];
+    // etcd's election API runs as contender and observer processes too.
+    expected.extend(["graceful_handover_retrieved", "crash_handover_retrieved"].map(|n| ("etcd-election-api", n)));
+    expected.extend(["graceful_retrieved_vs_peer", "crash_retrieved_vs_peer"].map(|n| ("etcd", n)));
+    if flink_jars_present() {
+        peers.extend(["flink-ha-zookeeper", "flink-ha-kubernetes"]);
+        for (b, peer) in [
+            ("zookeeper", "flink-ha-zookeeper"),
+            ("kubernetes", "flink-ha-kubernetes"),
+        ] {
+            expected.extend(["graceful_handover_retrieved", "crash_handover_retrieved"].map(|n| (peer, n)));
+            assert!(
+                rows.iter()
+                    .any(|r| r["backend"] == b && r["name"] == "graceful_retrieved_vs_peer" && r["peer"] == peer),
+                "no ratio to {peer} in:\n{stdout}"
+            );
+        }
+    } else {
+        assert!(stderr.contains("Flink peer skipped"), "no skip message:\n{stderr}");
+    }
+    for peer in peers {
         expected.extend(["graceful_handover", "crash_handover", "crash_handover_minus_ttl"].map(|n| (peer, n)));
     }
     for b in ["zookeeper", "etcd"] {

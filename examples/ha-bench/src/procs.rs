@@ -1,0 +1,177 @@
+//! Hand-over between contender processes, the way a user runs them: every contender
+//! (and the retriever) is its own OS process driven over stdin/stdout. Graceful = the
+//! leader is told `close` and closes its services; crash = SIGKILL at a random moment
+//! after a settle period. Measured: leader gone → another contender granted (`LEADER`
+//! line), and → a separate retriever process sees the new leader's address (`ADDR`).
+//!
+//! Line protocol of every contender program (ha-rs, Curator, Flink): `READY` once
+//! started, `LEADER <address>` once granted and confirmed, `ADDR <address>` (retriever)
+//! for each published leader, `CLOSED` after `close` on stdin.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::{BoxResult, Budget};
+
+/// How long the follower is given to be queued before the leader goes away.
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
+
+/// What a spawned process does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub(crate) enum Role {
+    Contender,
+    Retriever,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Contender => "contender",
+            Role::Retriever => "retriever",
+        }
+    }
+}
+
+/// The address a contender with `id` confirms.
+pub(crate) fn address(id: &str) -> String {
+    format!("bench://{id}")
+}
+
+/// One driven process.
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Lines read while waiting for another one (`LEADER` may precede `READY`).
+    pending: Vec<String>,
+    what: String,
+}
+
+impl Proc {
+    /// Spawns `cmd` with piped stdin/stdout (stderr inherited), killed on drop.
+    pub(crate) fn spawn(mut cmd: Command, what: &str) -> BoxResult<Self> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("{what}: spawn failed: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        Ok(Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            pending: Vec::new(),
+            what: what.to_string(),
+        })
+    }
+
+    /// Returns the first unconsumed line equal to `line` or starting with `line` and a
+    /// space, reading on if needed.
+    pub(crate) async fn expect(&mut self, line: &str, limit: Duration) -> BoxResult<String> {
+        let matches = |l: &str| l == line || l.strip_prefix(line).is_some_and(|r| r.starts_with(' '));
+        if let Some(i) = self.pending.iter().position(|l| matches(l)) {
+            return Ok(self.pending.remove(i));
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let l = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .map_err(|_| format!("{}: no {line:?} in {limit:?}", self.what))??
+                .ok_or_else(|| format!("{} exited before {line:?}", self.what))?;
+            if l.starts_with("FATAL") || l.starts_with("ERROR") {
+                return Err(format!("{}: {l}", self.what).into());
+            }
+            if matches(&l) {
+                return Ok(l);
+            }
+            self.pending.push(l);
+        }
+    }
+
+    /// Asks the process to close its services (graceful).
+    pub(crate) async fn close(&mut self) -> BoxResult<()> {
+        let stdin = self.child.stdin.as_mut().ok_or("no stdin")?;
+        stdin.write_all(b"close\n").await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    /// Closes gracefully and waits a little for the exit, then kills.
+    pub(crate) async fn shutdown(mut self) {
+        let _ = self.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Hand-over samples of one scenario.
+#[derive(Default)]
+pub(crate) struct Samples {
+    /// Leader gone → another contender granted and confirmed.
+    pub(crate) granted: Vec<Duration>,
+    /// Leader gone → the retriever process sees the new leader's address.
+    pub(crate) retrieved: Vec<Duration>,
+}
+
+/// A uniformly random duration in `[0, max)` (from the standard library's random hasher
+/// keys; a benchmark's jitter needs no better).
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    let nanos = max.as_nanos().max(1) as u64;
+    Duration::from_nanos(h.finish() % nanos)
+}
+
+/// Up to `runs` hand-overs within `budget`. `spawn(id, role)` makes the command of one
+/// process; `ttl` bounds the random crash moment (settle + up to one TTL) and waits.
+pub(crate) async fn measure(
+    spawn: &dyn Fn(&str, Role) -> BoxResult<Command>,
+    ttl: Duration,
+    crash: bool,
+    runs: usize,
+    budget: Budget,
+) -> BoxResult<Samples> {
+    let limit = ttl * 10 + Duration::from_secs(30);
+    let start_proc = |id: &str, role: Role| Proc::spawn(spawn(id, role)?, &format!("{} {id}", role.name()));
+    let mut retriever = start_proc("r", Role::Retriever)?;
+    retriever.expect("READY", limit).await?;
+    let mut leader = start_proc("c0", Role::Contender)?;
+    leader.expect("LEADER", limit).await?;
+    retriever.expect(&format!("ADDR {}", address("c0")), limit).await?;
+    let mut follower = start_proc("c1", Role::Contender)?;
+    follower.expect("READY", limit).await?;
+    let mut out = Samples::default();
+    for i in 1..=runs {
+        if budget.exhausted() && !out.granted.is_empty() {
+            break;
+        }
+        let pause = if crash { SETTLE + jitter(ttl) } else { SETTLE };
+        tokio::time::sleep(pause).await;
+        let start = Instant::now();
+        if crash {
+            leader.child.start_kill()?;
+        } else {
+            leader.close().await?;
+        }
+        let next = address(&format!("c{i}"));
+        follower.expect(&format!("LEADER {next}"), limit).await?;
+        out.granted.push(start.elapsed());
+        retriever.expect(&format!("ADDR {next}"), limit).await?;
+        out.retrieved.push(start.elapsed());
+        if !crash {
+            let _ = leader.expect("CLOSED", Duration::from_secs(10)).await;
+        }
+        let _ = leader.child.kill().await;
+        leader = follower;
+        follower = start_proc(&format!("c{}", i + 1), Role::Contender)?;
+        follower.expect("READY", limit).await?;
+    }
+    leader.shutdown().await;
+    follower.shutdown().await;
+    retriever.shutdown().await;
+    Ok(out)
+}
