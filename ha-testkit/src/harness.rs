@@ -143,12 +143,22 @@ impl Ctx {
     }
 
     /// A new process retaining `n` checkpoints per job.
+    /// A connect that finds the server unavailable (a TLS handshake or session set-up
+    /// slower than its bound on a loaded machine) is tried again, up to 3 times: the
+    /// cases test what a connected process does, not the connect deadline.
     pub async fn process_retaining(&self, n: usize) -> HaServices {
-        let backend = self
-            .harness
-            .connect(&self.cluster_id)
-            .await
-            .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.harness.name()));
+        let mut attempt = 1;
+        let backend = loop {
+            match self.harness.connect(&self.cluster_id).await {
+                Ok(backend) => break backend,
+                Err(e @ ha_core::Error::Unavailable { .. }) if attempt < 3 => {
+                    tracing::warn!(harness = self.harness.name(), attempt, error = %e, "connect failed; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("{}: connect failed: {e}", self.harness.name()),
+            }
+        };
         HaServices::new(backend, self.storage(), n)
     }
 

@@ -160,6 +160,28 @@ fn signal(pid: u32, sig: &str) -> io::Result<()> {
     }
 }
 
+/// Waits (at most 2 s) until every thread of `pid` has stopped: `kill -STOP` returns
+/// once the signal is sent, and a thread busy on another core stops a moment later.
+fn wait_stopped(pid: u32) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let stopped = |tid: &std::path::Path| {
+        std::fs::read_to_string(tid.join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit(')').next().map(|rest| rest.trim_start().starts_with('T')))
+            .unwrap_or(true)
+    };
+    loop {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))?;
+        if threads.filter_map(|t| t.ok()).all(|t| stopped(&t.path())) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(io::Error::other(format!("process {pid} did not stop within 2 s")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Sends a four-letter command to `port` and returns the answer.
 pub fn four_letter_word(port: u16, word: &str) -> io::Result<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -524,7 +546,9 @@ impl ZooKeeperServer {
 
     /// Freezes member `i` (SIGSTOP): connections stay open but nothing is answered.
     pub fn pause(&self, i: usize) -> io::Result<()> {
-        signal(self.jvm_pid(i)?, "STOP")
+        let pid = self.jvm_pid(i)?;
+        signal(pid, "STOP")?;
+        wait_stopped(pid)
     }
 
     /// Unfreezes member `i` (SIGCONT).
