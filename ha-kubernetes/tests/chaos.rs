@@ -193,6 +193,7 @@ async fn long_run() {
     run_with_lock(
         ChaosConfig {
             faults: 60,
+            stall_writes: 3,
             ..ChaosConfig::short(42)
         }
         .from_env(),
@@ -207,6 +208,7 @@ async fn long_run() {
 async fn many_jobs_short_run_has_no_violations() {
     let report = run_and_check(ChaosConfig {
         faults: 6,
+        stall_writes: 2,
         ..ChaosConfig::many_jobs(327, 50)
     })
     .await;
@@ -214,6 +216,11 @@ async fn many_jobs_short_run_has_no_violations() {
         report.stale_leader_freezes > 0,
         "seed 327's schedule freezes the leader right before a write, kills a leader and slows the API across a hand-over; it froze none: {:?}",
         report.faults
+    );
+    assert!(
+        report.late_deliveries().any(|s| s.accepted == Some(false)),
+        "seed 327's schedule stalls a leader's write on the wire past a newer grant; the server refused none: {:?}",
+        report.stalled_writes
     );
 }
 
@@ -223,6 +230,7 @@ async fn many_jobs_long_run() {
     run_and_check(
         ChaosConfig {
             faults: 40,
+            stall_writes: 3,
             ..ChaosConfig::many_jobs(43, 100)
         }
         .from_env(),
