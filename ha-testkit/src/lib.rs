@@ -38,7 +38,7 @@ mod zookeeper;
 pub use certs::TestCerts;
 pub use embedded::EmbeddedHarness;
 pub use etcd::{EtcdServer, EtcdServerTls};
-pub use fault_proxy::{Condition, FaultProxy};
+pub use fault_proxy::{Condition, FaultProxy, HoldTrigger};
 pub use harness::{Ctx, Harness};
 pub use kube_api::{ApiAccess, KubeApiEmulator, KubeFaults};
 pub use log_capture::{LogCapture, LogCaptureWriter};

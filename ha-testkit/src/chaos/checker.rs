@@ -4,7 +4,9 @@
 //! 1. Once a newer term has read or written a job's records, no write from an older
 //!    term is accepted for that job: an accepted write that *started* after an
 //!    accepted write or a recovery of a newer epoch *completed* is a violation
-//!    (real-time order, so overlapping operations are not false alarms).
+//!    (real-time order, so overlapping operations are not false alarms). A write the
+//!    `stall-write` fault held on the wire counts from the moment it was delivered
+//!    ([`Event::LateDelivery`]), if the backend accepted it.
 //! 2. Every acknowledged checkpoint is recoverable or legitimately subsumed: each
 //!    recovery returns a checkpoint at least as new as every checkpoint acknowledged
 //!    before the recovery started, with intact data; and it finds a job graph if one
@@ -107,6 +109,21 @@ pub fn check(events: &[Event], gap_bound: Duration) -> CheckReport {
                     start: *start,
                     end: *end,
                     write: None,
+                });
+            }
+            Event::LateDelivery {
+                epoch,
+                job,
+                at,
+                accepted: true,
+                ..
+            } => {
+                report.operations += 1;
+                jobs.entry(*job).or_default().touches.push(Touch {
+                    epoch: *epoch,
+                    start: *at,
+                    end: *at,
+                    write: Some("held on the wire and delivered late".into()),
                 });
             }
             Event::Granted { who, epoch, .. } => {
@@ -333,7 +350,7 @@ fn event_time(e: &Event) -> Option<Instant> {
         Event::Granted { at, .. } | Event::Revoked { at, .. } | Event::Crashed { at, .. } => Some(*at),
         Event::Op { end, .. } | Event::Recovered { end, .. } => Some(*end),
         Event::Fault { healed, .. } => Some(*healed),
-        Event::Action { at, .. } => Some(*at),
+        Event::Action { at, .. } | Event::LateDelivery { at, .. } => Some(*at),
         Event::Confirmed { .. } => None,
     }
 }
@@ -485,6 +502,52 @@ mod tests {
         assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
         assert!(
             r.violations[0].contains("acted as leader of epoch 1 2 ms after epoch 2"),
+            "{:?}",
+            r.violations
+        );
+    }
+
+    #[test]
+    fn a_late_delivered_write_counts_from_its_delivery() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let late = |accepted: bool| Event::LateDelivery {
+            who: who(0),
+            epoch: 1,
+            job: 0,
+            at: ms(50),
+            accepted,
+        };
+        let mut events = vec![
+            // The stale writer gave up on its write (held on the wire) before the newer
+            // term read the job; the held bytes reached the backend after that read.
+            Event::Op {
+                who: who(0),
+                epoch: 1,
+                job: 0,
+                kind: OpKind::Counter(None),
+                start: ms(0),
+                end: ms(10),
+                outcome: Outcome::Unknown,
+            },
+            Event::Recovered {
+                who: who(1),
+                epoch: 2,
+                job: 0,
+                latest: None,
+                graph: None,
+                data_intact: true,
+                start: ms(20),
+                end: ms(30),
+            },
+            late(false),
+        ];
+        assert!(check(&events, Duration::from_secs(1)).violations.is_empty());
+        events.push(late(true));
+        let r = check(&events, Duration::from_secs(1));
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+        assert!(
+            r.violations[0].contains("held on the wire and delivered late from epoch 1 accepted after epoch 2"),
             "{:?}",
             r.violations
         );

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::history::{checkpoint_payload, Event, History, Incarnation, OpKind, Outcome};
 use super::jobs::{Job, Jobs};
-use super::{ChaosTarget, Freeze};
+use super::{ChaosTarget, Freeze, Link};
 use crate::Ctx;
 
 pub(super) const RETAINED: usize = 2;
@@ -37,6 +37,10 @@ pub(super) struct Shared {
     /// Set while the leader is parked by a freeze between its leadership check and
     /// its next write.
     parked_at_write: watch::Sender<bool>,
+    /// Set by the `stall-write` fault; taken by the leader at its next write, which
+    /// arms its link's write stall and sets `stall_armed`.
+    stall_requested: AtomicBool,
+    stall_armed: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     freeze: Mutex<Option<Box<dyn Freeze>>>,
 }
@@ -61,6 +65,8 @@ impl Shared {
             leading: AtomicBool::new(false),
             frozen: watch::channel(false).0,
             parked_at_write: watch::channel(false).0,
+            stall_requested: AtomicBool::new(false),
+            stall_armed: watch::channel(false).0,
             stop: watch::channel(false).0,
             freeze: Mutex::new(None),
         }
@@ -162,6 +168,33 @@ impl<T: ChaosTarget> Slot<T> {
         parked
     }
 
+    /// Asks the leader to stall its link at its next write (the `stall-write` fault):
+    /// right after its leadership check it arms the link to hold its next fenced write
+    /// request, and carries on, so that write passes every local check and goes on
+    /// the wire. Returns the link once armed (`None` if the slot does not lead, its
+    /// link cannot stall writes, or it reached no write within `max_wait`).
+    pub(super) async fn request_stall(&self, max_wait: Duration) -> Option<Arc<Link>> {
+        if !self.is_leading() {
+            return None;
+        }
+        let link = self
+            .shared
+            .freeze
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .link()?;
+        if !link.can_stall_writes() {
+            return None;
+        }
+        let mut armed = self.shared.stall_armed.subscribe();
+        self.shared.stall_armed.send_replace(false);
+        self.shared.stall_requested.store(true, Ordering::SeqCst);
+        let ok = tokio::time::timeout(max_wait, armed.wait_for(|a| *a)).await.is_ok();
+        self.shared.stall_requested.store(false, Ordering::SeqCst);
+        ok.then_some(link)
+    }
+
     /// Thaws a frozen contender.
     pub(super) fn thaw(&self) {
         if let Some(f) = self.shared.freeze.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -245,6 +278,23 @@ async fn unfrozen_at_write(shared: &Shared) {
         shared.parked_at_write.send_replace(true);
         let _ = rx.wait_for(|f| !f).await;
         shared.parked_at_write.send_replace(false);
+    }
+}
+
+/// A requested `stall-write` lands here, between the leadership check and the write:
+/// the link is armed to hold the next fenced write request, and the leader carries on.
+fn arm_stall_at_write(shared: &Shared) {
+    if !shared.stall_requested.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let link = shared
+        .freeze
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|f| f.link());
+    if link.is_some_and(|l| l.stall_next_write()) {
+        shared.stall_armed.send_replace(true);
     }
 }
 
@@ -372,6 +422,7 @@ async fn write_job(
     // A freeze lands here, between the leadership check and the write: a thawed
     // process carries on with its old grant, as a real stopped process would.
     unfrozen_at_write(shared).await;
+    arm_stall_at_write(shared);
     if !*graph_written {
         let graph = jobs.graph(job, epoch);
         let r = recorded(

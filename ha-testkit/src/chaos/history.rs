@@ -131,6 +131,21 @@ pub enum Event {
         /// When (the time of the check).
         at: Instant,
     },
+    /// A write the `stall-write` fault held on the wire past its writer's lease was
+    /// delivered to the backend, which answered it (the writer had given up on it).
+    LateDelivery {
+        /// Who wrote it.
+        who: Incarnation,
+        /// Epoch of the fence it carried.
+        epoch: u64,
+        /// The job written.
+        job: u32,
+        /// When the held bytes were released to the backend (it cannot have been
+        /// applied before).
+        at: Instant,
+        /// Whether the backend accepted it.
+        accepted: bool,
+    },
     /// A fault, from injection to heal.
     Fault {
         /// Description.
@@ -174,6 +189,11 @@ impl History {
             tee(&event);
         }
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+
+    /// The first `f(event)` that is `Some`, looking at the events so far in order.
+    pub(super) fn find_map<R>(&self, f: impl FnMut(&Event) -> Option<R>) -> Option<R> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(f)
     }
 
     /// A copy of every event so far.

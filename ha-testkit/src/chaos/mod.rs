@@ -10,8 +10,11 @@
 //! counter and a checkpoint, all fenced. The checker checks every job on its own.
 //! Faults: kill a contender (restarted later), freeze a contender past its lease then
 //! thaw it (half of the time a leader right before a write, so it sends that write with
-//! its old fence when thawed), payload storage unavailable or slow for a while, and the
-//! target's backend faults; after each fault the
+//! its old fence when thawed), payload storage unavailable or slow for a while, the
+//! target's backend faults, and where the target's links recognise writes on the wire
+//! ([`Links::stall_writes_matching`]) `stall-write`: a leader's write that passed every
+//! local check is held on the wire until a newer term has read or written its job, then
+//! delivered, and the backend must refuse it (see `stall`); after each fault the
 //! next waits until a leader writes again. The [`CheckReport`] lists violations (must
 //! be none), operations and leader actions checked and the worst leaderless gap after
 //! a heal.
@@ -28,6 +31,7 @@ mod jobs;
 mod links;
 mod process;
 mod rng;
+mod stall;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,9 +41,10 @@ use ha_core::{ClusterId, HaBackend, Result};
 
 pub use checker::{check, CheckReport};
 pub use history::{checkpoint_payload, job_graph_payload, Event, History, Incarnation, OpKind, Outcome};
-pub use links::{Link, Links};
+pub use links::{Link, Links, WriteMatcher};
 pub use process::{child_main, run_processes, ProcessTarget, CHILD_ENV, CHILD_TEST};
 pub use rng::SplitMix64;
+pub use stall::StalledWrite;
 
 use crate::{Harness, StorageMode};
 
@@ -65,6 +70,12 @@ pub trait Freeze: Send + Sync {
     fn freeze(&self);
     /// Resumes it.
     fn thaw(&self);
+
+    /// The proxied link it freezes, if any (the `stall-write` fault stalls it at a
+    /// write while the contender keeps running).
+    fn link(&self) -> Option<Arc<Link>> {
+        None
+    }
 }
 
 /// A backend that can be put under chaos.
@@ -106,6 +117,9 @@ pub struct ChaosConfig {
     pub write_interval: Duration,
     /// Number of jobs each leader runs (each with a graph, a counter and checkpoints).
     pub jobs: usize,
+    /// One in this many faults is followed by a `stall-write` (0: never; only where
+    /// the target's links recognise writes).
+    pub stall_writes: u64,
 }
 
 impl ChaosConfig {
@@ -118,6 +132,7 @@ impl ChaosConfig {
             settle: Duration::from_millis(300),
             write_interval: Duration::from_millis(10),
             jobs: 1,
+            stall_writes: 0,
         }
     }
 
@@ -161,6 +176,8 @@ pub struct ChaosReport {
     /// For each of those, the outcome of the thawed leader's first write (`None` if
     /// it sent none, e.g. because it was killed first).
     pub stale_writes: Vec<Option<Outcome>>,
+    /// The `stall-write` faults that caught a write, and what the backend answered.
+    pub stalled_writes: Vec<StalledWrite>,
     /// What the checker found.
     pub check: CheckReport,
     /// Wall time of the run.
@@ -171,7 +188,8 @@ impl ChaosReport {
     /// Prints the report and its faults, then asserts the run proved something and
     /// broke nothing: no invariant violation, at least one acknowledged write, and if a
     /// leader was frozen right before a write past its lease, at least one such stale
-    /// write was fenced (one may instead fail on its reconnecting link, not all).
+    /// write was fenced (one may instead fail on its reconnecting link, not all); no
+    /// write held on the wire and delivered after a newer grant was accepted.
     pub fn assert_clean(&self, backend: &str) {
         println!("{backend} chaos: {self}");
         for f in &self.faults {
@@ -186,6 +204,11 @@ impl ChaosReport {
             self.check.acknowledged > 0,
             "no write was acknowledged: the run proved nothing"
         );
+        let accepted: Vec<_> = self.late_deliveries().filter(|s| s.accepted == Some(true)).collect();
+        assert!(
+            accepted.is_empty(),
+            "stale writes held on the wire were accepted after a newer grant: {accepted:?}"
+        );
         if self.stale_leader_freezes > 0 {
             assert!(
                 self.stale_writes.contains(&Some(Outcome::NotLeader)),
@@ -196,11 +219,18 @@ impl ChaosReport {
     }
 }
 
+impl ChaosReport {
+    /// The stalled writes delivered to the backend after a newer grant.
+    pub fn late_deliveries(&self) -> impl Iterator<Item = &StalledWrite> {
+        self.stalled_writes.iter().filter(|s| s.after_newer_grant)
+    }
+}
+
 impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} jobs, {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted), {} operations checked ({} acknowledged, {} fenced), {} actions checked, {} violations, worst leaderless gap {} ms, {:.1} s",
+            "seed {}: {} jobs, {} faults ({} leaders frozen before a write; their stale writes: {} fenced, {} failed, {} accepted; stale writes delivered after a newer grant: {} refused, {} accepted, {} unanswered), {} operations checked ({} acknowledged, {} fenced), {} actions checked, {} violations, worst leaderless gap {} ms, {:.1} s",
             self.seed,
             self.jobs,
             self.faults.len(),
@@ -211,6 +241,9 @@ impl std::fmt::Display for ChaosReport {
                 .filter(|o| matches!(o, Some(Outcome::Unknown | Outcome::Failed(_))))
                 .count(),
             self.stale_writes.iter().filter(|o| **o == Some(Outcome::Ok)).count(),
+            self.late_deliveries().filter(|s| s.accepted == Some(false)).count(),
+            self.late_deliveries().filter(|s| s.accepted == Some(true)).count(),
+            self.late_deliveries().filter(|s| s.accepted.is_none()).count(),
             self.check.operations,
             self.check.acknowledged,
             self.check.fenced,
@@ -249,6 +282,8 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
     let mut thawed_leaders = Vec::new();
     let backend_faults = target.backend_faults();
     let mut storage_rng = SplitMix64::new(config.seed ^ 0x5707_a6e5_0000_0001);
+    let mut stall_rng = SplitMix64::new(config.seed ^ 0x57a1_1000_0000_0002);
+    let mut stalled_writes = Vec::new();
     for _ in 0..config.faults {
         let kinds = 2 + backend_faults.len();
         let choice = rng.below(kinds as u64) as usize;
@@ -306,6 +341,20 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
             });
             faults.push(what);
         }
+        // So do write stalls.
+        if config.stall_writes > 0 && stall_rng.below(config.stall_writes) == 0 {
+            let start = Instant::now();
+            if let Some((slot, stalled, held)) = stall::stall_write(&slots, &history, lease).await {
+                let what = stalled.describe(slot, held);
+                history.record(Event::Fault {
+                    what: what.clone(),
+                    start,
+                    healed: Instant::now(),
+                });
+                faults.push(what);
+                stalled_writes.push(stalled);
+            }
+        }
         tokio::time::sleep(config.settle).await;
         // The next fault waits until a leader writes again (at most the bound of the
         // leaderless-gap check): "a leader is back within the bound after a fault
@@ -334,6 +383,7 @@ pub async fn run<T: ChaosTarget>(target: Arc<T>, config: ChaosConfig) -> ChaosRe
             .iter()
             .map(|(who, thawed)| first_write_after(&events, *who, *thawed))
             .collect(),
+        stalled_writes,
         check,
         elapsed: started.elapsed(),
     }
@@ -369,6 +419,16 @@ fn timeline(events: &[Event], t0: Instant) -> String {
             Event::Granted { who, epoch, at } => Some((ms(at), format!("granted {who:?} epoch {epoch}"))),
             Event::Revoked { who, at } => Some((ms(at), format!("revoked {who:?}"))),
             Event::Crashed { who, at } => Some((ms(at), format!("crashed {who:?}"))),
+            Event::LateDelivery {
+                who,
+                epoch,
+                job,
+                at,
+                accepted,
+            } => Some((
+                ms(at),
+                format!("late delivery of {who:?}'s epoch {epoch} write of job {job}: accepted {accepted}"),
+            )),
             Event::Fault { what, start, healed } => {
                 Some((ms(start), format!("fault `{what}` (healed at {} ms)", ms(healed))))
             }

@@ -170,7 +170,7 @@ fn encode(e: &Event, clock: Clock) -> Option<String> {
             t(start),
             t(end)
         ),
-        Event::Crashed { .. } | Event::Fault { .. } => return None,
+        Event::Crashed { .. } | Event::Fault { .. } | Event::LateDelivery { .. } => return None,
     })
 }
 
@@ -555,6 +555,7 @@ pub async fn run_processes<T: ProcessTarget>(target: Arc<T>, config: ChaosConfig
         faults,
         stale_leader_freezes: 0,
         stale_writes: Vec::new(),
+        stalled_writes: Vec::new(),
         check,
         elapsed: started.elapsed(),
     }
