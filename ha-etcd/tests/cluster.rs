@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cluster, contend, granted_within, init_tracing, process, raft_leader, TTL};
+use common::{cluster, contend, granted_within, init_tracing, process, process_with_ttl, raft_leader, TTL};
 use etcd_client::{Client, CompactionOptions};
 use ha_core::{ComponentId, Error, JobId};
 use ha_testkit::EtcdServer;
@@ -93,7 +93,9 @@ async fn member_killed_while_the_leader_writes() {
     let _serial = SERIAL.lock().await;
     let mut server = start_cluster();
     let c = cluster("memberkill");
-    let a = process(server.endpoints(), &c).await;
+    // A TTL well above a raft election plus the client's switch to another member, so
+    // that the lease's keep-alive outlives the crash even on a loaded machine.
+    let a = process_with_ttl(server.endpoints(), &c, Duration::from_secs(3)).await;
     let (_sa, mut ea) = contend(&a.ha, "dispatcher").await;
     let ga = granted_within(&mut ea, Duration::from_secs(5)).await;
     let counter = a.ha.checkpoint_id_counter(&JobId::random()).await.unwrap();

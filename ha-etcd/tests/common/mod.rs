@@ -181,7 +181,17 @@ pub(crate) async fn process(endpoints: Vec<String>, cluster: &ClusterId) -> Proc
 
 /// [`process`], or the error of connecting (e.g. the member has no raft leader yet).
 pub(crate) async fn try_process(endpoints: Vec<String>, cluster: &ClusterId) -> ha_core::Result<Proc> {
-    let etcd = EtcdBackend::connect(cluster, &config(endpoints)).await?;
+    connect_process(&config(endpoints), cluster).await
+}
+
+/// [`process`] with lease TTL `ttl` (and the request timeout that goes with it).
+pub(crate) async fn process_with_ttl(endpoints: Vec<String>, cluster: &ClusterId, ttl: Duration) -> Proc {
+    let config = config(endpoints).with_lease_ttl(ttl);
+    connect_process(&config, cluster).await.expect("connect")
+}
+
+async fn connect_process(config: &EtcdConfig, cluster: &ClusterId) -> ha_core::Result<Proc> {
+    let etcd = EtcdBackend::connect(cluster, config).await?;
     let storage = StateStorage::open(&format!("memory://{cluster}"), cluster, &Default::default()).expect("storage");
     Ok(Proc {
         ha: HaServices::new(Arc::new(etcd.clone()), storage, 1),
