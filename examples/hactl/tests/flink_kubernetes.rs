@@ -120,6 +120,12 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_only_the_leaked_job_
         ]
     );
     assert_eq!(s["errors"], serde_json::json!([]));
+    let path = c.config.to_str().unwrap().to_string();
+    let (code, table, err) = run(move || hactl(&["--flink", "--config", &path, "status"], "")).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("LEADER LOCK  running"), "{table}");
+    // The table, for `--nocapture` readers.
+    println!("{table}");
     // Flink's own lease timings, written out, are no ha-rs backend config (ha-rs wants
     // lease > renew deadline) but a valid Flink config: it loads.
     let text = std::fs::read_to_string(&c.config).unwrap()

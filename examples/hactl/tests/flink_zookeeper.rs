@@ -124,6 +124,8 @@ async fn a_running_flink_cluster_is_read_field_by_field_and_nothing_is_cleaned()
 
     let (code, out, _) = hactl(&["--flink", "--config", path, "status"], "");
     assert_eq!(code, 0);
+    // The table, for `--nocapture` readers.
+    println!("{out}");
     assert!(out.contains("LEADER LOCK  running"), "{out}");
     assert!(
         out.contains(&format!(

@@ -53,9 +53,30 @@ impl StalledWrite {
     }
 }
 
-/// Stalls the acting leader's link at its next write (see the module docs). `None` if
-/// no leader could be stalled at a write (nothing was held).
+/// Stalls the acting leader's link at its next write (see the module docs). A fault
+/// may come while no contender leads, or while the leader is busy recovering its jobs
+/// and reaches no write soon: the stall is tried again, for a few leases, until a
+/// leader's write is held. `None` if none was (nothing was held).
 pub(super) async fn stall_write<T: ChaosTarget>(
+    slots: &[Slot<T>],
+    history: &History,
+    lease: Duration,
+) -> Option<(usize, StalledWrite, Duration)> {
+    let deadline = Instant::now() + lease * 4;
+    loop {
+        if let Some(stalled) = try_stall_write(slots, history, lease).await {
+            return Some(stalled);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One try of [`stall_write`]: `None` if no contender leads now, or its next write
+/// did not come within half a lease of the request or a lease of the arming.
+async fn try_stall_write<T: ChaosTarget>(
     slots: &[Slot<T>],
     history: &History,
     lease: Duration,
