@@ -35,8 +35,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use ha_core::config::KEY_CLUSTER_ID;
-use ha_core::{inspect, ComponentId, HaConfig, HaServices, JobId};
+use ha_core::config::{KEY_CLUSTER_ID, KEY_STORAGE_DIR};
+use ha_core::storage::StateStorage;
+use ha_core::{inspect, BackendRegistry, ComponentId, HaConfig, HaServices, JobId};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -138,10 +139,29 @@ async fn run(args: Args) -> ha_core::Result<()> {
     if let Some(id) = &args.cluster_id {
         config = config.with(KEY_CLUSTER_ID, id.clone())?;
     }
-    let ha = HaServices::from_config(&config).await?;
+    let ha = connect(&args.command, &config).await?;
     let result = command(&args, &config, &ha).await;
     let _ = ha.close().await;
     result
+}
+
+/// Connects the services of `config`. `status` and `leaders` read HA records only, so
+/// payload storage this build cannot open (Flink's `hdfs://`, a `file://` root that is
+/// not mounted here) is reported and left out for them instead of failing them; every
+/// other command still refuses it.
+async fn connect(command: &Command, config: &HaConfig) -> ha_core::Result<HaServices> {
+    match HaServices::from_config(config).await {
+        Err(ha_core::Error::InvalidConfig { key, message })
+            if key == KEY_STORAGE_DIR && matches!(command, Command::Status | Command::Leaders { .. }) =>
+        {
+            eprintln!("hactl: warning: `{key}`: {message}; payloads are not read (HA records only)");
+            let storage = StateStorage::open("memory://hactl-records-only", config.cluster_id(), &Default::default())?;
+            let backend = BackendRegistry::global().connect(config).await?;
+            Ok(HaServices::new(backend, storage, config.num_retained())
+                .with_observe_interval(config.observe_interval()))
+        }
+        other => other,
+    }
 }
 
 async fn command(args: &Args, config: &HaConfig, ha: &HaServices) -> ha_core::Result<()> {
