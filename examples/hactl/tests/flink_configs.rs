@@ -3,6 +3,7 @@
 //! Kubernetes API emulator. Only the server address comes from the environment
 //! (`HA_*` overrides, or `KUBECONFIG`), as it would on another machine.
 
+#![cfg(any(feature = "zookeeper", feature = "kubernetes"))]
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
