@@ -67,8 +67,10 @@ pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role)
                 () = &mut close => None,
             };
             if let Some(key) = won.and_then(|w| w.leader().cloned()) {
+                tracing::debug!(me, "campaign won");
                 contender::say(&format!("LEADER {me}"));
                 (&mut close).await;
+                tracing::debug!(me, "close requested");
                 client.resign(Some(ResignOptions::new().with_leader(key))).await?;
             }
             keep.abort();

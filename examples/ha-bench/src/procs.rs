@@ -152,6 +152,7 @@ pub(crate) async fn measure(
         let pause = if crash { SETTLE + jitter(ttl) } else { SETTLE };
         tokio::time::sleep(pause).await;
         let start = Instant::now();
+        tracing::debug!(run = i, crash, "leader goes");
         if crash {
             leader.child.start_kill()?;
         } else {
@@ -160,8 +161,10 @@ pub(crate) async fn measure(
         let next = address(&format!("c{i}"));
         follower.expect(&format!("LEADER {next}"), limit).await?;
         out.granted.push(start.elapsed());
+        tracing::debug!(run = i, elapsed = ?start.elapsed(), "new leader seen");
         retriever.expect(&format!("ADDR {next}"), limit).await?;
         out.retrieved.push(start.elapsed());
+        tracing::debug!(run = i, elapsed = ?start.elapsed(), "new address seen");
         if !crash {
             let _ = leader.expect("CLOSED", Duration::from_secs(10)).await;
         }
