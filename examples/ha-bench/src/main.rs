@@ -571,15 +571,19 @@ fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: 
 
 async fn measure_writes(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {
     let b = kind.name();
-    let fenced = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
+    let (fenced, raw) = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
         Ok(w) => {
             report.push(Measurement::from_durations(b, "fenced_pointer_add", &w.add));
             report.push(Measurement::from_durations(b, "fenced_leader_info_write", &w.confirm));
-            Measurement::from_durations(b, "fenced_pointer_write", &w.replace)
+            (
+                Measurement::from_durations(b, "fenced_pointer_write", &w.replace),
+                w.raw,
+            )
         }
         Err(err) => return report.failed(b, "fenced_pointer_write", &err.to_string()),
     };
-    match writes::raw(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
+    // The raw writes alternate with the fenced replaces (see `writes`).
+    match raw {
         Ok(Some(s)) => {
             let raw = Measurement::from_durations(b, "raw_write", &s).with("client", raw_client(kind));
             report.push(fenced.with_ratio_to(&raw, "fenced / raw"));
