@@ -142,7 +142,11 @@ impl LeaderElectionDriver for EtcdElectionDriver {
             // Not a fence of this cluster: nothing it could delete.
             return self.resign().await;
         };
-        let Some(key) = self.stop_campaign().await else {
+        // The campaign is told to stop, and the transaction goes out without waiting
+        // for it to end: while the term holds, the campaign only watches, and after
+        // the stop it creates no key (see `finish_stop` for a key it created anyway).
+        let Some(key) = self.begin_stop() else {
+            self.finish_stop().await;
             return Ok(());
         };
         let records: Vec<String> = components.iter().map(|c| self.shared.layout.leader_info(c)).collect();
@@ -186,13 +190,25 @@ impl LeaderElectionDriver for EtcdElectionDriver {
             .or_else(vec![TxnOp::delete(key.clone(), None)]);
         let mut kv = self.shared.client.kv_client();
         tracing::trace!(%key, records = last.len(), "resign transaction");
-        let resp = rpc(self.shared.timeout, kv.txn(txn))
-            .await
-            .map_err(|e| e.write("resign", key))?;
+        let sent = rpc(self.shared.timeout, kv.txn(txn)).await;
+        let left = self.finish_stop().await;
+        let resp = sent.map_err(|e| e.write("resign", key.clone()))?;
         if !resp.succeeded() {
             tracing::debug!("term already over on close: leader information left to the next leader");
         }
-        Ok(())
+        // The term held until the key went (so the campaign was only watching) and the
+        // campaign still names that key: nothing else of ours can exist. Otherwise the
+        // key the campaign last used goes too (a create may have landed meanwhile).
+        match left {
+            Some(left) if !(resp.succeeded() && left == key) => {
+                let mut kv = self.shared.client.kv_client();
+                rpc(self.shared.timeout, kv.delete(left.clone(), None))
+                    .await
+                    .map_err(|e| e.write("resign", left))?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -201,6 +217,22 @@ impl LeaderElectionDriver for EtcdElectionDriver {
 const MAX_RECORDS_WITH_RESIGN: usize = 100;
 
 impl EtcdElectionDriver {
+    /// Silences the candidacy and tells its campaign to stop; returns the campaign's
+    /// key, if one may exist on the server (`None` once the session is closed: the
+    /// lease took it).
+    fn begin_stop(&self) -> Option<String> {
+        self.holder.clear();
+        self.stop.send_replace(true);
+        let key = self.current_key.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        (self.shared.session.state() != LeaseState::Closed).then_some(key)
+    }
+
+    /// Waits for the stopped campaign to end and returns its last key, as
+    /// [`stop_campaign`](Self::stop_campaign).
+    async fn finish_stop(&self) -> Option<String> {
+        self.stop_campaign().await
+    }
+
     /// Silences the candidacy, stops its campaign and returns its key, if one may
     /// still exist on the server (`None` once the session is closed: the lease took it).
     async fn stop_campaign(&self) -> Option<String> {
@@ -455,6 +487,10 @@ impl Campaign {
                                 continue;
                             }
                             if kv.key() == key.as_bytes() {
+                                if *self.stop.borrow() {
+                                    // Deleted by our own resign.
+                                    return Followed::Stopped;
+                                }
                                 if granted {
                                     tracing::warn!(%key, "own election key disappeared; revoking leadership");
                                     self.holder.revoke();
