@@ -100,6 +100,9 @@ enum Command {
         id: String,
         #[arg(long)]
         role: procs::Role,
+        /// Once won, proclaim the address with a fresh term id before saying LEADER.
+        #[arg(long)]
+        proclaim: bool,
         #[command(flatten)]
         endpoints: Endpoints,
     },
@@ -247,8 +250,9 @@ async fn main() {
             name,
             id,
             role,
+            proclaim,
             endpoints,
-        }) => match etcd_election::run(&endpoints, &name, &id, role).await {
+        }) => match etcd_election::run(&endpoints, &name, &id, role, proclaim).await {
             Ok(()) => 0,
             Err(e) => {
                 println!("FATAL {e}");
@@ -358,7 +362,16 @@ async fn run(opts: &Opts) -> BoxResult<()> {
                     Kind::Etcd => {
                         peers.push(
                             handovers(&mut report, "etcd-election-api", ttl, &plan, |crash, runs, budget| {
-                                etcd_election::measure(e, crash, runs, budget)
+                                etcd_election::measure(e, crash, runs, budget, false)
+                            })
+                            .await,
+                        );
+                        // The same peer doing what ha-rs's confirm does after a grant:
+                        // publishing a record with a fresh term id, fenced by the term.
+                        let system = "etcd-election-api-proclaim";
+                        peers.push(
+                            handovers(&mut report, system, ttl, &plan, |crash, runs, budget| {
+                                etcd_election::measure(e, crash, runs, budget, true)
                             })
                             .await,
                         );
