@@ -356,7 +356,9 @@ async fn run(opts: &Opts) -> BoxResult<()> {
                     Kind::Zookeeper => {
                         if let Some(cp) = &curator {
                             let connect = e.zk_connect_string()?;
-                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan).await);
+                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan, false).await);
+                            // Like ha-rs's confirm: the address published, fenced, once granted.
+                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan, true).await);
                         }
                     }
                     Kind::Etcd => {
@@ -526,19 +528,36 @@ fn push_crash(report: &mut Report, system: &str, samples: &[Duration], ttl: Dura
     (raw, m)
 }
 
+/// Curator's LeaderLatch; with `publish` the variant whose contender publishes its
+/// address (fenced by its latch node) once granted.
 async fn curator_handovers(
     report: &mut Report,
     cp: &curator::Compiled,
     connect: &str,
     ttl: Duration,
     plan: &Plan,
+    publish: bool,
 ) -> Handovers {
-    let system = "curator-leaderlatch";
+    let system = if publish {
+        "curator-leaderlatch-publish"
+    } else {
+        "curator-leaderlatch"
+    };
     let mut out = Handovers {
         system: system.to_string(),
         ..Handovers::default()
     };
-    match curator::measure(cp, connect, ttl, false, plan.handover_runs, Budget::new(plan.budget)).await {
+    match curator::measure(
+        cp,
+        connect,
+        ttl,
+        false,
+        plan.handover_runs,
+        Budget::new(plan.budget),
+        publish,
+    )
+    .await
+    {
         Ok(s) => {
             let m = Measurement::from_durations(system, "graceful_handover", &s.durations);
             report.push(m.clone());
@@ -546,7 +565,17 @@ async fn curator_handovers(
         }
         Err(err) => report.failed(system, "graceful_handover", &err.to_string()),
     }
-    match curator::measure(cp, connect, ttl, true, plan.crash_runs, Budget::new(plan.budget)).await {
+    match curator::measure(
+        cp,
+        connect,
+        ttl,
+        true,
+        plan.crash_runs,
+        Budget::new(plan.budget),
+        publish,
+    )
+    .await
+    {
         // Subtract what the server granted, as for ha-rs.
         Ok(s) => out.crash = Some(push_crash(report, system, &s.durations, s.session)),
         Err(err) => report.failed(system, "crash_handover", &err.to_string()),

@@ -103,7 +103,12 @@ fn quick_run_reports_every_measurement() {
             .map(|n| (b, n)),
         );
     }
-    let mut peers = vec!["curator-leaderlatch", "etcd-election-api", "etcd-election-api-proclaim"];
+    let mut peers = vec![
+        "curator-leaderlatch",
+        "curator-leaderlatch-publish",
+        "etcd-election-api",
+        "etcd-election-api-proclaim",
+    ];
     // etcd's election API runs as contender and observer processes too, also in the
     // variant that proclaims a fresh term record once it won.
     for peer in ["etcd-election-api", "etcd-election-api-proclaim"] {
