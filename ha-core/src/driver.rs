@@ -124,6 +124,24 @@ pub trait LeaderElectionDriver: Send + Sync {
     /// contender is granted without waiting for a lease to expire. No events follow.
     async fn resign(&self) -> Result<()>;
 
+    /// What a closing service does with its term `fence`: deletes the published
+    /// information of `components` (each delete fenced by `fence`, as
+    /// [`delete_leader_information`](Self::delete_leader_information)), then leaves the
+    /// election as [`resign`](Self::resign) does. A delete that fails is logged, not
+    /// returned (the next leader overwrites the record); the result is the resign's.
+    ///
+    /// A backend may do the deletes and the resign in one atomic request (fenced: no
+    /// record is deleted once the term is over); the default does them one after the
+    /// other.
+    async fn delete_leader_information_and_resign(&self, fence: &Fence, components: &[ComponentId]) -> Result<()> {
+        for component in components {
+            if let Err(e) = self.delete_leader_information(fence, component).await {
+                tracing::debug!(%component, error = %e, "could not delete leader information on close");
+            }
+        }
+        self.resign().await
+    }
+
     /// Hands the term `fence` to the contender `target` (an instance id listed by
     /// [`HaBackend::participants`] for this group).
     ///

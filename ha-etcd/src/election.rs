@@ -1,10 +1,16 @@
 //! Leader election on the session lease.
 //!
 //! Each candidacy is one key `P/C/leader/latch/<group>/<lease-hex>-<driver>` bound to
-//! the session lease. The key with the lowest create-revision leads; every other
-//! candidate watches only the deletion of its immediate predecessor (no herd). The
+//! the session lease. The key with the lowest create-revision leads. A waiting
+//! candidate reads once which keys are ahead of it, then follows the group's deletions
+//! on one watch (deletions only, from the revision of that read): keys created later
+//! queue behind it, so the set ahead only shrinks, and when it is empty the candidate is
+//! granted without another request. Deletions reach every candidate of the group, but
+//! none of them sends anything on a deletion that does not concern it. The
 //! leader's epoch is its key's create-revision and its fence token is the key, so
 //! every fenced write compares "this key still exists with this create-revision".
+//! A closing leader deletes its published records and its key in one fenced
+//! transaction.
 //!
 //! The campaign is tied to one lease: when the session reports the lease lost, the
 //! session has already revoked a granted candidacy, and the campaign starts over on
@@ -14,12 +20,13 @@
 //! A grant carries the session lease's validity (see `session`), so the services stop
 //! acting at the lease's certain expiry even if this process was paused.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchOptions,
+    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions,
 };
 use ha_core::driver::{LeaderElectionDriver, TermSink};
 use ha_core::{ComponentId, Epoch, Fence, LeaderInformation, Result};
@@ -28,7 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::Shared;
 use crate::error::{rpc, RpcError};
-use crate::fenced::{fenced_txn, first_kv, malformed, revision_of};
+use crate::fenced::{fenced_txn, first_kv, malformed, revision_of, FenceGuard};
 use crate::session::{Holder, LeaseState};
 
 /// Back-off between campaign attempts while etcd misbehaves.
@@ -116,27 +123,132 @@ impl LeaderElectionDriver for EtcdElectionDriver {
     }
 
     async fn resign(&self) -> Result<()> {
+        let Some(key) = self.stop_campaign().await else {
+            return Ok(());
+        };
+        let mut kv = self.shared.client.kv_client();
+        rpc(self.shared.timeout, kv.delete(key.clone(), None))
+            .await
+            .map_err(|e| e.write("resign", key))?;
+        Ok(())
+    }
+
+    /// One transaction: `when [fence] then [delete the records, delete the candidacy]
+    /// else [delete the candidacy]`, so the next contender is granted after one round
+    /// trip and no record is deleted once the term is over. Records beyond what one
+    /// transaction may hold go first, in fenced transactions of their own.
+    async fn delete_leader_information_and_resign(&self, fence: &Fence, components: &[ComponentId]) -> Result<()> {
+        let Ok(guard) = FenceGuard::new(&self.shared, fence, "leader information") else {
+            // Not a fence of this cluster: nothing it could delete.
+            return self.resign().await;
+        };
+        // The campaign is told to stop, and the transaction goes out without waiting
+        // for it to end: while the term holds, the campaign only watches, and after
+        // the stop it creates no key (see `finish_stop` for a key it created anyway).
+        let Some(key) = self.begin_stop() else {
+            self.finish_stop().await;
+            return Ok(());
+        };
+        let records: Vec<String> = components.iter().map(|c| self.shared.layout.leader_info(c)).collect();
+        let split = records.len().saturating_sub(MAX_RECORDS_WITH_RESIGN);
+        let (first, last) = records.split_at(split);
+        let mut held = true;
+        for chunk in first.chunks(MAX_RECORDS_WITH_RESIGN) {
+            let ops = chunk.iter().map(|k| TxnOp::delete(k.clone(), None)).collect();
+            match fenced_txn(
+                &self.shared,
+                fence,
+                "delete leader information",
+                &chunk[0],
+                vec![],
+                ops,
+                vec![],
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not delete leader information on close");
+                    held = false;
+                    break;
+                }
+            }
+        }
+        let mut then: Vec<TxnOp> = if held {
+            last.iter().map(|k| TxnOp::delete(k.clone(), None)).collect()
+        } else {
+            Vec::new()
+        };
+        then.push(TxnOp::delete(key.clone(), None));
+        if fence.token != key {
+            // A term of an earlier key of ours: it goes too (a key may appear only once).
+            then.push(TxnOp::delete(fence.token.clone(), None));
+        }
+        let txn = Txn::new()
+            .when(vec![guard.compare()])
+            .and_then(then)
+            .or_else(vec![TxnOp::delete(key.clone(), None)]);
+        let mut kv = self.shared.client.kv_client();
+        tracing::trace!(%key, records = last.len(), "resign transaction");
+        let sent = rpc(self.shared.timeout, kv.txn(txn)).await;
+        let left = self.finish_stop().await;
+        let resp = sent.map_err(|e| e.write("resign", key.clone()))?;
+        if !resp.succeeded() {
+            tracing::debug!("term already over on close: leader information left to the next leader");
+        }
+        // The term held until the key went (so the campaign was only watching) and the
+        // campaign still names that key: nothing else of ours can exist. Otherwise the
+        // key the campaign last used goes too (a create may have landed meanwhile).
+        match left {
+            Some(left) if !(resp.succeeded() && left == key) => {
+                let mut kv = self.shared.client.kv_client();
+                rpc(self.shared.timeout, kv.delete(left.clone(), None))
+                    .await
+                    .map_err(|e| e.write("resign", left))?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Most leader records deleted in the resign transaction (etcd refuses transactions of
+/// more than 128 operations by default).
+const MAX_RECORDS_WITH_RESIGN: usize = 100;
+
+impl EtcdElectionDriver {
+    /// Silences the candidacy and tells its campaign to stop; returns the campaign's
+    /// key, if one may exist on the server (`None` once the session is closed: the
+    /// lease took it).
+    fn begin_stop(&self) -> Option<String> {
+        self.holder.clear();
+        self.stop.send_replace(true);
+        let key = self.current_key.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        (self.shared.session.state() != LeaseState::Closed).then_some(key)
+    }
+
+    /// Waits for the stopped campaign to end and returns its last key, as
+    /// [`stop_campaign`](Self::stop_campaign).
+    async fn finish_stop(&self) -> Option<String> {
+        self.stop_campaign().await
+    }
+
+    /// Silences the candidacy, stops its campaign and returns its key, if one may
+    /// still exist on the server (`None` once the session is closed: the lease took it).
+    async fn stop_campaign(&self) -> Option<String> {
         self.holder.clear();
         self.stop.send_replace(true);
         let task = self.campaign.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut task) = task {
             // Let an in-flight request finish so that no candidacy is created after the
-            // delete below.
+            // delete that follows.
             if tokio::time::timeout(self.shared.timeout * 2, &mut task).await.is_err() {
                 task.abort();
             }
         }
         self.holder.clear();
-        let key = self.current_key.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(key) = key {
-            if self.shared.session.state() != LeaseState::Closed {
-                let mut kv = self.shared.client.kv_client();
-                rpc(self.shared.timeout, kv.delete(key.clone(), None))
-                    .await
-                    .map_err(|e| e.write("resign", key))?;
-            }
-        }
-        Ok(())
+        let key = self.current_key.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        (self.shared.session.state() != LeaseState::Closed).then_some(key)
     }
 }
 
@@ -148,12 +260,12 @@ impl Drop for EtcdElectionDriver {
     }
 }
 
-/// How a wait for deletions ended.
-enum Waited {
-    /// The key at this index was deleted.
-    Deleted(usize),
-    /// The lease is no longer the active one (the session revoked any grant).
-    LeaseChanged,
+/// How following the group's deletions ended.
+enum Followed {
+    /// Start over on the current lease (our key is gone or the lease changed).
+    Restart,
+    /// Read the group again (the watch lost its history to a compaction).
+    Reread,
     /// The candidacy resigned.
     Stopped,
 }
@@ -226,39 +338,27 @@ impl Campaign {
             None => self.create(lease, key).await?,
         };
         loop {
-            let (own, predecessor, rev) = self.inspect(key, my_rev).await?;
+            let (own, ahead, rev) = self.inspect(key, my_rev).await?;
             if !own {
                 return Ok(true);
             }
-            match predecessor {
-                None => {
-                    let fence = Fence::new(Epoch(my_rev as u64), key);
-                    let validity = self.shared.session.validity(lease);
-                    if !self.holder.grant_if_active(state, lease, validity, fence) {
-                        return Ok(true);
-                    }
-                    tracing::debug!(%key, epoch = my_rev, "etcd election granted");
-                    let keys = [(key.to_string(), my_rev)];
-                    return match self.wait_deleted(state, lease, &keys, rev + 1).await {
-                        Waited::Deleted(_) => {
-                            tracing::warn!(%key, "own election key disappeared; revoking leadership");
-                            self.holder.revoke();
-                            Ok(true)
-                        }
-                        Waited::LeaseChanged => Ok(true),
-                        Waited::Stopped => Ok(false),
-                    };
-                }
-                Some((pred_key, pred_rev)) => {
-                    let keys = [(pred_key, pred_rev), (key.to_string(), my_rev)];
-                    match self.wait_deleted(state, lease, &keys, rev + 1).await {
-                        Waited::Deleted(0) => continue,
-                        Waited::Deleted(_) | Waited::LeaseChanged => return Ok(true),
-                        Waited::Stopped => return Ok(false),
-                    }
-                }
+            match self.follow(state, lease, key, my_rev, ahead, rev + 1).await {
+                Followed::Restart => return Ok(true),
+                Followed::Reread => continue,
+                Followed::Stopped => return Ok(false),
             }
         }
+    }
+
+    /// Grants the term of `key` if `lease` is still the active one.
+    fn grant(&self, state: &watch::Receiver<LeaseState>, lease: i64, key: &str, my_rev: i64) -> bool {
+        let fence = Fence::new(Epoch(my_rev as u64), key);
+        let validity = self.shared.session.validity(lease);
+        let granted = self.holder.grant_if_active(state, lease, validity, fence);
+        if granted {
+            tracing::debug!(%key, epoch = my_rev, "etcd election granted");
+        }
+        granted
     }
 
     /// Creates the candidacy key on `lease` (or adopts it if an earlier attempt whose
@@ -286,22 +386,16 @@ impl Campaign {
         }
     }
 
-    /// Reads, at one revision, whether our key still exists and which key directly
-    /// precedes it. Returns `(own exists, predecessor, revision)`.
-    async fn inspect(
-        &self,
-        key: &str,
-        my_rev: i64,
-    ) -> std::result::Result<(bool, Option<(String, i64)>, i64), RpcError> {
-        let predecessor = GetOptions::new()
+    /// Reads, at one revision, whether our key still exists and which keys are ahead
+    /// of it (lower create-revision). Returns `(own exists, keys ahead, revision)`.
+    async fn inspect(&self, key: &str, my_rev: i64) -> std::result::Result<(bool, HashSet<Vec<u8>>, i64), RpcError> {
+        let ahead = GetOptions::new()
             .with_prefix()
             .with_keys_only()
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_max_create_revision(my_rev - 1)
-            .with_limit(1);
+            .with_max_create_revision(my_rev - 1);
         let txn = Txn::new().and_then(vec![
             TxnOp::get(key, None),
-            TxnOp::get(self.group_dir.clone(), Some(predecessor)),
+            TxnOp::get(self.group_dir.clone(), Some(ahead)),
         ]);
         let mut kv = self.shared.client.kv_client();
         let resp = rpc(self.shared.timeout, kv.txn(txn)).await?;
@@ -311,105 +405,133 @@ impl Campaign {
             .first()
             .and_then(first_kv)
             .is_some_and(|kv| kv.create_revision() == my_rev);
-        let pred = responses
-            .get(1)
-            .and_then(first_kv)
-            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.create_revision()));
-        Ok((own, pred, rev))
+        let ahead = match responses.get(1) {
+            Some(TxnOpResponse::Get(g)) => g
+                .kvs()
+                .iter()
+                .filter(|kv| kv.create_revision() < my_rev)
+                .map(|kv| kv.key().to_vec())
+                .collect(),
+            _ => HashSet::new(),
+        };
+        Ok((own, ahead, rev))
     }
 
-    /// Waits until one of `keys` (each with the create-revision it must still have)
-    /// is deleted, watching from revision `from` and resuming across broken streams.
-    async fn wait_deleted(
+    /// Follows the deletions in the group from revision `from` (one watch, resumed
+    /// across broken streams): `ahead` are the keys ahead of ours at `from - 1`. Keys
+    /// created later have higher create-revisions and queue behind ours, so the set
+    /// only shrinks: once it is empty our key leads, and the term is granted at once,
+    /// without another read. Events arrive in revision order on the one watch, so a
+    /// deletion of our own key is seen before any later deletion. While granted, the
+    /// deletion of our key revokes the term.
+    async fn follow(
         &mut self,
         state: &mut watch::Receiver<LeaseState>,
         lease: i64,
-        keys: &[(String, i64)],
+        key: &str,
+        my_rev: i64,
+        mut ahead: HashSet<Vec<u8>>,
         mut from: i64,
-    ) -> Waited {
+    ) -> Followed {
+        let mut granted = false;
         loop {
             if !is_active(state, lease) {
-                return Waited::LeaseChanged;
+                return Followed::Restart;
             }
             if *self.stop.borrow() {
-                return Waited::Stopped;
+                return Followed::Stopped;
             }
-            match self.watch_once(state, lease, keys, &mut from).await {
-                Some(w) => return w,
-                None => {
+            if !granted && ahead.is_empty() {
+                if !self.grant(state, lease, key, my_rev) {
+                    return Followed::Restart;
+                }
+                granted = true;
+            }
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_filters([WatchFilterType::NoPut])
+                .with_start_revision(from);
+            let mut wc = self.shared.client.watch_client();
+            let mut stream = match rpc(self.shared.timeout, wc.watch(self.group_dir.clone(), Some(opts))).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%key, error = %e, "election watch could not be opened; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY) => {}
                         _ = state.changed() => {}
                         _ = self.stop.changed() => {}
                     }
+                    continue;
                 }
-            }
-        }
-    }
-
-    /// One watch stream; `None` when it broke and should be reopened.
-    async fn watch_once(
-        &mut self,
-        state: &mut watch::Receiver<LeaseState>,
-        lease: i64,
-        keys: &[(String, i64)],
-        from: &mut i64,
-    ) -> Option<Waited> {
-        let opts = || Some(WatchOptions::new().with_start_revision(*from));
-        let mut wc = self.shared.client.watch_client();
-        let mut stream = rpc(self.shared.timeout, wc.watch(keys[0].0.clone(), opts()))
-            .await
-            .ok()?;
-        for (k, _) in &keys[1..] {
-            stream.watch(k.clone(), opts()).await.ok()?;
-        }
-        loop {
-            tokio::select! {
-                r = state.changed() => {
-                    if r.is_err() || !is_active(state, lease) {
-                        return Some(Waited::LeaseChanged);
-                    }
-                }
-                _ = self.stop.changed() => return Some(Waited::Stopped),
-                msg = stream.message() => {
-                    let resp = msg.ok()??;
-                    if resp.canceled() {
-                        if resp.compact_revision() > 0 {
-                            return self.recheck(keys, from).await;
+            };
+            loop {
+                tokio::select! {
+                    r = state.changed() => {
+                        if r.is_err() || !is_active(state, lease) {
+                            return Followed::Restart;
                         }
-                        return None;
                     }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        *from = (*from).max(kv.mod_revision() + 1);
-                        if ev.event_type() == EventType::Delete {
-                            if let Some(i) = keys.iter().position(|(k, _)| k.as_bytes() == kv.key()) {
-                                return Some(Waited::Deleted(i));
+                    _ = self.stop.changed() => return Followed::Stopped,
+                    msg = stream.message() => {
+                        let Ok(Some(resp)) = msg else { break };
+                        if resp.canceled() {
+                            if resp.compact_revision() > 0 {
+                                return self.after_compaction(key, my_rev, granted).await;
                             }
+                            break;
+                        }
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            from = from.max(kv.mod_revision() + 1);
+                            if ev.event_type() != EventType::Delete {
+                                continue;
+                            }
+                            if kv.key() == key.as_bytes() {
+                                if *self.stop.borrow() {
+                                    // Deleted by our own resign.
+                                    return Followed::Stopped;
+                                }
+                                if granted {
+                                    tracing::warn!(%key, "own election key disappeared; revoking leadership");
+                                    self.holder.revoke();
+                                }
+                                return Followed::Restart;
+                            }
+                            ahead.remove(kv.key());
+                        }
+                        if !granted && ahead.is_empty() {
+                            if !self.grant(state, lease, key, my_rev) {
+                                return Followed::Restart;
+                            }
+                            granted = true;
                         }
                     }
                 }
             }
+            // The stream broke: resume from the revision after the last event seen.
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = self.stop.changed() => {}
+            }
         }
     }
 
-    /// After a compaction gap: which of `keys` is gone now, if any; otherwise moves
-    /// `from` to the current revision and asks for a new watch.
-    async fn recheck(&self, keys: &[(String, i64)], from: &mut i64) -> Option<Waited> {
-        let txn = Txn::new().and_then(
-            keys.iter()
-                .map(|(k, _)| TxnOp::get(k.clone(), None))
-                .collect::<Vec<_>>(),
-        );
-        let mut kv = self.shared.client.kv_client();
-        let resp = rpc(self.shared.timeout, kv.txn(txn)).await.ok()?;
-        for (i, r) in resp.op_responses().iter().enumerate() {
-            let alive = first_kv(r).is_some_and(|kv| kv.create_revision() == keys[i].1);
-            if !alive {
-                return Some(Waited::Deleted(i));
-            }
+    /// The watch's history was compacted away: a waiting candidacy reads the group
+    /// again; a granted one keeps its term only if its key is still there.
+    async fn after_compaction(&self, key: &str, my_rev: i64, granted: bool) -> Followed {
+        if !granted {
+            return Followed::Reread;
         }
-        *from = revision_of(&resp) + 1;
-        None
+        let mut kv = self.shared.client.kv_client();
+        let alive = match rpc(self.shared.timeout, kv.get(key, None)).await {
+            Ok(resp) => resp.kvs().first().is_some_and(|kv| kv.create_revision() == my_rev),
+            Err(_) => return Followed::Reread,
+        };
+        if !alive {
+            tracing::warn!(%key, "own election key disappeared; revoking leadership");
+            self.holder.revoke();
+            return Followed::Restart;
+        }
+        Followed::Reread
     }
 }

@@ -33,7 +33,7 @@ impl FenceGuard {
         }
     }
 
-    fn compare(&self) -> Compare {
+    pub(crate) fn compare(&self) -> Compare {
         Compare::create_revision(self.key.clone(), CompareOp::Equal, self.epoch)
     }
 

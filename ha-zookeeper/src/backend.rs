@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     pub(crate) layout: Layout,
     pub(crate) sessions: Sessions,
     candidacies: Candidacies<Candidacy>,
+    /// Leader-information nodes this instance created or set last and has not deleted
+    /// since: a hint of which write to try first (see `leader_info`).
+    pub(crate) published: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Connection state of a backend instance, as ZooKeeper reports it.
@@ -96,6 +99,7 @@ impl ZooKeeperBackend {
                 layout,
                 sessions,
                 candidacies: Candidacies::default(),
+                published: Default::default(),
             }),
         })
     }

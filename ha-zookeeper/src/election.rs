@@ -389,7 +389,17 @@ impl Candidacy {
             };
         }
         loop {
-            let children = attempt!(client.list_children(&self.dir));
+            // A candidate that may find itself lowest needs its own node's stat too:
+            // both reads go out together (one round trip); the validity of a grant is
+            // anchored at their send time.
+            let checked_at = Instant::now();
+            let listing = client.list_children(&self.dir);
+            let own = (!self.is_leading()).then(|| client.check_stat(&node.path));
+            let children = attempt!(listing);
+            let own_stat = match own {
+                Some(stat) => Some(attempt!(stat)),
+                None => None,
+            };
             let latch = ordered(children);
             let mine = latch.iter().filter(|n| n.starts_with(&prefix)).count();
             if mine > 1 && !self.is_leading() {
@@ -408,9 +418,8 @@ impl Candidacy {
                 return TermEnd::NodeGone;
             };
             if idx == 0 {
-                if !self.is_leading() {
-                    let checked_at = Instant::now();
-                    let Some(stat) = attempt!(client.check_stat(&node.path)) else {
+                if let Some(stat) = own_stat.filter(|_| !self.is_leading()) {
+                    let Some(stat) = stat else {
                         return TermEnd::NodeGone;
                     };
                     if stat.ephemeral_owner != client.session_id().0 {
@@ -456,6 +465,16 @@ impl Candidacy {
     /// Leaves the election: no further events; our node (and any node of our current
     /// uuid) is deleted so the next candidate is granted at once.
     async fn resign(&self) -> Result<()> {
+        self.resign_deleting(None).await
+    }
+
+    /// [`resign`](Self::resign), deleting the leader records `records` (node paths of
+    /// [`Layout::leader_info`](crate::layout::Layout::leader_info)) of the term `fence`
+    /// first. If `fence` is the current node's, one fenced multi deletes the records,
+    /// their components' nodes and the latch node (the next candidate is granted after
+    /// one round trip); otherwise, or if that multi is refused, each record is deleted
+    /// on its own (fenced), then the node.
+    async fn resign_deleting(&self, records: Option<(&Fence, &[ComponentId])>) -> Result<()> {
         let (uuid, node) = {
             let mut st = self.lock();
             st.resigned = true;
@@ -475,6 +494,36 @@ impl Candidacy {
         let client = live.client;
         if client.state().is_terminated() {
             return Ok(());
+        }
+        let mut node = node;
+        if let Some((fence, components)) = records {
+            let paths: Vec<String> = components.iter().map(|c| self.inner.layout.leader_info(c)).collect();
+            let together = node.as_deref() == Some(fence.token.as_str()) && paths.len() <= MAX_RECORDS_WITH_RESIGN;
+            let deleted = together && {
+                paths.iter().for_each(|p| self.inner.set_published_hint(p, false));
+                let latch = fence.token.clone();
+                self.inner
+                    .sessions
+                    .fenced_multi(fence, "resign", &latch, |w| {
+                        for path in &paths {
+                            w.add_delete(path, None)?;
+                            w.add_delete(crate::layout::parent(path), None)?;
+                        }
+                        w.add_delete(&latch, None)
+                    })
+                    .await
+                    .map_err(|f| tracing::debug!(?f, "records and latch node not deleted in one multi"))
+                    .is_ok()
+            };
+            if deleted {
+                node = None;
+            } else {
+                for component in components {
+                    if let Err(e) = self.inner.delete_leader_information(fence, component).await {
+                        tracing::debug!(%component, error = %e, "could not delete leader information on close");
+                    }
+                }
+            }
         }
         if let Some(node) = node {
             match client.delete(&node, None).await {
@@ -569,4 +618,12 @@ impl LeaderElectionDriver for ZkElectionDriver {
     async fn resign(&self) -> Result<()> {
         self.candidacy.resign().await
     }
+
+    async fn delete_leader_information_and_resign(&self, fence: &Fence, components: &[ComponentId]) -> Result<()> {
+        self.candidacy.resign_deleting(Some((fence, components))).await
+    }
 }
+
+/// Most leader records deleted in the multi that resigns (a multi is one request,
+/// bounded by the server's `jute.maxbuffer`).
+const MAX_RECORDS_WITH_RESIGN: usize = 100;

@@ -417,3 +417,65 @@ async fn close_ends_the_session_at_once_and_drop_does_not() {
     );
     drop((svc, e));
 }
+
+/// A graceful hand-over leaves neither the leader record nor its component's node (one
+/// multi deletes them with the latch node); the next leader's confirm creates both. A
+/// leader's repeated confirms overwrite its record, and after a crash the next
+/// leader's confirm overwrites the record the crashed one left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_record_across_graceful_and_crash_hand_overs() {
+    let h = common::harness();
+    let cluster = ClusterId::random("records");
+    let dir = tempfile::tempdir().unwrap();
+    let admin = h.admin().await.unwrap();
+    let node = format!("{}/leader/dispatcher", h.cluster_path(&cluster));
+    let record = format!("{node}/connection_info");
+    let published = || async {
+        let (data, _) = admin.get_data(&record).await.unwrap();
+        String::from_utf8(data).unwrap()
+    };
+    let connect = || async { HaServices::new(h.connect(&cluster).await.unwrap(), storage(&dir, &cluster), 1) };
+    let component = || ComponentId::new("dispatcher").unwrap();
+
+    let a = connect().await;
+    let sa = a.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut ea = sa.register(component()).unwrap();
+    let ga = ea.granted().await.unwrap();
+    ea.confirm(&ga, "http://a1").await.unwrap();
+    ea.confirm(&ga, "http://a2").await.unwrap();
+    assert!(published().await.contains("http://a2"));
+
+    let b = connect().await;
+    let sb = b.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut eb = sb.register(component()).unwrap();
+    sa.close().await.unwrap();
+    let tree = common::list_tree(&admin, h.cluster_path(&cluster).as_str())
+        .await
+        .unwrap();
+    assert!(!tree.iter().any(|p| p.starts_with(&node)), "{tree:?}");
+    let gb = tokio::time::timeout(Duration::from_secs(10), eb.granted())
+        .await
+        .unwrap()
+        .unwrap();
+    eb.confirm(&gb, "http://b").await.unwrap();
+    assert!(published().await.contains("http://b"));
+
+    let c = connect().await;
+    let sc = c.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut ec = sc.register(component()).unwrap();
+    drop((eb, sb));
+    h.crash(b).await;
+    let gc = tokio::time::timeout(h.crash_timeout() * 3, ec.granted())
+        .await
+        .expect("granted after the crashed leader's session ended")
+        .unwrap();
+    assert!(
+        published().await.contains("http://b"),
+        "the crashed leader's record stays"
+    );
+    ec.confirm(&gc, "http://c").await.unwrap();
+    assert!(published().await.contains("http://c"));
+    sc.close().await.unwrap();
+    c.close().await.unwrap();
+    a.close_and_cleanup_all_data().await.unwrap();
+}

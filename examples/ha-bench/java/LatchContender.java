@@ -1,12 +1,17 @@
 // One Apache Curator LeaderLatch contender, driven by ha-bench over stdin/stdout.
 //
-// Args: <connect-string> <latch-path> <session-timeout-ms> <id>
+// Args: <connect-string> <latch-path> <session-timeout-ms> <id> [publish]
 // Prints: "SESSION <negotiated-ms>", "READY" once queued in the latch, "LEADER" when
 // granted. Reads "close" on stdin: closes the latch and the client (graceful hand-over).
 // A crash is SIGKILL from the driver: the session then ends only by timeout.
+// With "publish", a granted contender first writes its address with a fresh term id to
+// "<latch-path>-leader" in a transaction that checks its own latch node (as Flink's HA
+// does on top of LeaderLatch): the work ha-rs's confirm does after a grant.
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.curator.framework.CuratorFramework;
@@ -27,6 +32,8 @@ public final class LatchContender {
         String path = args[1];
         int sessionMs = Integer.parseInt(args[2]);
         String id = args[3];
+        boolean publish = args.length > 4 && args[4].equals("publish");
+        String infoPath = path + "-leader";
         CuratorFramework client = CuratorFrameworkFactory.builder()
                 .connectString(connect)
                 .sessionTimeoutMs(sessionMs)
@@ -38,10 +45,33 @@ public final class LatchContender {
             throw new IllegalStateException("could not connect to " + connect);
         }
         say("SESSION " + client.getZookeeperClient().getZooKeeper().getSessionTimeout());
-        LeaderLatch latch = new LeaderLatch(client, path, id);
+        if (publish) {
+            try {
+                client.create().creatingParentsIfNeeded().forPath(infoPath);
+            } catch (org.apache.zookeeper.KeeperException.NodeExistsException e) {
+                // Another contender made it.
+            }
+            // Warm the transaction path up (class loading, first compilation), as a
+            // long-running process would have: one check-only transaction, and the
+            // set operation built once without running it.
+            client.transactionOp().setData().forPath(infoPath, new byte[0]);
+            client.transaction().forOperations(client.transactionOp().check().forPath(infoPath));
+        }
+        final LeaderLatch latch = new LeaderLatch(client, path, id);
         latch.addListener(new LeaderLatchListener() {
             @Override
             public void isLeader() {
+                if (publish) {
+                    byte[] info = ("bench://" + id + " " + UUID.randomUUID()).getBytes(StandardCharsets.UTF_8);
+                    try {
+                        client.transaction().forOperations(
+                                client.transactionOp().check().forPath(latch.getOurPath()),
+                                client.transactionOp().setData().forPath(infoPath, info));
+                    } catch (Exception e) {
+                        say("ERROR publish: " + e);
+                        return;
+                    }
+                }
                 say("LEADER");
             }
 

@@ -40,7 +40,9 @@ pub(crate) async fn close_requested() {
 async fn lead(ha: &HaServices, election: &mut LeaderElection, me: &str, mut jobs: usize) -> BoxResult<Infallible> {
     loop {
         let grant = election.granted().await?;
+        tracing::debug!(me, "granted");
         election.confirm(&grant, me).await?;
+        tracing::debug!(me, "confirmed");
         if jobs > 0 {
             crate::failover::submit_jobs(ha, &grant.fence, jobs).await?;
             jobs = 0;
@@ -72,6 +74,7 @@ pub(crate) async fn run(
             let watch = async {
                 loop {
                     if let Some(info) = rx.borrow_and_update().clone() {
+                        tracing::debug!(address = %info.address, "retrieved");
                         say(&format!("ADDR {}", info.address));
                     }
                     if rx.changed().await.is_err() {
@@ -95,7 +98,9 @@ pub(crate) async fn run(
                 r = lead(&process.ha, &mut election, &me, jobs) => match r? {},
                 () = close_requested() => {}
             }
+            tracing::debug!(me, "close requested");
             svc.close().await?;
+            tracing::debug!(me, "election service closed");
             process.ha.close().await?;
         }
     }

@@ -77,7 +77,14 @@ struct Contender {
 }
 
 impl Contender {
-    async fn spawn(cp: &Compiled, connect: &str, path: &str, session: Duration, id: &str) -> BoxResult<Self> {
+    async fn spawn(
+        cp: &Compiled,
+        connect: &str,
+        path: &str,
+        session: Duration,
+        id: &str,
+        publish: bool,
+    ) -> BoxResult<Self> {
         let mut child = Command::new("java")
             .args([
                 "-Xmx64m",
@@ -87,6 +94,7 @@ impl Contender {
                 "LatchContender",
             ])
             .args([connect, path, &session.as_millis().to_string(), id])
+            .args(publish.then_some("publish"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -142,7 +150,9 @@ pub(crate) struct Samples {
 }
 
 /// Up to `runs` hand-overs within `budget` on a fresh latch path. Each run replaces
-/// the leader with the queued follower and queues a new JVM behind it.
+/// the leader with the queued follower and queues a new JVM behind it. With `publish`,
+/// a granted contender publishes its address (fenced by its latch node) before it says
+/// `LEADER`.
 pub(crate) async fn measure(
     cp: &Compiled,
     connect: &str,
@@ -150,12 +160,13 @@ pub(crate) async fn measure(
     crash: bool,
     runs: usize,
     budget: Budget,
+    publish: bool,
 ) -> BoxResult<Samples> {
     let path = format!("/ha-bench-curator/{}", ha_core::ClusterId::random("latch"));
     let limit = session * 10 + Duration::from_secs(10);
-    let mut leader = Contender::spawn(cp, connect, &path, session, "c0").await?;
+    let mut leader = Contender::spawn(cp, connect, &path, session, "c0", publish).await?;
     leader.expect("LEADER", limit).await?;
-    let mut follower = Contender::spawn(cp, connect, &path, session, "c1").await?;
+    let mut follower = Contender::spawn(cp, connect, &path, session, "c1", publish).await?;
     let negotiated = Duration::from_millis(leader.session_ms);
     let mut durations = Vec::with_capacity(runs);
     for i in 0..runs {
@@ -176,7 +187,7 @@ pub(crate) async fn measure(
         }
         let _ = leader.child.kill().await;
         leader = follower;
-        follower = Contender::spawn(cp, connect, &path, session, &format!("c{}", i + 2)).await?;
+        follower = Contender::spawn(cp, connect, &path, session, &format!("c{}", i + 2), publish).await?;
     }
     leader.close().await?;
     follower.close().await?;

@@ -3,10 +3,15 @@
 //! and the JVM peers ([`crate::procs`]). The campaign value is the address, so a won
 //! campaign is a confirmed leader; the retriever observes the election. Graceful =
 //! resign and revoke the lease; crash = SIGKILL (the lease expires after its TTL).
+//!
+//! With `proclaim`, a contender that won also proclaims its address with a fresh term
+//! id (a write fenced by its leader key) before it says `LEADER`: the work ha-rs's
+//! `confirm` does after a grant, which the plain peer does not need since its campaign
+//! value was written before it led.
 
 use std::time::Duration;
 
-use etcd_client::{Client, ResignOptions};
+use etcd_client::{Client, ProclaimOptions, ResignOptions};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
@@ -33,7 +38,7 @@ async fn kept_lease(client: &Client, ttl: Duration) -> BoxResult<(i64, JoinHandl
 }
 
 /// One process (`ha-bench etcd-election`): campaigns for `name` as `id`, or observes it.
-pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role) -> BoxResult<()> {
+pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role, proclaim: bool) -> BoxResult<()> {
     let mut client = Client::connect(endpoints.etcd_endpoints()?, None).await?;
     match role {
         Role::Retriever => {
@@ -67,8 +72,15 @@ pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role)
                 () = &mut close => None,
             };
             if let Some(key) = won.and_then(|w| w.leader().cloned()) {
+                tracing::debug!(me, "campaign won");
+                if proclaim {
+                    let term = ha_core::LeaderSessionId::random();
+                    let options = ProclaimOptions::new().with_leader(key.clone());
+                    client.proclaim(format!("{me} {term}"), Some(options)).await?;
+                }
                 contender::say(&format!("LEADER {me}"));
                 (&mut close).await;
+                tracing::debug!(me, "close requested");
                 client.resign(Some(ResignOptions::new().with_leader(key))).await?;
             }
             keep.abort();
@@ -81,11 +93,20 @@ pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role)
 
 /// Up to `runs` hand-overs between election-API contender processes, watched by an
 /// observing retriever process.
-pub(crate) async fn measure(endpoints: &Endpoints, crash: bool, runs: usize, budget: Budget) -> BoxResult<Samples> {
+pub(crate) async fn measure(
+    endpoints: &Endpoints,
+    crash: bool,
+    runs: usize,
+    budget: Budget,
+    proclaim: bool,
+) -> BoxResult<Samples> {
     let name = format!("/ha-bench-election/{}", ha_core::ClusterId::random("e"));
     let spawn = |id: &str, role: Role| -> BoxResult<Command> {
         let mut cmd = endpoints.self_command(&["etcd-election", "--name", &name, "--id", id])?;
         cmd.args(["--role", role.name()]);
+        if proclaim {
+            cmd.arg("--proclaim");
+        }
         Ok(cmd)
     };
     procs::measure(&spawn, endpoints.ttl(), crash, runs, budget).await

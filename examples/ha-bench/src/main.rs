@@ -100,6 +100,9 @@ enum Command {
         id: String,
         #[arg(long)]
         role: procs::Role,
+        /// Once won, proclaim the address with a fresh term id before saying LEADER.
+        #[arg(long)]
+        proclaim: bool,
         #[command(flatten)]
         endpoints: Endpoints,
     },
@@ -247,8 +250,9 @@ async fn main() {
             name,
             id,
             role,
+            proclaim,
             endpoints,
-        }) => match etcd_election::run(&endpoints, &name, &id, role).await {
+        }) => match etcd_election::run(&endpoints, &name, &id, role, proclaim).await {
             Ok(()) => 0,
             Err(e) => {
                 println!("FATAL {e}");
@@ -352,13 +356,24 @@ async fn run(opts: &Opts) -> BoxResult<()> {
                     Kind::Zookeeper => {
                         if let Some(cp) = &curator {
                             let connect = e.zk_connect_string()?;
-                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan).await);
+                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan, false).await);
+                            // Like ha-rs's confirm: the address published, fenced, once granted.
+                            peers.push(curator_handovers(&mut report, cp, &connect, ttl, &plan, true).await);
                         }
                     }
                     Kind::Etcd => {
                         peers.push(
                             handovers(&mut report, "etcd-election-api", ttl, &plan, |crash, runs, budget| {
-                                etcd_election::measure(e, crash, runs, budget)
+                                etcd_election::measure(e, crash, runs, budget, false)
+                            })
+                            .await,
+                        );
+                        // The same peer doing what ha-rs's confirm does after a grant:
+                        // publishing a record with a fresh term id, fenced by the term.
+                        let system = "etcd-election-api-proclaim";
+                        peers.push(
+                            handovers(&mut report, system, ttl, &plan, |crash, runs, budget| {
+                                etcd_election::measure(e, crash, runs, budget, true)
                             })
                             .await,
                         );
@@ -513,19 +528,36 @@ fn push_crash(report: &mut Report, system: &str, samples: &[Duration], ttl: Dura
     (raw, m)
 }
 
+/// Curator's LeaderLatch; with `publish` the variant whose contender publishes its
+/// address (fenced by its latch node) once granted.
 async fn curator_handovers(
     report: &mut Report,
     cp: &curator::Compiled,
     connect: &str,
     ttl: Duration,
     plan: &Plan,
+    publish: bool,
 ) -> Handovers {
-    let system = "curator-leaderlatch";
+    let system = if publish {
+        "curator-leaderlatch-publish"
+    } else {
+        "curator-leaderlatch"
+    };
     let mut out = Handovers {
         system: system.to_string(),
         ..Handovers::default()
     };
-    match curator::measure(cp, connect, ttl, false, plan.handover_runs, Budget::new(plan.budget)).await {
+    match curator::measure(
+        cp,
+        connect,
+        ttl,
+        false,
+        plan.handover_runs,
+        Budget::new(plan.budget),
+        publish,
+    )
+    .await
+    {
         Ok(s) => {
             let m = Measurement::from_durations(system, "graceful_handover", &s.durations);
             report.push(m.clone());
@@ -533,7 +565,17 @@ async fn curator_handovers(
         }
         Err(err) => report.failed(system, "graceful_handover", &err.to_string()),
     }
-    match curator::measure(cp, connect, ttl, true, plan.crash_runs, Budget::new(plan.budget)).await {
+    match curator::measure(
+        cp,
+        connect,
+        ttl,
+        true,
+        plan.crash_runs,
+        Budget::new(plan.budget),
+        publish,
+    )
+    .await
+    {
         // Subtract what the server granted, as for ha-rs.
         Ok(s) => out.crash = Some(push_crash(report, system, &s.durations, s.session)),
         Err(err) => report.failed(system, "crash_handover", &err.to_string()),
@@ -571,15 +613,19 @@ fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: 
 
 async fn measure_writes(report: &mut Report, e: &Endpoints, kind: Kind, plan: &Plan) {
     let b = kind.name();
-    let fenced = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
+    let (fenced, raw) = match writes::fenced(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
         Ok(w) => {
             report.push(Measurement::from_durations(b, "fenced_pointer_add", &w.add));
             report.push(Measurement::from_durations(b, "fenced_leader_info_write", &w.confirm));
-            Measurement::from_durations(b, "fenced_pointer_write", &w.replace)
+            (
+                Measurement::from_durations(b, "fenced_pointer_write", &w.replace),
+                w.raw,
+            )
         }
         Err(err) => return report.failed(b, "fenced_pointer_write", &err.to_string()),
     };
-    match writes::raw(e, kind, plan.write_ops, Budget::new(plan.budget)).await {
+    // The raw writes alternate with the fenced replaces (see `writes`).
+    match raw {
         Ok(Some(s)) => {
             let raw = Measurement::from_durations(b, "raw_write", &s).with("client", raw_client(kind));
             report.push(fenced.with_ratio_to(&raw, "fenced / raw"));

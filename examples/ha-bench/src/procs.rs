@@ -152,16 +152,30 @@ pub(crate) async fn measure(
         let pause = if crash { SETTLE + jitter(ttl) } else { SETTLE };
         tokio::time::sleep(pause).await;
         let start = Instant::now();
+        tracing::debug!(run = i, crash, "leader goes");
         if crash {
             leader.child.start_kill()?;
         } else {
             leader.close().await?;
         }
         let next = address(&format!("c{i}"));
-        follower.expect(&format!("LEADER {next}"), limit).await?;
-        out.granted.push(start.elapsed());
-        retriever.expect(&format!("ADDR {next}"), limit).await?;
-        out.retrieved.push(start.elapsed());
+        // Both processes are read at once, so each line is timed when it arrives (a
+        // retriever that sees the address before the contender says LEADER is not
+        // timed at the LEADER line).
+        let (granted, retrieved) = tokio::join!(
+            async {
+                follower.expect(&format!("LEADER {next}"), limit).await?;
+                tracing::debug!(run = i, elapsed = ?start.elapsed(), "new leader seen");
+                BoxResult::Ok(start.elapsed())
+            },
+            async {
+                retriever.expect(&format!("ADDR {next}"), limit).await?;
+                tracing::debug!(run = i, elapsed = ?start.elapsed(), "new address seen");
+                BoxResult::Ok(start.elapsed())
+            },
+        );
+        out.granted.push(granted?);
+        out.retrieved.push(retrieved?);
         if !crash {
             let _ = leader.expect("CLOSED", Duration::from_secs(10)).await;
         }

@@ -12,11 +12,16 @@ use zookeeper_client as zk;
 use crate::systems::{Endpoints, Kind, KUBE_NAMESPACE};
 use crate::BoxResult;
 
-/// A raw client bound to one key (znode, etcd key, ConfigMap).
+/// A raw client bound to one key (znode, etcd key, ConfigMap), with the version it
+/// last wrote: a raw write replaces the value only if it is still that version, as the
+/// fenced pointer write (a compare-and-set on the entry's version) does, so that the
+/// two differ by the fence alone.
 #[derive(Clone)]
 pub(crate) enum Raw {
-    Zk(zk::Client, String),
-    Etcd(Box<etcd_client::Client>, String),
+    /// Client, path, znode version.
+    Zk(zk::Client, String, i32),
+    /// Client, key, mod-revision.
+    Etcd(Box<etcd_client::Client>, String, i64),
     /// The API, and the object as last written (its resourceVersion included).
     Kube(Api<ConfigMap>, Box<ConfigMap>),
 }
@@ -40,14 +45,20 @@ impl Raw {
                     Ok(_) | Err(zk::Error::NodeExists) => {}
                     Err(e) => return Err(e.into()),
                 }
-                client.create(&path, initial, &options).await?;
-                Raw::Zk(client, path)
+                let (stat, _) = client.create(&path, initial, &options).await?;
+                let version = if stat.version >= 0 {
+                    stat.version
+                } else {
+                    client.check_stat(&path).await?.map_or(0, |s| s.version)
+                };
+                Raw::Zk(client, path, version)
             }
             Kind::Etcd => {
                 let mut client = Box::new(etcd_client::Client::connect(endpoints.etcd_endpoints()?, None).await?);
                 let key = format!("/ha-bench-raw/{name}");
-                client.put(key.as_str(), initial, None).await?;
-                Raw::Etcd(client, key)
+                let put = client.put(key.as_str(), initial, None).await?;
+                let revision = put.header().map(|h| h.revision()).unwrap_or_default();
+                Raw::Etcd(client, key, revision)
             }
             Kind::Kubernetes => {
                 let api: Api<ConfigMap> = Api::namespaced(endpoints.kube_client()?, KUBE_NAMESPACE);
@@ -65,15 +76,24 @@ impl Raw {
         }))
     }
 
-    /// A write of `value` (Kubernetes: a replace of the object as last written, which
-    /// is how a client updates a ConfigMap it owns).
+    /// A write of `value` over the version last written (ZooKeeper: `set_data` with
+    /// that version; etcd: a `txn` comparing the mod-revision, then `put`; Kubernetes: a
+    /// replace of the object as last written, which is how a client updates a ConfigMap
+    /// it owns).
     pub(crate) async fn write(&mut self, value: &[u8]) -> BoxResult<()> {
         match self {
-            Raw::Zk(client, path) => {
-                client.set_data(path, value, None).await?;
+            Raw::Zk(client, path, version) => {
+                *version = client.set_data(path, value, Some(*version)).await?.version;
             }
-            Raw::Etcd(client, key) => {
-                client.put(key.as_str(), value, None).await?;
+            Raw::Etcd(client, key, revision) => {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, *revision)])
+                    .and_then([TxnOp::put(key.as_str(), value, None)]);
+                let resp = client.txn(txn).await?;
+                if !resp.succeeded() {
+                    return Err(format!("raw write of {key}: changed by someone else").into());
+                }
+                *revision = resp.header().map(|h| h.revision()).unwrap_or_default();
             }
             Raw::Kube(api, cm) => {
                 cm.data = Some(BTreeMap::from([(KUBE_KEY.to_string(), text(value))]));
@@ -89,7 +109,7 @@ impl Raw {
     pub(crate) async fn increment(&mut self) -> BoxResult<u32> {
         for attempt in 1..=10_000u32 {
             let done = match self {
-                Raw::Zk(client, path) => {
+                Raw::Zk(client, path, _) => {
                     let (data, stat) = client.get_data(path).await?;
                     let next = parse(&data) + 1;
                     match client
@@ -101,7 +121,7 @@ impl Raw {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Raw::Etcd(client, key) => {
+                Raw::Etcd(client, key, _) => {
                     let got = client.get(key.as_str(), None).await?;
                     let kv = got.kvs().first().ok_or("raw counter key missing")?;
                     let next = parse(kv.value()) + 1;
@@ -136,8 +156,8 @@ impl Raw {
     /// Removes the key.
     pub(crate) async fn remove(self) {
         let _ = match self {
-            Raw::Zk(client, path) => client.delete(&path, None).await.map_err(|e| e.to_string()),
-            Raw::Etcd(mut client, key) => client.delete(key, None).await.map(|_| ()).map_err(|e| e.to_string()),
+            Raw::Zk(client, path, _) => client.delete(&path, None).await.map_err(|e| e.to_string()),
+            Raw::Etcd(mut client, key, _) => client.delete(key, None).await.map(|_| ()).map_err(|e| e.to_string()),
             Raw::Kube(api, cm) => api
                 .delete(cm.metadata.name.as_deref().unwrap_or_default(), &Default::default())
                 .await

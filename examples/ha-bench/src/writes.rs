@@ -2,6 +2,12 @@
 //! pointer added (`add_and_lock`) and replaced (`StateHandleStore::replace`, compared
 //! with a raw client write of the same bytes), and the leader information published
 //! (`confirm`).
+//!
+//! The replaces and the raw writes alternate, one of each per step and each first
+//! every other step, so both see the same server state: measured one phase after the
+//! other, the phase that followed the adds paid for what they left behind (on the
+//! Kubernetes emulator, the eviction of their large objects from the watch history;
+//! also JVM and allocator effects), which made the ratio depend on the order.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +36,9 @@ pub(crate) struct Fenced {
     pub(crate) replace: Vec<Duration>,
     /// The leader's address published: `confirm` (the leader-information write).
     pub(crate) confirm: Vec<Duration>,
+    /// Raw client writes of the same bytes, alternating with `replace`; `Ok(None)`
+    /// without a raw client, `Err` if the raw client failed.
+    pub(crate) raw: Result<Option<Vec<Duration>>, String>,
 }
 
 /// Measures [`Fenced`] on one leader.
@@ -49,6 +58,7 @@ pub(crate) async fn fenced(endpoints: &Endpoints, kind: Kind, ops: usize, budget
         add: Vec::with_capacity(ops),
         replace: Vec::with_capacity(ops),
         confirm: Vec::with_capacity(ops),
+        raw: Ok(None),
     };
 
     for id in 2..ops as u64 + 2 {
@@ -67,13 +77,30 @@ pub(crate) async fn fenced(endpoints: &Endpoints, kind: Kind, ops: usize, budget
 
     let name = checkpoint_key(1);
     let mut version = store.add_and_lock(&grant.fence, &name, value.clone()).await?;
-    for _ in 0..ops {
+    let mut raw = match Raw::create(endpoints, kind, &value).await {
+        Ok(r) => r.map(|r| (r, Vec::with_capacity(ops))),
+        Err(e) => {
+            out.raw = Err(e.to_string());
+            None
+        }
+    };
+    for i in 0..ops {
         if budget.exhausted() && !out.replace.is_empty() {
             break;
+        }
+        if i % 2 == 1 {
+            raw_write(&mut raw, &mut out.raw, &value).await;
         }
         let start = Instant::now();
         version = store.replace(&grant.fence, &name, version, value.clone()).await?;
         out.replace.push(start.elapsed());
+        if i % 2 == 0 {
+            raw_write(&mut raw, &mut out.raw, &value).await;
+        }
+    }
+    if let Some((client, samples)) = raw {
+        client.remove().await;
+        out.raw = Ok(Some(samples));
     }
     store.release_and_try_remove(&grant.fence, &name).await?;
 
@@ -92,26 +119,23 @@ pub(crate) async fn fenced(endpoints: &Endpoints, kind: Kind, ops: usize, budget
     Ok(out)
 }
 
-/// Latencies of `ops` raw writes of the same bytes; `None` without a raw client.
-pub(crate) async fn raw(
-    endpoints: &Endpoints,
-    kind: Kind,
-    ops: usize,
-    budget: Budget,
-) -> BoxResult<Option<Vec<Duration>>> {
-    let value = pointer_bytes();
-    let Some(mut raw) = Raw::create(endpoints, kind, &value).await? else {
-        return Ok(None);
+/// One raw write, timed; a failure ends the raw writes and is kept in `failed`.
+async fn raw_write(
+    raw: &mut Option<(Raw, Vec<Duration>)>,
+    failed: &mut Result<Option<Vec<Duration>>, String>,
+    value: &[u8],
+) {
+    let Some((client, samples)) = raw.as_mut() else {
+        return;
     };
-    let mut samples = Vec::with_capacity(ops);
-    for _ in 0..ops {
-        if budget.exhausted() && !samples.is_empty() {
-            break;
+    let start = Instant::now();
+    match client.write(value).await {
+        Ok(()) => samples.push(start.elapsed()),
+        Err(e) => {
+            *failed = Err(e.to_string());
+            if let Some((client, _)) = raw.take() {
+                client.remove().await;
+            }
         }
-        let start = Instant::now();
-        raw.write(&value).await?;
-        samples.push(start.elapsed());
     }
-    raw.remove().await;
-    Ok(Some(samples))
 }

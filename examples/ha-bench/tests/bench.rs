@@ -103,9 +103,22 @@ fn quick_run_reports_every_measurement() {
             .map(|n| (b, n)),
         );
     }
-    let mut peers = vec!["curator-leaderlatch", "etcd-election-api"];
-    // etcd's election API runs as contender and observer processes too.
-    expected.extend(["graceful_handover_retrieved", "crash_handover_retrieved"].map(|n| ("etcd-election-api", n)));
+    let mut peers = vec![
+        "curator-leaderlatch",
+        "curator-leaderlatch-publish",
+        "etcd-election-api",
+        "etcd-election-api-proclaim",
+    ];
+    // etcd's election API runs as contender and observer processes too, also in the
+    // variant that proclaims a fresh term record once it won.
+    for peer in ["etcd-election-api", "etcd-election-api-proclaim"] {
+        expected.extend(["graceful_handover_retrieved", "crash_handover_retrieved"].map(|n| (peer, n)));
+        assert!(
+            rows.iter()
+                .any(|r| r["backend"] == "etcd" && r["name"] == "graceful_handover_vs_peer" && r["peer"] == peer),
+            "no ratio to {peer} in:\n{stdout}"
+        );
+    }
     expected.extend(["graceful_retrieved_vs_peer", "crash_retrieved_vs_peer"].map(|n| ("etcd", n)));
     if flink_jars_present() {
         peers.extend(["flink-ha-zookeeper", "flink-ha-kubernetes"]);

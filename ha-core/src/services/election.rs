@@ -300,19 +300,15 @@ impl LeaderElectionService {
         if let Some(task) = self.inner.events_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
-        if let Some(grant) = grant {
-            for component in confirmed {
-                if let Err(e) = self
-                    .inner
+        match grant {
+            Some(grant) if !confirmed.is_empty() => {
+                self.inner
                     .driver
-                    .delete_leader_information(&grant.fence, &component)
+                    .delete_leader_information_and_resign(&grant.fence, &confirmed)
                     .await
-                {
-                    tracing::debug!(%component, error = %e, "could not delete leader information on close");
-                }
             }
+            _ => self.inner.driver.resign().await,
         }
-        self.inner.driver.resign().await
     }
 
     async fn confirm(&self, component: &ComponentId, grant: &LeaderGrant, address: &str) -> Result<()> {
@@ -342,13 +338,13 @@ impl LeaderElectionService {
             .driver
             .publish_leader_information(&grant.fence, component, &info);
         crate::metrics::fenced_write("publish_leader", publish).await?;
-        // Guard the record for the rest of the term.
-        let records = self.inner.backend.watch_leader_record(component).await?;
+        // Guard the record for the rest of the term. The guard's watch starts with the
+        // record as it is then, so a change made before it is set up is repaired too;
+        // confirming does not wait for it.
         let task = tokio::spawn(guard_record(
             Arc::downgrade(&self.inner),
             component.clone(),
             grant.session_id,
-            records,
         ));
         let mut s = self.inner.lock();
         let still_current = s.current.as_ref().map(|g| g.session_id) == Some(grant.session_id);
@@ -411,15 +407,37 @@ async fn run_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Election
     }
 }
 
+/// Whether `component` is still confirmed in the term `session`.
+fn still_confirmed(inner: &Inner, component: &ComponentId, session: LeaderSessionId) -> bool {
+    let s = inner.lock();
+    s.current.as_ref().is_some_and(|g| g.session_id == session)
+        && s.components.get(component).is_some_and(|c| c.confirmed.is_some())
+}
+
+/// Back-off between attempts to start the watch of a confirmed record.
+const GUARD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Follows the published record of a confirmed `component` during the term `session`
 /// and writes the confirmed information back whenever the record differs from it
-/// (changed, corrupted or deleted from outside).
-async fn guard_record(
-    inner: Weak<Inner>,
-    component: ComponentId,
-    session: LeaderSessionId,
-    mut records: crate::driver::LeaderRecordStream,
-) {
+/// (changed, corrupted or deleted from outside). Starting the watch is retried while
+/// the component stays confirmed.
+async fn guard_record(inner: Weak<Inner>, component: ComponentId, session: LeaderSessionId) {
+    let mut records = loop {
+        let backend = {
+            let Some(inner) = inner.upgrade() else { return };
+            if !still_confirmed(&inner, &component, session) {
+                return;
+            }
+            inner.backend.clone()
+        };
+        match backend.watch_leader_record(&component).await {
+            Ok(records) => break records,
+            Err(e) => {
+                tracing::warn!(%component, error = %e, "could not watch the published leader information; retrying");
+                tokio::time::sleep(GUARD_RETRY).await;
+            }
+        }
+    };
     while let Some(record) = records.next().await {
         let Some(inner) = inner.upgrade() else { return };
         let seen = decode_lenient(&component, record.as_ref());

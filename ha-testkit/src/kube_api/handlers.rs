@@ -717,8 +717,8 @@ fn start_watch(shared: &Shared, target: &Target, query: &str) -> Response<Body> 
             Some(v) => match v.parse::<u64>() {
                 Ok(rv) if rv >= store.compacted_rv() => {
                     for e in store.events_since(rv) {
-                        if watcher.wants(e.resource, &e.namespace, &e.object) {
-                            let _ = watcher.tx.send(Event::line(e.kind, &e.object));
+                        if watcher.wants(e.resource, &e.namespace, &e.selectable) {
+                            let _ = watcher.tx.send(e.line.clone());
                         }
                     }
                     store.watchers.push(watcher);

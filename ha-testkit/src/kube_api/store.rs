@@ -51,14 +51,19 @@ impl Resource {
 
 type Key = (Resource, String, String);
 
-/// A change as watchers see it.
+/// A change as watchers see it, kept in the history in its wire form: the line is
+/// serialized once for every watcher, and keeping or evicting an event costs the same
+/// whatever the size of the object (as the API server's watch cache, an old large
+/// object does not slow down later writes).
 #[derive(Clone, Debug)]
 pub(crate) struct Event {
     pub(crate) rv: u64,
     pub(crate) resource: Resource,
     pub(crate) namespace: String,
-    pub(crate) kind: &'static str,
-    pub(crate) object: Value,
+    /// What selectors read: `{"metadata": {"name", "namespace", "labels"}}`.
+    pub(crate) selectable: Value,
+    /// The watch wire line (type and object).
+    pub(crate) line: Bytes,
 }
 
 impl Event {
@@ -148,9 +153,9 @@ impl Store {
     ) -> Value {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
+        self.record(resource, ns, kind, &object);
         self.objects
             .insert((resource, ns.to_string(), name.to_string()), object.clone());
-        self.record(resource, ns, kind, object.clone());
         object
     }
 
@@ -160,21 +165,25 @@ impl Store {
         self.rv += 1;
         // As in the API server, the DELETED event carries the deletion's revision.
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.record(resource, ns, "DELETED", object.clone());
+        self.record(resource, ns, "DELETED", &object);
         Some(object)
     }
 
-    fn record(&mut self, resource: Resource, ns: &str, kind: &'static str, object: Value) {
+    fn record(&mut self, resource: Resource, ns: &str, kind: &'static str, object: &Value) {
+        let meta = &object["metadata"];
         let event = Event {
             rv: self.rv,
             resource,
             namespace: ns.to_string(),
-            kind,
-            object,
+            selectable: json!({"metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "labels": meta["labels"],
+            }}),
+            line: Event::line(kind, object),
         };
-        let line = Event::line(kind, &event.object);
         self.watchers
-            .retain(|w| !w.wants(resource, ns, &event.object) || w.tx.send(line.clone()).is_ok());
+            .retain(|w| !w.wants(resource, ns, &event.selectable) || w.tx.send(event.line.clone()).is_ok());
         self.history.push_back(event);
         while self.history.len() > self.history_cap {
             if let Some(old) = self.history.pop_front() {
@@ -193,5 +202,48 @@ impl Store {
         let n = self.watchers.len();
         self.watchers.clear();
         n
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The history keeps the wire line of each change and what selectors read: a
+    /// watch replayed from an old version gets exactly the matching changes, whole.
+    #[test]
+    fn history_replays_matching_changes_in_wire_form() {
+        let mut store = Store::new(10);
+        let big: String = "x".repeat(10_000);
+        let cm = |name: &str, app: &str| json!({"metadata": {"name": name, "namespace": "ns", "labels": {"app": app}}, "data": {"k": big}});
+        let start = store.current_rv();
+        store.put(Resource::ConfigMaps, "ns", "a", cm("a", "one"), "ADDED");
+        store.put(Resource::ConfigMaps, "ns", "b", cm("b", "two"), "ADDED");
+        store.remove(Resource::ConfigMaps, "ns", "a");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let watcher = Watcher {
+            resource: Resource::ConfigMaps,
+            namespace: Some("ns".into()),
+            labels: Selector::parse("app=one").unwrap(),
+            fields: Selector::parse("").unwrap(),
+            tx,
+        };
+        let lines: Vec<Value> = store
+            .events_since(start)
+            .filter(|e| watcher.wants(e.resource, &e.namespace, &e.selectable))
+            .map(|e| serde_json::from_slice(&e.line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["type"], "ADDED");
+        assert_eq!(lines[1]["type"], "DELETED");
+        assert_eq!(lines[0]["object"]["data"]["k"].as_str().map(str::len), Some(10_000));
+        assert_eq!(lines[1]["object"]["metadata"]["name"], "a");
+        // Evicted beyond the cap: a watch from before is told it is too old.
+        for i in 0..20 {
+            store.put(Resource::ConfigMaps, "ns", "c", cm("c", &i.to_string()), "MODIFIED");
+        }
+        assert!(store.compacted_rv() > start);
+        assert_eq!(store.events_since(start).count(), 10);
     }
 }
