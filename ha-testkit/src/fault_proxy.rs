@@ -13,6 +13,9 @@
 //!   the held connection stays open to the server after the client gives up, until the
 //!   server replies, and the start of that reply is kept ([`held_reply`](FaultProxy::held_reply)).
 //!
+//! [`client_sends`](FaultProxy::client_sends) tells when clients sent bytes, e.g. to
+//! see how often a client keeps its session alive.
+//!
 //! The proxy stops when dropped.
 
 use std::net::SocketAddr;
@@ -56,12 +59,16 @@ struct Hold {
     reply: Mutex<Option<Vec<u8>>>,
 }
 
+/// Most client sends remembered (the oldest are dropped).
+const SENDS_KEPT: usize = 4096;
+
 /// A fault-injecting TCP proxy. See the module docs.
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
     condition: Arc<watch::Sender<Condition>>,
     hold: Arc<Hold>,
+    sends: Arc<Mutex<std::collections::VecDeque<Instant>>>,
     /// Bumped by `cut`: connections opened under an older generation close.
     generation: watch::Sender<u64>,
     accept: JoinHandle<()>,
@@ -77,9 +84,11 @@ impl FaultProxy {
         let cond_rx = condition.subscribe();
         let gen_rx = generation.subscribe();
         let hold = Arc::new(Hold::default());
+        let sends = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let shared = Shared {
             condition: condition.clone(),
             hold: hold.clone(),
+            sends: sends.clone(),
         };
         let accept = tokio::spawn(async move {
             loop {
@@ -102,6 +111,7 @@ impl FaultProxy {
             addr,
             condition,
             hold,
+            sends,
             generation,
             accept,
         })
@@ -168,6 +178,12 @@ impl FaultProxy {
     pub fn held_reply(&self) -> Option<Vec<u8>> {
         lock(&self.hold.reply).clone()
     }
+
+    /// When clients sent bytes through the proxy (one instant per chunk read, oldest
+    /// first; the latest few thousand).
+    pub fn client_sends(&self) -> Vec<Instant> {
+        lock(&self.sends).iter().copied().collect()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,6 +195,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Shared {
     condition: Arc<watch::Sender<Condition>>,
     hold: Arc<Hold>,
+    sends: Arc<Mutex<std::collections::VecDeque<Instant>>>,
 }
 
 impl Drop for FaultProxy {
@@ -252,6 +269,13 @@ impl Side<'_> {
     fn saw(&self, chunk: &[u8]) {
         match *self {
             Side::Client(shared, held) => {
+                {
+                    let mut sends = lock(&shared.sends);
+                    if sends.len() == SENDS_KEPT {
+                        sends.pop_front();
+                    }
+                    sends.push_back(Instant::now());
+                }
                 let mut trigger = lock(&shared.hold.trigger);
                 if trigger.is_some_and(|t| t(chunk)) {
                     *trigger = None;

@@ -532,3 +532,52 @@ async fn follower_cut(tolerate_suspended_connections: bool) {
     .await;
     drop((sa, a));
 }
+
+/// A leader's client touches its session (renewals and keep-alive pings) no more often
+/// than it needs: every packet pushes the server's expiry of a crashed leader later.
+/// The Java client pings after a third of the session timeout of silence; the leader
+/// renews every quarter. With a 2 s session, the largest silence between two sends of
+/// an idle leader must be at least 0.22 × the session timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_leader_does_not_touch_its_session_more_often_than_needed() {
+    common::init_tracing();
+    let zk = ZooKeeperServer::start().expect("start ZooKeeper");
+    let proxy = FaultProxy::start(zk.client_addr(0).expect("member 0"))
+        .await
+        .expect("proxy");
+    let session = Duration::from_secs(2);
+    let cluster = Cluster::new("keepalive");
+    let (backend, services) = cluster
+        .process(common::config(&proxy.addr().to_string(), session))
+        .await;
+    assert_eq!(backend.negotiated_session_timeout().await, Some(session));
+    let svc = services.leader_election_service(DEFAULT_ELECTION_GROUP).await.unwrap();
+    let mut election = svc.register(ComponentId::new("dispatcher").unwrap()).unwrap();
+    let grant = election.granted().await.unwrap();
+    election.confirm(&grant, "addr").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let from = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let to = std::time::Instant::now();
+    let sends: Vec<_> = proxy
+        .client_sends()
+        .into_iter()
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    assert!(
+        sends.len() >= 4,
+        "an idle leader still renews: {} sends in 4 s",
+        sends.len()
+    );
+    let largest = sends.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    tracing::info!(?largest, sends = sends.len(), "an idle leader's sends in 4 s");
+    assert!(
+        largest >= session.mul_f64(0.22),
+        "the largest silence between an idle leader's sends was {largest:?} over {} sends in 4 s, \
+         under 0.22 × the {session:?} session timeout: a crashed leader's session outlives it longer than needed",
+        sends.len()
+    );
+    assert!(election.current().is_some(), "still leading");
+    svc.close().await.unwrap();
+    services.close().await.unwrap();
+}
