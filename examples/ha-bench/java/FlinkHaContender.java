@@ -4,8 +4,9 @@
 // Args: <zookeeper|kubernetes> <quorum|kubeconfig-file> <cluster-id> <ttl-ms> <id> <contender|retriever>
 // Services: HighAvailabilityServicesUtils.createAvailableOrEmbeddedServices, as a
 // JobManager creates them. The contender confirms the address "bench://<id>" on grant.
-// Prints: "READY" once started; contender: "LEADER <address>" when the confirmation
-// completed, "NOT_LEADER" on revocation; retriever: "ADDR <address>" on each notified
+// Prints: "READY" once started; contender: "GRANTED <address>" when granted (before it
+// confirms), "LEADER <address>" when the confirmation completed, "NOT_LEADER" on
+// revocation; retriever: "ADDR <address>" on each notified
 // leader. Reads "close" on stdin: closes the election and the services (graceful
 // hand-over), prints "CLOSED". A crash is SIGKILL from the driver.
 
@@ -91,6 +92,7 @@ public final class FlinkHaContender {
             election.startLeaderElection(new LeaderContender() {
                 @Override
                 public void grantLeadership(UUID sessionId) {
+                    say("GRANTED " + address);
                     holder[0].confirmLeadershipAsync(sessionId, address)
                             .thenRun(() -> say("LEADER " + address));
                 }

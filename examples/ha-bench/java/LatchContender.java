@@ -4,9 +4,10 @@
 // Prints: "SESSION <negotiated-ms>", "READY" once queued in the latch, "LEADER" when
 // granted. Reads "close" on stdin: closes the latch and the client (graceful hand-over).
 // A crash is SIGKILL from the driver: the session then ends only by timeout.
-// With "publish", a granted contender first writes its address with a fresh term id to
-// "<latch-path>-leader" in a transaction that checks its own latch node (as Flink's HA
-// does on top of LeaderLatch): the work ha-rs's confirm does after a grant.
+// With "publish", a granted contender says "GRANTED", then writes its address with a
+// fresh term id to "<latch-path>-leader" in a transaction that checks its own latch node
+// (as Flink's HA does on top of LeaderLatch), the work ha-rs's confirm does after a
+// grant, and only then says "LEADER".
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -62,6 +63,7 @@ public final class LatchContender {
             @Override
             public void isLeader() {
                 if (publish) {
+                    say("GRANTED");
                     byte[] info = ("bench://" + id + " " + UUID.randomUUID()).getBytes(StandardCharsets.UTF_8);
                     try {
                         client.transaction().forOperations(

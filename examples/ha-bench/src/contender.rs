@@ -41,6 +41,7 @@ async fn lead(ha: &HaServices, election: &mut LeaderElection, me: &str, mut jobs
     loop {
         let grant = election.granted().await?;
         tracing::debug!(me, "granted");
+        say(&format!("GRANTED {me}"));
         election.confirm(&grant, me).await?;
         tracing::debug!(me, "confirmed");
         if jobs > 0 {

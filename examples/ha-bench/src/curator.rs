@@ -4,13 +4,11 @@
 //! and client close; crash = SIGKILL of the leader's JVM.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::Command;
 
-use crate::handover::QUEUE_SETTLE;
+use crate::procs::{self, Proc};
 use crate::{BoxResult, Budget};
 
 const SOURCE: &str = include_str!("../java/LatchContender.java");
@@ -67,12 +65,10 @@ pub(crate) async fn compile() -> BoxResult<Compiled> {
     Ok(Compiled { _dir: dir, classpath })
 }
 
-/// One contender JVM.
+/// One contender JVM, driven like every contender process ([`procs::Proc`]), with
+/// the session timeout its client negotiated.
 struct Contender {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    /// Lines read while waiting for another one (`LEADER` may precede `READY`).
-    pending: Vec<String>,
+    proc: Proc,
     session_ms: u64,
 }
 
@@ -85,74 +81,43 @@ impl Contender {
         id: &str,
         publish: bool,
     ) -> BoxResult<Self> {
-        let mut child = Command::new("java")
-            .args([
-                "-Xmx64m",
-                "-XX:TieredStopAtLevel=1",
-                "-cp",
-                &cp.classpath,
-                "LatchContender",
-            ])
-            .args([connect, path, &session.as_millis().to_string(), id])
-            .args(publish.then_some("publish"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut c = Self {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            pending: Vec::new(),
-            session_ms: 0,
-        };
-        let session_line = c.expect("SESSION", Duration::from_secs(60)).await?;
-        c.session_ms = session_line
+        let mut cmd = Command::new("java");
+        cmd.args([
+            "-Xmx64m",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            &cp.classpath,
+            "LatchContender",
+        ])
+        .args([connect, path, &session.as_millis().to_string(), id])
+        .args(publish.then_some("publish"));
+        let mut proc = Proc::spawn(cmd, &format!("curator contender {id}"))?;
+        let session_line = proc.expect("SESSION", Duration::from_secs(60)).await?;
+        let session_ms = session_line
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or("bad SESSION line")?;
-        c.expect("READY", Duration::from_secs(30)).await?;
-        Ok(c)
-    }
-
-    /// Returns the first unconsumed line starting with `word`, reading on if needed.
-    async fn expect(&mut self, word: &str, limit: Duration) -> BoxResult<String> {
-        if let Some(i) = self.pending.iter().position(|l| l.starts_with(word)) {
-            return Ok(self.pending.remove(i));
-        }
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
-                .await
-                .map_err(|_| format!("curator contender: no {word} in {limit:?}"))??
-                .ok_or_else(|| format!("curator contender exited before {word}"))?;
-            if line.starts_with(word) {
-                return Ok(line);
-            }
-            self.pending.push(line);
-        }
-    }
-
-    async fn close(&mut self) -> BoxResult<()> {
-        let stdin = self.child.stdin.as_mut().ok_or("no stdin")?;
-        stdin.write_all(b"close\n").await?;
-        stdin.flush().await?;
-        Ok(())
+        proc.expect("READY", Duration::from_secs(30)).await?;
+        Ok(Self { proc, session_ms })
     }
 }
 
 /// Results of one scenario: hand-over durations and the negotiated session timeout.
 pub(crate) struct Samples {
+    /// Leader gone → the next contender granted (`GRANTED` of the publishing variant,
+    /// else `LEADER`).
+    pub(crate) granted: Vec<Duration>,
+    /// Leader gone → the next contender says `LEADER` (after publishing, if it does).
     pub(crate) durations: Vec<Duration>,
     pub(crate) session: Duration,
 }
 
 /// Up to `runs` hand-overs within `budget` on a fresh latch path. Each run replaces
-/// the leader with the queued follower and queues a new JVM behind it. With `publish`,
-/// a granted contender publishes its address (fenced by its latch node) before it says
-/// `LEADER`.
+/// the leader with the queued follower and queues a new JVM behind it; the leader goes
+/// after the same pause as every other system's ([`procs::pause`]). With `publish`, a
+/// granted contender says `GRANTED`, then publishes its address (fenced by its latch
+/// node) before it says `LEADER`.
 pub(crate) async fn measure(
     cp: &Compiled,
     connect: &str,
@@ -165,36 +130,37 @@ pub(crate) async fn measure(
     let path = format!("/ha-bench-curator/{}", ha_core::ClusterId::random("latch"));
     let limit = session * 10 + Duration::from_secs(10);
     let mut leader = Contender::spawn(cp, connect, &path, session, "c0", publish).await?;
-    leader.expect("LEADER", limit).await?;
+    leader.proc.expect("LEADER", limit).await?;
     let mut follower = Contender::spawn(cp, connect, &path, session, "c1", publish).await?;
     let negotiated = Duration::from_millis(leader.session_ms);
-    let mut durations = Vec::with_capacity(runs);
+    let mut out = Samples {
+        granted: Vec::with_capacity(runs),
+        durations: Vec::with_capacity(runs),
+        session: negotiated,
+    };
     for i in 0..runs {
-        if budget.exhausted() && !durations.is_empty() {
+        if budget.exhausted() && !out.durations.is_empty() {
             break;
         }
-        tokio::time::sleep(QUEUE_SETTLE).await;
+        tokio::time::sleep(procs::pause(crash, negotiated)).await;
         let start = Instant::now();
         if crash {
-            leader.child.start_kill()?;
+            leader.proc.child.start_kill()?;
         } else {
-            leader.close().await?;
+            leader.proc.close().await?;
         }
-        follower.expect("LEADER", limit).await?;
-        durations.push(start.elapsed());
+        let (confirmed, _) = follower.proc.expect_at("LEADER", limit).await?;
+        let granted = follower.proc.take_read("GRANTED").unwrap_or(confirmed);
+        out.granted.push(granted - start);
+        out.durations.push(confirmed - start);
         if !crash {
-            let _ = leader.expect("CLOSED", Duration::from_secs(10)).await;
+            let _ = leader.proc.expect("CLOSED", Duration::from_secs(10)).await;
         }
-        let _ = leader.child.kill().await;
+        let _ = leader.proc.child.kill().await;
         leader = follower;
         follower = Contender::spawn(cp, connect, &path, session, &format!("c{}", i + 2), publish).await?;
     }
-    leader.close().await?;
-    follower.close().await?;
-    let _ = leader.child.wait().await;
-    let _ = follower.child.wait().await;
-    Ok(Samples {
-        durations,
-        session: negotiated,
-    })
+    leader.proc.shutdown().await;
+    follower.proc.shutdown().await;
+    Ok(out)
 }

@@ -74,6 +74,7 @@ pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role,
             if let Some(key) = won.and_then(|w| w.leader().cloned()) {
                 tracing::debug!(me, "campaign won");
                 if proclaim {
+                    contender::say(&format!("GRANTED {me}"));
                     let term = ha_core::LeaderSessionId::random();
                     let options = ProclaimOptions::new().with_leader(key.clone());
                     client.proclaim(format!("{me} {term}"), Some(options)).await?;

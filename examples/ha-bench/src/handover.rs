@@ -5,14 +5,16 @@ use std::time::{Duration, Instant};
 
 use ha_core::{ClusterId, ComponentId, DEFAULT_ELECTION_GROUP};
 
+use crate::procs::Samples;
 use crate::systems::{Endpoints, Kind};
 use crate::{BoxResult, Budget};
 
 /// How long the follower is given to be queued before the leader goes away.
 pub(crate) const QUEUE_SETTLE: Duration = Duration::from_millis(100);
 
-/// One hand-over: `crash` picks the scenario. Returns leader gone → follower granted.
-async fn once(endpoints: &Endpoints, kind: Kind, crash: bool) -> BoxResult<Duration> {
+/// One hand-over: `crash` picks the scenario. Returns leader gone → follower granted,
+/// and → follower granted and confirmed.
+async fn once(endpoints: &Endpoints, kind: Kind, crash: bool) -> BoxResult<(Duration, Duration)> {
     let cluster = ClusterId::random("bench-handover");
     let component = ComponentId::new("dispatcher")?;
     let limit = endpoints.ttl() * 10 + Duration::from_secs(10);
@@ -37,28 +39,32 @@ async fn once(endpoints: &Endpoints, kind: Kind, crash: bool) -> BoxResult<Durat
     } else {
         svc_a.close().await?;
     }
-    tokio::time::timeout(limit, eb.granted()).await??;
-    let elapsed = start.elapsed();
+    let grant = tokio::time::timeout(limit, eb.granted()).await??;
+    let granted = start.elapsed();
+    eb.confirm(&grant, "bench://b").await?;
+    let confirmed = start.elapsed();
 
     svc_b.close().await?;
     b.cleanup().await;
-    Ok(elapsed)
+    Ok((granted, confirmed))
 }
 
-/// Up to `runs` hand-overs within `budget`.
+/// Up to `runs` hand-overs within `budget` (no retriever: one process).
 pub(crate) async fn measure(
     endpoints: &Endpoints,
     kind: Kind,
     crash: bool,
     runs: usize,
     budget: Budget,
-) -> BoxResult<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(runs);
+) -> BoxResult<Samples> {
+    let mut samples = Samples::default();
     for _ in 0..runs {
-        if budget.exhausted() && !samples.is_empty() {
+        if budget.exhausted() && !samples.granted.is_empty() {
             break;
         }
-        samples.push(once(endpoints, kind, crash).await?);
+        let (granted, confirmed) = once(endpoints, kind, crash).await?;
+        samples.granted.push(granted);
+        samples.confirmed.push(confirmed);
     }
     Ok(samples)
 }

@@ -319,12 +319,8 @@ async fn run(opts: &Opts) -> BoxResult<()> {
         if opts.only.contains(&Section::Handover) {
             let ours = if kind == Kind::Embedded {
                 // One process by nature: the embedded backend lives in its process.
-                handovers(&mut report, b, ttl, &plan, |crash, runs, budget| async move {
-                    let granted = handover::measure(e, kind, crash, runs, budget).await?;
-                    Ok(procs::Samples {
-                        granted,
-                        retrieved: Vec::new(),
-                    })
+                handovers(&mut report, b, ttl, &plan, |crash, runs, budget| {
+                    handover::measure(e, kind, crash, runs, budget)
                 })
                 .await
             } else {
@@ -443,9 +439,15 @@ async fn measure_failover(report: &mut Report, e: &Endpoints, kind: Kind, jobs: 
 #[derive(Default)]
 struct Handovers {
     system: String,
+    /// Leader closed → another contender granted (before it confirms, where that is a
+    /// step of its own).
+    graceful_granted: Option<Measurement>,
+    /// Leader closed → another contender granted and confirmed.
     graceful: Option<Measurement>,
     /// Leader closed → a separate retriever sees the new leader (where measured).
     graceful_retrieved: Option<Measurement>,
+    /// Leader killed → another contender granted.
+    crash_granted: Option<Measurement>,
     /// Raw crash hand-over and the same minus the session timeout / TTL.
     crash: Option<(Measurement, Measurement)>,
     /// Leader killed → a separate retriever sees the new leader (where measured).
@@ -462,27 +464,26 @@ where
         system: system.to_string(),
         ..Handovers::default()
     };
-    let retrieved = |report: &mut Report, name: &str, s: &procs::Samples| {
-        (!s.retrieved.is_empty()).then(|| {
-            let m = Measurement::from_durations(system, name, &s.retrieved).with("ttl_ms", ttl.as_millis() as u64);
+    let push = |report: &mut Report, name: &str, samples: &[Duration]| {
+        (!samples.is_empty()).then(|| {
+            let m = Measurement::from_durations(system, name, samples).with("ttl_ms", ttl.as_millis() as u64);
             report.push(m.clone());
             m
         })
     };
     match f(false, plan.handover_runs, Budget::new(plan.budget)).await {
         Ok(s) => {
-            let m = Measurement::from_durations(system, "graceful_handover", &s.granted)
-                .with("ttl_ms", ttl.as_millis() as u64);
-            report.push(m.clone());
-            out.graceful = Some(m);
-            out.graceful_retrieved = retrieved(report, "graceful_handover_retrieved", &s);
+            out.graceful_granted = push(report, "graceful_handover_granted", &s.granted);
+            out.graceful = push(report, "graceful_handover", &s.confirmed);
+            out.graceful_retrieved = push(report, "graceful_handover_retrieved", &s.retrieved);
         }
         Err(err) => report.failed(system, "graceful_handover", &err.to_string()),
     }
     match f(true, plan.crash_runs, Budget::new(plan.budget)).await {
         Ok(s) => {
-            out.crash = Some(push_crash(report, system, &s.granted, ttl));
-            out.crash_retrieved = retrieved(report, "crash_handover_retrieved", &s);
+            out.crash_granted = push(report, "crash_handover_granted", &s.granted);
+            out.crash = Some(push_crash(report, system, &s.confirmed, ttl));
+            out.crash_retrieved = push(report, "crash_handover_retrieved", &s.retrieved);
         }
         Err(err) => report.failed(system, "crash_handover", &err.to_string()),
     }
@@ -559,6 +560,9 @@ async fn curator_handovers(
     .await
     {
         Ok(s) => {
+            let m = Measurement::from_durations(system, "graceful_handover_granted", &s.granted);
+            report.push(m.clone());
+            out.graceful_granted = Some(m);
             let m = Measurement::from_durations(system, "graceful_handover", &s.durations);
             report.push(m.clone());
             out.graceful = Some(m);
@@ -577,14 +581,20 @@ async fn curator_handovers(
     .await
     {
         // Subtract what the server granted, as for ha-rs.
-        Ok(s) => out.crash = Some(push_crash(report, system, &s.durations, s.session)),
+        Ok(s) => {
+            let m = Measurement::from_durations(system, "crash_handover_granted", &s.granted);
+            report.push(m.clone());
+            out.crash_granted = Some(m);
+            out.crash = Some(push_crash(report, system, &s.durations, s.session));
+        }
         Err(err) => report.failed(system, "crash_handover", &err.to_string()),
     }
     out
 }
 
 /// ha-rs vs a peer on the same server: ratio = ha-rs median / peer median, for the
-/// graceful and crash hand-over, granted and (where both measure it) retrieved. The
+/// graceful and crash hand-over, granted, granted and confirmed, and (where both
+/// measure it) retrieved. The
 /// crash ratio compares whole crash hand-overs (same TTL on both sides): the part beyond
 /// the TTL can be near zero or negative (a session expires a TTL after its last
 /// renewal, which precedes the crash), so a ratio of it says little; both are listed.
@@ -597,6 +607,11 @@ fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: 
             report.push(m.with("peer_median", p.median).with("peer_p90", p.p90));
         }
     };
+    compare(
+        "graceful_granted_vs_peer",
+        &ours.graceful_granted,
+        &peer.graceful_granted,
+    );
     compare("graceful_handover_vs_peer", &ours.graceful, &peer.graceful);
     compare(
         "graceful_retrieved_vs_peer",
@@ -608,6 +623,7 @@ fn report_ratios(report: &mut Report, ours: &Handovers, peer: &Handovers, kind: 
         &ours.crash.as_ref().map(|c| c.0.clone()),
         &peer.crash.as_ref().map(|c| c.0.clone()),
     );
+    compare("crash_granted_vs_peer", &ours.crash_granted, &peer.crash_granted);
     compare("crash_retrieved_vs_peer", &ours.crash_retrieved, &peer.crash_retrieved);
 }
 

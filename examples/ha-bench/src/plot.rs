@@ -1,6 +1,7 @@
 //! `--plot out.svg`: the run at a glance (plotters, SVG backend): hand-over
-//! distributions per system and backend (graceful and crash, granted and retrieved;
-//! every sample a dot, the median a bar), and failover time by number of jobs.
+//! distributions per system and backend (graceful and crash; granted, confirmed and
+//! retrieved; every sample a dot, the median a bar), and failover time by number of
+//! jobs.
 
 use std::path::Path;
 
@@ -143,13 +144,18 @@ pub(crate) fn draw(path: &Path, ms: &[Measurement], title: &str) -> BoxResult<()
     let graceful = rows(
         ms,
         &[
-            ("graceful_handover", "granted"),
+            ("graceful_handover_granted", "granted"),
+            ("graceful_handover", "confirmed"),
             ("graceful_handover_retrieved", "retrieved"),
         ],
     );
     let crash = rows(
         ms,
-        &[("crash_handover", "granted"), ("crash_handover_retrieved", "retrieved")],
+        // Granted and confirmed differ by milliseconds here: one of them suffices.
+        &[
+            ("crash_handover", "confirmed"),
+            ("crash_handover_retrieved", "retrieved"),
+        ],
     );
     let height = 120 + 22 * (graceful.len() + crash.len()) as u32 + 420;
     let root = SVGBackend::new(path, (1100, height)).into_drawing_area();

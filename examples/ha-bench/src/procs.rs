@@ -5,8 +5,10 @@
 //! line), and → a separate retriever process sees the new leader's address (`ADDR`).
 //!
 //! Line protocol of every contender program (ha-rs, Curator, Flink): `READY` once
-//! started, `LEADER <address>` once granted and confirmed, `ADDR <address>` (retriever)
-//! for each published leader, `CLOSED` after `close` on stdin.
+//! started, `GRANTED <address>` once granted where confirming is a step of its own,
+//! `LEADER <address>` once granted and confirmed, `ADDR <address>` (retriever) for each
+//! published leader, `CLOSED` after `close` on stdin. A program without `GRANTED`
+//! (its grant is its confirmation) is granted at `LEADER`.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -44,8 +46,9 @@ pub(crate) fn address(id: &str) -> String {
 pub(crate) struct Proc {
     pub(crate) child: Child,
     lines: Lines<BufReader<ChildStdout>>,
-    /// Lines read while waiting for another one (`LEADER` may precede `READY`).
-    pending: Vec<String>,
+    /// Lines read while waiting for another one (`LEADER` may precede `READY`), with
+    /// when they were read.
+    pending: Vec<(Instant, String)>,
     what: String,
 }
 
@@ -71,8 +74,13 @@ impl Proc {
     /// Returns the first unconsumed line equal to `line` or starting with `line` and a
     /// space, reading on if needed.
     pub(crate) async fn expect(&mut self, line: &str, limit: Duration) -> BoxResult<String> {
+        Ok(self.expect_at(line, limit).await?.1)
+    }
+
+    /// [`expect`](Self::expect), with when the line was read.
+    pub(crate) async fn expect_at(&mut self, line: &str, limit: Duration) -> BoxResult<(Instant, String)> {
         let matches = |l: &str| l == line || l.strip_prefix(line).is_some_and(|r| r.starts_with(' '));
-        if let Some(i) = self.pending.iter().position(|l| matches(l)) {
+        if let Some(i) = self.pending.iter().position(|(_, l)| matches(l)) {
             return Ok(self.pending.remove(i));
         }
         let deadline = tokio::time::Instant::now() + limit;
@@ -84,11 +92,18 @@ impl Proc {
             if l.starts_with("FATAL") || l.starts_with("ERROR") {
                 return Err(format!("{}: {l}", self.what).into());
             }
+            let at = Instant::now();
             if matches(&l) {
-                return Ok(l);
+                return Ok((at, l));
             }
-            self.pending.push(l);
+            self.pending.push((at, l));
         }
+    }
+
+    /// When an unconsumed line equal to `line` was read, consuming it (no reading on).
+    pub(crate) fn take_read(&mut self, line: &str) -> Option<Instant> {
+        let i = self.pending.iter().position(|(_, l)| l == line)?;
+        Some(self.pending.remove(i).0)
     }
 
     /// Asks the process to close its services (graceful).
@@ -110,8 +125,10 @@ impl Proc {
 /// Hand-over samples of one scenario.
 #[derive(Default)]
 pub(crate) struct Samples {
-    /// Leader gone → another contender granted and confirmed.
+    /// Leader gone → another contender granted (`GRANTED`, or `LEADER` without it).
     pub(crate) granted: Vec<Duration>,
+    /// Leader gone → another contender granted and confirmed (`LEADER`).
+    pub(crate) confirmed: Vec<Duration>,
     /// Leader gone → the retriever process sees the new leader's address.
     pub(crate) retrieved: Vec<Duration>,
 }
@@ -124,6 +141,16 @@ fn jitter(max: Duration) -> Duration {
     h.write_u64(0);
     let nanos = max.as_nanos().max(1) as u64;
     Duration::from_nanos(h.finish() % nanos)
+}
+
+/// How long to wait before the leader goes: the settle period, plus for a crash a
+/// random part of `ttl` (so that the crash falls anywhere between two renewals).
+pub(crate) fn pause(crash: bool, ttl: Duration) -> Duration {
+    if crash {
+        SETTLE + jitter(ttl)
+    } else {
+        SETTLE
+    }
 }
 
 /// Up to `runs` hand-overs within `budget`. `spawn(id, role)` makes the command of one
@@ -149,8 +176,7 @@ pub(crate) async fn measure(
         if budget.exhausted() && !out.granted.is_empty() {
             break;
         }
-        let pause = if crash { SETTLE + jitter(ttl) } else { SETTLE };
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause(crash, ttl)).await;
         let start = Instant::now();
         tracing::debug!(run = i, crash, "leader goes");
         if crash {
@@ -162,19 +188,22 @@ pub(crate) async fn measure(
         // Both processes are read at once, so each line is timed when it arrives (a
         // retriever that sees the address before the contender says LEADER is not
         // timed at the LEADER line).
-        let (granted, retrieved) = tokio::join!(
+        let (leader_lines, retrieved) = tokio::join!(
             async {
-                follower.expect(&format!("LEADER {next}"), limit).await?;
-                tracing::debug!(run = i, elapsed = ?start.elapsed(), "new leader seen");
-                BoxResult::Ok(start.elapsed())
+                let (confirmed, _) = follower.expect_at(&format!("LEADER {next}"), limit).await?;
+                let granted = follower.take_read(&format!("GRANTED {next}")).unwrap_or(confirmed);
+                tracing::debug!(run = i, elapsed = ?(confirmed - start), "new leader seen");
+                BoxResult::Ok((granted - start, confirmed - start))
             },
             async {
-                retriever.expect(&format!("ADDR {next}"), limit).await?;
-                tracing::debug!(run = i, elapsed = ?start.elapsed(), "new address seen");
-                BoxResult::Ok(start.elapsed())
+                let (seen, _) = retriever.expect_at(&format!("ADDR {next}"), limit).await?;
+                tracing::debug!(run = i, elapsed = ?(seen - start), "new address seen");
+                BoxResult::Ok(seen - start)
             },
         );
-        out.granted.push(granted?);
+        let (granted, confirmed) = leader_lines?;
+        out.granted.push(granted);
+        out.confirmed.push(confirmed);
         out.retrieved.push(retrieved?);
         if !crash {
             let _ = leader.expect("CLOSED", Duration::from_secs(10)).await;

@@ -73,7 +73,9 @@ fn quick_run_reports_every_measurement() {
     }
 
     let every_backend = [
+        "graceful_handover_granted",
         "graceful_handover",
+        "crash_handover_granted",
         "crash_handover",
         "crash_handover_minus_ttl",
         "fenced_pointer_write",
@@ -137,10 +139,27 @@ fn quick_run_reports_every_measurement() {
         assert!(stderr.contains("Flink peer skipped"), "no skip message:\n{stderr}");
     }
     for peer in peers {
-        expected.extend(["graceful_handover", "crash_handover", "crash_handover_minus_ttl"].map(|n| (peer, n)));
+        expected.extend(
+            [
+                "graceful_handover_granted",
+                "graceful_handover",
+                "crash_handover_granted",
+                "crash_handover",
+                "crash_handover_minus_ttl",
+            ]
+            .map(|n| (peer, n)),
+        );
     }
     for b in ["zookeeper", "etcd"] {
-        expected.extend(["graceful_handover_vs_peer", "crash_handover_vs_peer"].map(|n| (b, n)));
+        expected.extend(
+            [
+                "graceful_granted_vs_peer",
+                "graceful_handover_vs_peer",
+                "crash_granted_vs_peer",
+                "crash_handover_vs_peer",
+            ]
+            .map(|n| (b, n)),
+        );
     }
     for (backend, name) in expected {
         assert!(
