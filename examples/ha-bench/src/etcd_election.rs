@@ -4,10 +4,11 @@
 //! campaign is a confirmed leader; the retriever observes the election. Graceful =
 //! resign and revoke the lease; crash = SIGKILL (the lease expires after its TTL).
 //!
-//! With `proclaim`, a contender that won also proclaims its address with a fresh term
-//! id (a write fenced by its leader key) before it says `LEADER`: the work ha-rs's
-//! `confirm` does after a grant, which the plain peer does not need since its campaign
-//! value was written before it led.
+//! With `proclaim`, a contender campaigns with a value that is not its address and, once
+//! it won, proclaims its address with a fresh term id (a write fenced by its leader key)
+//! before it says `LEADER`: the work ha-rs's `confirm` does after a grant, which the
+//! plain peer does not need since its campaign value (its address) was written before
+//! it led.
 
 use std::time::Duration;
 
@@ -66,9 +67,17 @@ pub(crate) async fn run(endpoints: &Endpoints, name: &str, id: &str, role: Role,
             // One stdin reader for the whole process: it is polled in both waits.
             let close = contender::close_requested();
             tokio::pin!(close);
+            // The proclaiming variant publishes its address only once it won, as ha-rs
+            // does: its campaign value is not the address, so an observer cannot see it
+            // earlier.
+            let value = if proclaim {
+                format!("candidate {me}")
+            } else {
+                me.clone()
+            };
             let mut c = client.clone();
             let won = tokio::select! {
-                r = c.campaign(name, me.as_str(), lease) => Some(r?),
+                r = c.campaign(name, value.as_str(), lease) => Some(r?),
                 () = &mut close => None,
             };
             if let Some(key) = won.and_then(|w| w.leader().cloned()) {

@@ -127,7 +127,7 @@ impl Report {
     pub(crate) fn print_table(&self) {
         println!();
         println!(
-            "{:<22} {:<34} {:>5} {:>11} {:>11} {:<9} ratio",
+            "{:<27} {:<34} {:>5} {:>11} {:>11} {:<9} ratio",
             "backend", "measurement", "n", "median", "p90", "unit"
         );
         for m in &self.rows {
@@ -137,7 +137,7 @@ impl Report {
                 .map(|(r, of)| format!("{r:.2} ({of})"))
                 .unwrap_or_default();
             println!(
-                "{:<22} {:<34} {:>5} {:>11} {:>11} {:<9} {ratio}",
+                "{:<27} {:<34} {:>5} {:>11} {:>11} {:<9} {ratio}",
                 m.backend,
                 m.name,
                 m.n,
