@@ -67,7 +67,8 @@ pub struct ZooKeeperConfig {
     pub root: String,
     /// Requested session timeout.
     pub session_timeout: Duration,
-    /// Requested connection timeout.
+    /// Requested connection timeout; used up to 3/5 of the session timeout (the client
+    /// pings after 3/8 of it of silence).
     pub connection_timeout: Duration,
     /// First back-off of retried reads.
     pub retry_wait: Duration,
