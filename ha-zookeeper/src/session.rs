@@ -232,7 +232,6 @@ impl Sessions {
     }
 }
 
-/// Adds the digest credentials and the TLS settings of `config` to `connector`.
 /// The connection timeout given to the client: the configured one, at most 3/5 of the
 /// session timeout. The client pings after 3/8 of it of silence (9/40 of the session
 /// timeout at most); above 3/5 it ignores it and pings after 3/20, more than twice as
@@ -242,6 +241,7 @@ fn keepalive_connection_timeout(config: &ZooKeeperConfig) -> Duration {
     config.connection_timeout.min(config.session_timeout * 3 / 5)
 }
 
+/// Adds the digest credentials and the TLS settings of `config` to `connector`.
 fn connector_with_credentials(connector: zk::Connector, config: &ZooKeeperConfig) -> Result<zk::Connector> {
     let connector = match &config.digest_auth {
         Some(auth) => connector.with_auth("digest", auth.as_bytes()),
