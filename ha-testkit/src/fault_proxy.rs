@@ -62,13 +62,16 @@ struct Hold {
 /// Most client sends remembered (the oldest are dropped).
 const SENDS_KEPT: usize = 4096;
 
+/// When clients sent bytes, oldest first (see [`FaultProxy::client_sends`]).
+type Sends = Arc<Mutex<std::collections::VecDeque<Instant>>>;
+
 /// A fault-injecting TCP proxy. See the module docs.
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
     condition: Arc<watch::Sender<Condition>>,
     hold: Arc<Hold>,
-    sends: Arc<Mutex<std::collections::VecDeque<Instant>>>,
+    sends: Sends,
     /// Bumped by `cut`: connections opened under an older generation close.
     generation: watch::Sender<u64>,
     accept: JoinHandle<()>,
@@ -84,7 +87,7 @@ impl FaultProxy {
         let cond_rx = condition.subscribe();
         let gen_rx = generation.subscribe();
         let hold = Arc::new(Hold::default());
-        let sends = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let sends = Sends::default();
         let shared = Shared {
             condition: condition.clone(),
             hold: hold.clone(),
@@ -195,7 +198,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Shared {
     condition: Arc<watch::Sender<Condition>>,
     hold: Arc<Hold>,
-    sends: Arc<Mutex<std::collections::VecDeque<Instant>>>,
+    sends: Sends,
 }
 
 impl Drop for FaultProxy {

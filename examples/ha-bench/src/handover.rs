@@ -10,7 +10,7 @@ use crate::systems::{Endpoints, Kind};
 use crate::{BoxResult, Budget};
 
 /// How long the follower is given to be queued before the leader goes away.
-pub(crate) const QUEUE_SETTLE: Duration = Duration::from_millis(100);
+const QUEUE_SETTLE: Duration = Duration::from_millis(100);
 
 /// One hand-over: `crash` picks the scenario. Returns leader gone → follower granted,
 /// and → follower granted and confirmed.
